@@ -1,0 +1,50 @@
+//! # patientflow-ingest
+//!
+//! Sources, the simulated producer, and the medallion tables up to silver, with data quality.
+//! It knows nothing of servers: the `patientflow` binary drives it.
+//!
+//! ```text
+//!  producer ──▶ landing folder (NDJSON) ──▶ bronze/patient_events   raw bytes + source position
+//!                                              │  (exactly once: positions in the same Delta commit)
+//!                                              ▼
+//!                          silver/patient_events  ◀─ rules (silver::RULES) ─▶  silver/quarantine
+//!                                              │
+//!                                              ▼
+//!                                      ops/quality_runs   per-run, per-rule counts
+//! ```
+//!
+//! ```
+//! use patientflow_ingest::{FileSink, Ingest, Producer, QualityReport, Shape, TableRoot};
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> patientflow_ingest::Result<()> {
+//! let dir = tempfile::tempdir().unwrap();
+//! let mut sink = FileSink::new(&dir.path().join("landing"), "events", 500)?;
+//! let ledger = Producer::new(1_000, Shape::Adt).with_seed(1).run(&mut sink)?;
+//!
+//! let root = TableRoot::parse(dir.path().join("data").to_str().unwrap())?;
+//! let metrics = Ingest::new(root.clone(), dir.path().join("landing")).run().await?;
+//! assert_eq!(metrics.counts.records_in, 1_000);
+//!
+//! let report = QualityReport::load(&root).await?;
+//! assert_eq!(report.totals.quarantined, ledger.quarantined);
+//! assert_eq!(report.totals.duplicates, ledger.duplicates);
+//! # Ok(()) }
+//! ```
+
+mod bronze;
+mod error;
+mod pipeline;
+pub mod producer;
+pub mod quality;
+pub mod reference;
+pub mod silver;
+pub mod source;
+mod storage;
+pub mod tables;
+
+pub use error::{Error, Result};
+pub use pipeline::{Ingest, IngestMetrics, Progress, ProgressFn};
+pub use producer::{FileSink, Ledger, Producer, Shape, Sink};
+pub use quality::{QualityReport, ReportCounts};
+pub use reference::ReferenceData;
+pub use storage::{TableRoot, WriterLock};

@@ -1,0 +1,254 @@
+//! Orchestration: landing → bronze → silver in one resumable, exactly-once run.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono_tz::Tz;
+
+use crate::bronze::{Bronze, BronzeChunk};
+use crate::error::{Error, Result};
+use crate::quality::QualityRun;
+use crate::reference::ReferenceData;
+use crate::silver::{Counts, Silver};
+use crate::source::landing::{LandingFile, LineReader, discover};
+use crate::storage::TableRoot;
+use crate::tables::BRONZE_EVENTS;
+
+/// Progress of a running ingest, for progress bars.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Progress {
+    /// Bytes of landing files to read in this run.
+    pub bytes_total: u64,
+    /// Bytes read so far.
+    pub bytes_done: u64,
+    /// Records landed in bronze so far.
+    pub records: u64,
+}
+
+/// Callback that receives [`Progress`] after each committed batch.
+pub type ProgressFn = Arc<dyn Fn(Progress) + Send + Sync>;
+
+/// What an ingest run did.
+#[derive(Debug, Clone, Default)]
+pub struct IngestMetrics {
+    /// Landing files found.
+    pub files: usize,
+    /// Files with nothing new to read.
+    pub files_unchanged: usize,
+    /// Bytes read from landing files.
+    pub bytes_read: u64,
+    /// Bronze batches committed by this run.
+    pub bronze_batches: u64,
+    /// Bronze batches refined into silver that an earlier, interrupted run had left.
+    pub recovered_batches: u64,
+    /// Silver counts for everything refined in this run.
+    pub counts: Counts,
+    /// The quality run id these counts were recorded under.
+    pub run_id: String,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+/// Lands a file or folder of NDJSON records into bronze and refines them into silver.
+///
+/// ```
+/// # async fn demo() -> patientflow_ingest::Result<()> {
+/// use patientflow_ingest::{Ingest, TableRoot};
+/// let root = TableRoot::parse("/tmp/patientflow-doc/data")?;
+/// let landing = std::path::Path::new("/tmp/patientflow-doc/landing");
+/// std::fs::create_dir_all(landing).ok();
+/// let metrics = Ingest::new(root, landing).run().await?;
+/// assert_eq!(
+///     metrics.counts.records_in,
+///     metrics.counts.silver_rows + metrics.counts.quarantined + metrics.counts.duplicates
+/// );
+/// # Ok(()) }
+/// ```
+pub struct Ingest {
+    root: TableRoot,
+    from: PathBuf,
+    reference: Option<ReferenceData>,
+    tz: Tz,
+    batch_records: usize,
+    batch_bytes: usize,
+    progress: Option<ProgressFn>,
+}
+
+impl std::fmt::Debug for Ingest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ingest")
+            .field("root", &self.root)
+            .field("from", &self.from)
+            .field("tz", &self.tz)
+            .field("batch_records", &self.batch_records)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Ingest {
+    /// Records per bronze batch by default.
+    pub const DEFAULT_BATCH_RECORDS: usize = 131_072;
+    /// Raw bytes per bronze batch by default.
+    pub const DEFAULT_BATCH_BYTES: usize = 96 * 1024 * 1024;
+
+    /// An ingest of `from` (a landing folder or one file) into the tables under `root`.
+    pub fn new(root: TableRoot, from: impl Into<PathBuf>) -> Self {
+        Self {
+            root,
+            from: from.into(),
+            reference: None,
+            tz: Tz::UTC,
+            batch_records: Self::DEFAULT_BATCH_RECORDS,
+            batch_bytes: Self::DEFAULT_BATCH_BYTES,
+            progress: None,
+        }
+    }
+
+    /// Department reference data (default: the shipped reference network).
+    pub fn with_reference(mut self, reference: ReferenceData) -> Self {
+        self.reference = Some(reference);
+        self
+    }
+
+    /// Time zone of timestamps that carry no offset (default UTC).
+    pub fn with_source_timezone(mut self, tz: Tz) -> Self {
+        self.tz = tz;
+        self
+    }
+
+    /// Records per bronze batch (and per silver commit).
+    pub fn with_batch_records(mut self, n: usize) -> Self {
+        self.batch_records = n.max(1);
+        self
+    }
+
+    /// Receives progress after each batch.
+    pub fn with_progress(mut self, progress: ProgressFn) -> Self {
+        self.progress = Some(progress);
+        self
+    }
+
+    /// Runs the ingest to completion.
+    pub async fn run(self) -> Result<IngestMetrics> {
+        let started = Instant::now();
+        let files = discover(&self.from)?;
+        let _lock = self.root.lock_writer()?;
+        let reference = match self.reference {
+            Some(r) => r,
+            None => ReferenceData::reference_network()?,
+        };
+        let mut bronze = Bronze::open(self.root.open(BRONZE_EVENTS).await?).await?;
+        let mut silver = Silver::open(&self.root, reference, self.tz).await?;
+        let run = QualityRun::start();
+        let mut metrics = IngestMetrics {
+            files: files.len(),
+            run_id: run.run_id.clone(),
+            ..IngestMetrics::default()
+        };
+
+        // Finish what an interrupted run left in bronze but not in silver.
+        for seq in silver.done() + 1..=bronze.seq {
+            tracing::info!(seq, "refining bronze batch left by an interrupted run");
+            let batch = Silver::read_bronze(&bronze.table, seq).await?;
+            metrics
+                .counts
+                .add(&silver.process(seq, &batch, &run).await?);
+            metrics.recovered_batches += 1;
+        }
+
+        let mut pending: Vec<(LandingFile, u64)> = Vec::new();
+        for file in files {
+            let pos = bronze.position(&file.app_id()).await?.unwrap_or(0).max(0) as u64;
+            if pos >= file.len {
+                tracing::debug!(file = %file.path.display(), "nothing new");
+                metrics.files_unchanged += 1;
+            } else {
+                pending.push((file, pos));
+            }
+        }
+        let mut progress = Progress {
+            bytes_total: pending.iter().map(|(f, p)| f.len - p).sum(),
+            ..Progress::default()
+        };
+        let mut stage = Stage {
+            bronze: &mut bronze,
+            silver: &mut silver,
+            run: &run,
+            metrics: &mut metrics,
+        };
+        let mut chunk = BronzeChunk::new();
+        let mut line = Vec::new();
+        for (file, pos) in pending {
+            let app_id = file.app_id();
+            let source = file.path.display().to_string();
+            let mut reader = LineReader::open(&file, pos)?;
+            let mut received_at = chrono::Utc::now().timestamp_micros();
+            let mut last_offset = reader.offset;
+            tracing::info!(file = %source, from_byte = pos, "reading");
+            while let Some(n) = reader.next_into(&mut line)? {
+                chunk.push(&source, n, received_at, &line);
+                if chunk.len() >= self.batch_records || chunk.bytes() >= self.batch_bytes {
+                    chunk.set_position(&app_id, reader.offset as i64);
+                    progress.bytes_done += reader.offset - last_offset;
+                    last_offset = reader.offset;
+                    progress.records += chunk.len() as u64;
+                    stage
+                        .flush(std::mem::replace(&mut chunk, BronzeChunk::new()))
+                        .await?;
+                    if let Some(p) = &self.progress {
+                        p(progress);
+                    }
+                    received_at = chrono::Utc::now().timestamp_micros();
+                }
+            }
+            chunk.set_position(&app_id, reader.offset as i64);
+            progress.bytes_done += reader.offset - last_offset;
+        }
+        if chunk.has_positions() {
+            progress.records += chunk.len() as u64;
+            stage.flush(chunk).await?;
+        }
+        if let Some(p) = &self.progress {
+            p(progress);
+        }
+        metrics.bytes_read = progress.bytes_done;
+        metrics.elapsed = started.elapsed();
+        if !metrics.counts.balanced() {
+            return Err(Error::Internal(format!(
+                "internal accounting error: records_in {} != silver {} + quarantined {} + duplicates {}",
+                metrics.counts.records_in,
+                metrics.counts.silver_rows,
+                metrics.counts.quarantined,
+                metrics.counts.duplicates
+            )));
+        }
+        Ok(metrics)
+    }
+}
+
+/// The bronze → silver hand-off of one run.
+struct Stage<'a> {
+    bronze: &'a mut Bronze,
+    silver: &'a mut Silver,
+    run: &'a QualityRun,
+    metrics: &'a mut IngestMetrics,
+}
+
+impl Stage<'_> {
+    async fn flush(&mut self, chunk: BronzeChunk) -> Result<()> {
+        let (seq, batch) = self.bronze.commit(chunk).await?;
+        self.metrics.bronze_batches += 1;
+        let counts = self.silver.process(seq, &batch, self.run).await?;
+        tracing::debug!(
+            seq,
+            records = counts.records_in,
+            silver = counts.silver_rows,
+            quarantined = counts.quarantined,
+            duplicates = counts.duplicates,
+            "batch committed"
+        );
+        self.metrics.counts.add(&counts);
+        Ok(())
+    }
+}

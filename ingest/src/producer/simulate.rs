@@ -1,0 +1,252 @@
+//! A discrete-event simulation of the reference network: arrivals, admissions bounded by free
+//! beds, transfers and discharges with per-department length-of-stay distributions.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::reference::ReferenceData;
+
+const HOUR: i64 = 3_600_000_000;
+const MINUTE: i64 = 60_000_000;
+
+/// Median length of stay (hours) and log-normal spread per department.
+fn los_profile(department: &str) -> (f64, f64) {
+    match department {
+        "Emergency" => (6.0, 0.6),
+        "Surgery" => (70.0, 0.7),
+        "ICU" => (90.0, 0.6),
+        "Pediatrics" => (45.0, 0.6),
+        "Maternity" => (50.0, 0.4),
+        "Oncology" => (110.0, 0.6),
+        "Cardiology" => (80.0, 0.6),
+        _ => (48.0, 0.6),
+    }
+}
+
+/// Where transfers out of a department go.
+fn transfer_target(department: &str) -> &'static str {
+    match department {
+        "ICU" => "Cardiology",
+        "Surgery" => "ICU",
+        "Cardiology" => "ICU",
+        "Emergency" => "Surgery",
+        "Oncology" => "ICU",
+        "Maternity" => "Surgery",
+        _ => "ICU",
+    }
+}
+
+/// A simulated patient.
+#[derive(Debug, Clone)]
+pub(crate) struct Patient {
+    pub(crate) id: String,
+    pub(crate) gender: &'static str,
+    /// Age at the start of the window.
+    pub(crate) age: i64,
+    pub(crate) insurance: &'static str,
+}
+
+/// One simulated stay.
+#[derive(Debug, Clone)]
+pub(crate) struct Stay {
+    pub(crate) encounter_id: String,
+    pub(crate) patient: usize,
+    pub(crate) hospital_id: i32,
+    pub(crate) department: &'static str,
+    pub(crate) bed_id: i64,
+    pub(crate) arrival: Option<i64>,
+    pub(crate) admission: i64,
+    pub(crate) discharge: i64,
+    pub(crate) transfer: Option<(i64, &'static str, i64)>,
+    pub(crate) triage: i64,
+}
+
+/// Canonical departments of the simulation, which must exist in the reference data.
+pub(crate) const DEPARTMENTS: [&str; 7] = [
+    "Emergency",
+    "Surgery",
+    "ICU",
+    "Pediatrics",
+    "Maternity",
+    "Oncology",
+    "Cardiology",
+];
+
+fn uuid(rng: &mut ChaCha8Rng) -> String {
+    uuid::Builder::from_random_bytes(rng.random())
+        .into_uuid()
+        .to_string()
+}
+
+fn lognormal(rng: &mut ChaCha8Rng, median: f64, sigma: f64) -> f64 {
+    // Box–Muller for a standard normal.
+    let u1: f64 = rng.random_range(f64::EPSILON..1.0);
+    let u2: f64 = rng.random();
+    let z = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
+    median * (sigma * z).exp()
+}
+
+/// The simulated network over a window.
+#[derive(Debug)]
+pub(crate) struct Simulation {
+    pub(crate) patients: Vec<Patient>,
+    pub(crate) stays: Vec<Stay>,
+}
+
+/// Seasonal surge multiplier: flu season (December–February) brings 40% more arrivals.
+fn surge(t: i64, flu_season: bool) -> f64 {
+    if !flu_season {
+        return 1.0;
+    }
+    let month =
+        chrono::DateTime::from_timestamp_micros(t).map_or(1, |d| chrono::Datelike::month(&d));
+    if matches!(month, 12 | 1 | 2) {
+        1.4
+    } else {
+        1.0
+    }
+}
+
+/// Simulates `stays_wanted` stays (about) ending at `until` (UTC micros).
+pub(crate) fn simulate(
+    rng: &mut ChaCha8Rng,
+    reference: &ReferenceData,
+    stays_wanted: usize,
+    until: i64,
+    flu_season: bool,
+) -> Simulation {
+    let depts: Vec<(i32, &'static str, i64)> = reference
+        .rows()
+        .iter()
+        .filter_map(|r| {
+            DEPARTMENTS
+                .iter()
+                .find(|d| **d == r.department)
+                .map(|d| (r.hospital_id, *d, i64::from(r.bed_capacity)))
+        })
+        .collect();
+    // Arrival rate per department for a target occupancy of 80–95%.
+    let rates: Vec<f64> = depts
+        .iter()
+        .map(|(h, d, cap)| {
+            let (median, sigma) = los_profile(d);
+            let mean_los = median * (sigma * sigma / 2.0).exp();
+            let target = 0.80 + 0.03 * f64::from(h % 5);
+            target * *cap as f64 / mean_los
+        })
+        .collect();
+    let per_hour: f64 = rates.iter().sum();
+    let window = ((stays_wanted as f64 / per_hour).ceil() as i64).max(24) * HOUR;
+    let start = until - window;
+
+    let mut patients: Vec<Patient> = Vec::new();
+    let mut stays = Vec::with_capacity(stays_wanted + stays_wanted / 10);
+    for ((hospital_id, department, capacity), rate) in depts.iter().zip(&rates) {
+        let (median, sigma) = los_profile(department);
+        let bed_base = i64::from(*hospital_id) * 1000
+            + 100
+                * DEPARTMENTS
+                    .iter()
+                    .position(|d| d == department)
+                    .unwrap_or(0) as i64;
+        let mut free: Vec<i64> = (1..=*capacity).rev().map(|b| bed_base + b).collect();
+        let mut busy: BinaryHeap<Reverse<(i64, i64)>> = BinaryHeap::new();
+        let mut t = start;
+        loop {
+            let gap_h =
+                -rng.random_range(f64::EPSILON..1.0f64).ln() / (rate * surge(t, flu_season));
+            t += (gap_h * HOUR as f64) as i64;
+            if t >= until {
+                break;
+            }
+            while let Some(Reverse((end, bed))) = busy.peek().copied() {
+                if end > t {
+                    break;
+                }
+                busy.pop();
+                free.push(bed);
+            }
+            // No free bed: the patient waits for the next discharge.
+            let (admission, bed) = match free.pop() {
+                Some(bed) => (t, bed),
+                None => match busy.pop() {
+                    Some(Reverse((end, bed))) => {
+                        (end.max(t) + rng.random_range(5..45) * MINUTE, bed)
+                    }
+                    None => break,
+                },
+            };
+            let los = lognormal(rng, median, sigma).clamp(0.5, 60.0 * 24.0);
+            let discharge = admission + (los * HOUR as f64) as i64;
+            busy.push(Reverse((discharge, bed)));
+            let via_ed = *department == "Emergency" || rng.random_bool(0.35);
+            let arrival = via_ed.then(|| {
+                let wait = lognormal(rng, 95.0, 0.5) * MINUTE as f64;
+                t.min(admission) - wait as i64
+            });
+            let transfer = (*department != "Pediatrics" && rng.random_bool(0.10)).then(|| {
+                let at = admission
+                    + ((discharge - admission) as f64 * rng.random_range(0.2..0.7)) as i64;
+                let to = transfer_target(department);
+                let to_base = i64::from(*hospital_id) * 1000
+                    + 100 * DEPARTMENTS.iter().position(|d| *d == to).unwrap_or(0) as i64;
+                (at, to, to_base + rng.random_range(1..=20))
+            });
+            let patient = pick_patient(rng, &mut patients, department);
+            stays.push(Stay {
+                encounter_id: uuid(rng),
+                patient,
+                hospital_id: *hospital_id,
+                department,
+                bed_id: bed,
+                arrival,
+                admission,
+                discharge,
+                transfer,
+                triage: rng.random_range(1..=5),
+            });
+        }
+    }
+    Simulation { patients, stays }
+}
+
+fn pick_patient(rng: &mut ChaCha8Rng, patients: &mut Vec<Patient>, department: &str) -> usize {
+    let adult = !matches!(department, "Pediatrics" | "Maternity");
+    if adult && patients.len() > 100 && rng.random_bool(0.2) {
+        let i = rng.random_range(0..patients.len());
+        if patients[i].age >= 18 {
+            return i;
+        }
+    }
+    let (gender, age) = match department {
+        "Pediatrics" => (
+            if rng.random_bool(0.5) {
+                "Female"
+            } else {
+                "Male"
+            },
+            rng.random_range(0..18),
+        ),
+        "Maternity" => ("Female", rng.random_range(18..45)),
+        _ => {
+            let g = if rng.random_bool(0.51) {
+                "Female"
+            } else {
+                "Male"
+            };
+            let age = (lognormal(rng, 58.0, 0.35) as i64).clamp(18, 104);
+            (g, age)
+        }
+    };
+    const INSURANCE: [&str; 4] = ["Medicare", "Medicaid", "Private", "Uninsured"];
+    patients.push(Patient {
+        id: uuid(rng),
+        gender,
+        age,
+        insurance: INSURANCE[rng.random_range(0..INSURANCE.len())],
+    });
+    patients.len() - 1
+}

@@ -1,0 +1,262 @@
+//! Silver: typed, normalised, deduplicated records and the quarantine (contract §2–§3).
+//!
+//! Silver is a pure function of bronze. Each bronze batch (by its sequence number) is refined
+//! once; the three outputs — `silver/patient_events`, `silver/quarantine` and
+//! `ops/quality_runs` — each record the sequence they hold as a Delta application
+//! transaction, so after a crash every table catches up from exactly where it stopped.
+
+mod json;
+pub(crate) mod record;
+mod refine;
+pub mod rules;
+mod time;
+
+use std::collections::HashSet;
+
+use chrono_tz::Tz;
+use deltalake::DeltaTable;
+use deltalake::arrow::array::{Array, RecordBatch, StringArray};
+use deltalake::arrow::compute::concat_batches;
+use deltalake::datafusion::prelude::{SessionContext, col, lit};
+use deltalake::kernel::Transaction;
+
+pub use refine::Counts;
+pub use rules::{Applies, Outcome, RULES, Rule, rules_markdown};
+
+use crate::error::{Error, Result};
+use crate::quality::QualityRun;
+use crate::reference::ReferenceData;
+use crate::storage::{TableRoot, append, txn_version};
+use crate::tables::{
+    BRONZE_EVENTS, QUALITY_RUNS, QUARANTINE, SILVER_APP, SILVER_EVENTS, SILVER_SCHEMA,
+};
+
+/// An output table and the last bronze sequence it holds.
+#[derive(Debug)]
+struct Output {
+    name: &'static str,
+    table: DeltaTable,
+    done: i64,
+}
+
+impl Output {
+    async fn open(root: &TableRoot, name: &'static str) -> Result<Self> {
+        let table = root.open(name).await?;
+        let done = txn_version(&table, name, SILVER_APP).await?.unwrap_or(0);
+        Ok(Self { name, table, done })
+    }
+
+    /// Appends `batch` for bronze sequence `seq` unless this table already holds it.
+    async fn commit(&mut self, seq: i64, batch: RecordBatch) -> Result<()> {
+        if self.done >= seq {
+            return Ok(());
+        }
+        let txn = vec![Transaction::new(SILVER_APP, seq)];
+        let batches = if batch.num_rows() == 0 {
+            vec![]
+        } else {
+            vec![batch]
+        };
+        self.table = append(self.table.clone(), self.name, batches, txn, &[]).await?;
+        self.done = seq;
+        Ok(())
+    }
+}
+
+/// Reads all rows of `table` matching `filter`, ordered by `order`.
+pub(crate) async fn scan(
+    table: &DeltaTable,
+    name: &str,
+    columns: &[&str],
+    filter: deltalake::datafusion::prelude::Expr,
+    order: &[&str],
+) -> Result<Vec<RecordBatch>> {
+    if table.version().is_none() {
+        return Ok(vec![]);
+    }
+    let ctx = SessionContext::new();
+    let df_err = |e: deltalake::datafusion::error::DataFusionError| Error::arrow(name, e);
+    table
+        .update_datafusion_session(&ctx.state())
+        .map_err(|e| Error::delta(name, e))?;
+    let provider = table.table_provider().await.map_err(df_err)?;
+    let mut df = ctx
+        .read_table(provider)
+        .map_err(df_err)?
+        .filter(filter)
+        .map_err(df_err)?
+        .select_columns(columns)
+        .map_err(df_err)?;
+    if !order.is_empty() {
+        df = df
+            .sort(order.iter().map(|c| col(*c).sort(true, false)).collect())
+            .map_err(df_err)?;
+    }
+    let batches = df.collect().await.map_err(df_err)?;
+    batches.iter().map(|b| without_views(b, name)).collect()
+}
+
+/// DataFusion may read strings and binaries as view types; the pipeline works on the plain
+/// types of the table schemas.
+fn without_views(batch: &RecordBatch, name: &str) -> Result<RecordBatch> {
+    use deltalake::arrow::datatypes::{DataType, Field, Schema};
+    let plain = |t: &DataType| match t {
+        DataType::Utf8View => Some(DataType::Utf8),
+        DataType::BinaryView => Some(DataType::Binary),
+        _ => None,
+    };
+    if !batch
+        .schema()
+        .fields()
+        .iter()
+        .any(|f| plain(f.data_type()).is_some())
+    {
+        return Ok(batch.clone());
+    }
+    let mut fields = Vec::new();
+    let mut columns = Vec::new();
+    for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
+        match plain(field.data_type()) {
+            Some(t) => {
+                let cast = deltalake::arrow::compute::cast(column, &t)
+                    .map_err(|e| Error::arrow(name, e))?;
+                fields.push(Field::new(field.name(), t, field.is_nullable()));
+                columns.push(cast);
+            }
+            None => {
+                fields.push(field.as_ref().clone());
+                columns.push(column.clone());
+            }
+        }
+    }
+    RecordBatch::try_new(std::sync::Arc::new(Schema::new(fields)), columns)
+        .map_err(|e| Error::arrow(name, e))
+}
+
+/// The silver stage: its three output tables and the state refinement needs.
+#[derive(Debug)]
+pub(crate) struct Silver {
+    events: Output,
+    quarantine: Output,
+    quality: Output,
+    reference: ReferenceData,
+    tz: Tz,
+    ctx: rules::Context,
+    extra_columns: Vec<String>,
+}
+
+impl Silver {
+    pub(crate) async fn open(root: &TableRoot, reference: ReferenceData, tz: Tz) -> Result<Self> {
+        let events = Output::open(root, SILVER_EVENTS).await?;
+        let quarantine = Output::open(root, QUARANTINE).await?;
+        let quality = Output::open(root, QUALITY_RUNS).await?;
+        let mut silver = Self {
+            events,
+            quarantine,
+            quality,
+            reference,
+            tz,
+            ctx: rules::Context {
+                received_at: 0,
+                seen: HashSet::new(),
+            },
+            extra_columns: Vec::new(),
+        };
+        silver.load_state().await?;
+        Ok(silver)
+    }
+
+    /// The last bronze sequence that every output holds.
+    pub(crate) fn done(&self) -> i64 {
+        self.events
+            .done
+            .min(self.quarantine.done)
+            .min(self.quality.done)
+    }
+
+    /// Loads the duplicate keys of every silver row from before the next sequence to refine,
+    /// and the attribute columns silver already has.
+    async fn load_state(&mut self) -> Result<()> {
+        let table = &self.events.table;
+        if table.version().is_some() {
+            let schema = table
+                .snapshot()
+                .map_err(|e| Error::delta(SILVER_EVENTS, e))?
+                .schema();
+            self.extra_columns = schema
+                .fields()
+                .map(|f| f.name().to_string())
+                .filter(|n| SILVER_SCHEMA.field_with_name(n).is_err())
+                .collect();
+        }
+        let before = self.done();
+        let batches = scan(
+            table,
+            SILVER_EVENTS,
+            &["dedupe_key"],
+            col("bronze_seq").lt_eq(lit(before)),
+            &[],
+        )
+        .await?;
+        for batch in batches {
+            let keys = batch
+                .column(0)
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .ok_or_else(|| {
+                    Error::arrow(
+                        SILVER_EVENTS,
+                        std::io::Error::other("dedupe_key is not text"),
+                    )
+                })?;
+            for key in keys.iter().flatten() {
+                if let Ok(k) = u128::from_str_radix(key, 16) {
+                    self.ctx.seen.insert(k);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Refines bronze batch `seq` and commits it to every output that lacks it.
+    pub(crate) async fn process(
+        &mut self,
+        seq: i64,
+        bronze: &RecordBatch,
+        run: &QualityRun,
+    ) -> Result<Counts> {
+        let refined = refine::refine(
+            bronze,
+            &self.reference,
+            self.tz,
+            &mut self.ctx,
+            &mut self.extra_columns,
+        )?;
+        // Quality first: should a crash follow, the counts are not lost and are not written
+        // twice (the transaction version guards each table).
+        let quality = run.batch(seq, &refined.counts)?;
+        self.quality.commit(seq, quality).await?;
+        self.events.commit(seq, refined.silver).await?;
+        self.quarantine.commit(seq, refined.quarantine).await?;
+        Ok(refined.counts)
+    }
+
+    /// Reads bronze batch `seq` back from the bronze table in its original order.
+    pub(crate) async fn read_bronze(bronze: &DeltaTable, seq: i64) -> Result<RecordBatch> {
+        let columns = crate::tables::BRONZE_SCHEMA
+            .fields()
+            .iter()
+            .map(|f| f.name().as_str())
+            .collect::<Vec<_>>();
+        let batches = scan(
+            bronze,
+            BRONZE_EVENTS,
+            &columns,
+            col("bronze_seq").eq(lit(seq)),
+            &["source", "source_line"],
+        )
+        .await?;
+        concat_batches(&crate::tables::BRONZE_SCHEMA, &batches)
+            .map_err(|e| Error::arrow(BRONZE_EVENTS, e))
+    }
+}

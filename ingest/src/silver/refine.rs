@@ -1,0 +1,305 @@
+//! Turns one bronze batch into silver rows, quarantine rows and counts.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono_tz::Tz;
+use deltalake::arrow::array::{
+    Array, ArrayRef, BinaryArray, BooleanArray, Int32Array, Int64Array, ListBuilder, RecordBatch,
+    StringArray, StringBuilder, TimestampMicrosecondArray, UInt32Array,
+};
+use deltalake::arrow::compute::take;
+use deltalake::arrow::datatypes::{DataType, Field, Schema};
+
+use super::record::{Record, Shape};
+use super::rules::{Context, Destination, RULES, Verdict, evaluate};
+use crate::error::{Error, Result};
+use crate::reference::ReferenceData;
+use crate::tables::{
+    QUARANTINE, QUARANTINE_SCHEMA, SILVER_EVENTS, SILVER_SCHEMA, attribute_column,
+};
+
+/// Record counts of one refinement, by outcome and by rule.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Records read from bronze.
+    pub records_in: u64,
+    /// Records written to silver.
+    pub silver_rows: u64,
+    /// Records written to quarantine.
+    pub quarantined: u64,
+    /// Records dropped as duplicates.
+    pub duplicates: u64,
+    /// Matches per rule, in [`RULES`] order.
+    pub rules: Vec<u64>,
+}
+
+impl Counts {
+    /// Whether `records_in = silver_rows + quarantined + duplicates` (contract §3).
+    pub fn balanced(&self) -> bool {
+        self.records_in == self.silver_rows + self.quarantined + self.duplicates
+    }
+
+    /// Adds another set of counts to this one.
+    pub fn add(&mut self, other: &Counts) {
+        self.records_in += other.records_in;
+        self.silver_rows += other.silver_rows;
+        self.quarantined += other.quarantined;
+        self.duplicates += other.duplicates;
+        self.rules.resize(RULES.len(), 0);
+        for (a, b) in self.rules.iter_mut().zip(&other.rules) {
+            *a += b;
+        }
+    }
+}
+
+/// The output of refining one bronze batch.
+#[derive(Debug)]
+pub(crate) struct Refined {
+    pub(crate) silver: RecordBatch,
+    pub(crate) quarantine: RecordBatch,
+    pub(crate) counts: Counts,
+}
+
+/// Lineage columns copied from bronze to silver and quarantine, in schema order.
+const LINEAGE: [&str; 6] = [
+    "bronze_seq",
+    "batch_id",
+    "source",
+    "source_partition",
+    "source_line",
+    "received_at",
+];
+
+fn column<'a, T: 'static>(batch: &'a RecordBatch, name: &str) -> Result<&'a T> {
+    batch
+        .column_by_name(name)
+        .and_then(|c| c.as_any().downcast_ref::<T>())
+        .ok_or_else(|| {
+            Error::arrow(
+                SILVER_EVENTS,
+                std::io::Error::other(format!("bronze batch lacks column `{name}`")),
+            )
+        })
+}
+
+/// Parses records on all cores; order is preserved.
+fn parse_all(raw: &BinaryArray, reference: &ReferenceData, tz: Tz) -> Vec<Record> {
+    let n = raw.len();
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |p| p.get())
+        .min(8);
+    let per = n.div_ceil(workers.max(1)).max(1);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..n)
+            .step_by(per)
+            .map(|start| {
+                let end = (start + per).min(n);
+                s.spawn(move || {
+                    (start..end)
+                        .map(|i| Record::parse(raw.value(i), reference, tz))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
+    })
+}
+
+/// Refines one bronze batch. `seen` holds the duplicate keys already in silver and gains the
+/// keys of rows sent to silver; `extra_columns` lists attribute columns in table order and
+/// gains new ones.
+pub(crate) fn refine(
+    bronze: &RecordBatch,
+    reference: &ReferenceData,
+    tz: Tz,
+    ctx: &mut Context,
+    extra_columns: &mut Vec<String>,
+) -> Result<Refined> {
+    let raw: &BinaryArray = column(bronze, "raw")?;
+    let received: &TimestampMicrosecondArray = column(bronze, "received_at")?;
+    let mut records = parse_all(raw, reference, tz);
+    let mut verdicts: Vec<Verdict> = Vec::with_capacity(records.len());
+    for (i, record) in records.iter_mut().enumerate() {
+        ctx.received_at = received.value(i);
+        verdicts.push(evaluate(record, ctx));
+    }
+
+    let mut counts = Counts {
+        records_in: records.len() as u64,
+        rules: vec![0; RULES.len()],
+        ..Counts::default()
+    };
+    let mut silver_idx = Vec::new();
+    let mut quarantine_idx = Vec::new();
+    for (i, v) in verdicts.iter().enumerate() {
+        for r in &v.matched {
+            counts.rules[*r] += 1;
+        }
+        match v.destination {
+            Destination::Silver => silver_idx.push(i as u32),
+            Destination::Quarantine => quarantine_idx.push(i as u32),
+            Destination::Duplicate => counts.duplicates += 1,
+        }
+    }
+    counts.silver_rows = silver_idx.len() as u64;
+    counts.quarantined = quarantine_idx.len() as u64;
+
+    let silver = silver_batch(bronze, &records, &verdicts, &silver_idx, extra_columns)?;
+    let quarantine = quarantine_batch(bronze, raw, &records, &verdicts, &quarantine_idx)?;
+    Ok(Refined {
+        silver,
+        quarantine,
+        counts,
+    })
+}
+
+fn lineage_columns(bronze: &RecordBatch, idx: &[u32], table: &str) -> Result<Vec<ArrayRef>> {
+    let indices = UInt32Array::from(idx.to_vec());
+    LINEAGE
+        .iter()
+        .map(|name| {
+            let col = bronze.column_by_name(name).ok_or_else(|| {
+                Error::arrow(table, std::io::Error::other(format!("missing `{name}`")))
+            })?;
+            take(col.as_ref(), &indices, None).map_err(|e| Error::arrow(table, e))
+        })
+        .collect()
+}
+
+fn rule_names(matched: &[usize], builder: &mut ListBuilder<StringBuilder>) {
+    for r in matched {
+        builder.values().append_value(RULES[*r].name);
+    }
+    builder.append(true);
+}
+
+fn silver_batch(
+    bronze: &RecordBatch,
+    records: &[Record],
+    verdicts: &[Verdict],
+    idx: &[u32],
+    extra_columns: &mut Vec<String>,
+) -> Result<RecordBatch> {
+    let rows: Vec<&Record> = idx.iter().map(|i| &records[*i as usize]).collect();
+    let n = rows.len();
+    let str_col = |f: &dyn Fn(&Record) -> Option<&str>| -> ArrayRef {
+        Arc::new(rows.iter().map(|r| f(r)).collect::<StringArray>())
+    };
+    let ts_col = |f: &dyn Fn(&Record) -> Option<i64>| -> ArrayRef {
+        Arc::new(
+            rows.iter()
+                .map(|r| f(r))
+                .collect::<TimestampMicrosecondArray>()
+                .with_timezone("UTC"),
+        )
+    };
+    let is_adt = |r: &Record| r.shape == Some(Shape::Adt);
+    let mut flags = ListBuilder::new(StringBuilder::new());
+    for i in idx {
+        rule_names(&verdicts[*i as usize].matched, &mut flags);
+    }
+
+    let mut columns = lineage_columns(bronze, idx, SILVER_EVENTS)?;
+    columns.extend([
+        str_col(&|r| r.shape.map(Shape::as_str)),
+        str_col(&|r| r.event_id.as_deref()),
+        str_col(&|r| r.event_type.valid().copied()),
+        ts_col(&|r| r.time.valid().copied().filter(|_| is_adt(r))),
+        str_col(&|r| r.encounter_id.as_deref()),
+        str_col(&|r| r.patient_id.as_deref()),
+        Arc::new(
+            rows.iter()
+                .map(|r| r.hospital_id.valid().copied())
+                .collect::<Int32Array>(),
+        ),
+        str_col(&|r| r.department.valid().map(String::as_str)),
+        Arc::new(
+            rows.iter()
+                .map(|r| r.bed_id.valid().copied())
+                .collect::<Int64Array>(),
+        ),
+        str_col(&|r| Some(r.gender)),
+        Arc::new(
+            rows.iter()
+                .map(|r| r.age.valid().copied())
+                .collect::<Int32Array>(),
+        ),
+        ts_col(&|r| r.time.valid().copied().filter(|_| !is_adt(r))),
+        ts_col(&|r| r.discharge_time.valid().copied()),
+        Arc::new(
+            rows.iter()
+                .map(|r| Some(r.time_corrected))
+                .collect::<BooleanArray>(),
+        ),
+        Arc::new(flags.finish()),
+        Arc::new(
+            rows.iter()
+                .map(|r| Some(format!("{:032x}", r.dedupe_key)))
+                .collect::<StringArray>(),
+        ),
+    ]);
+
+    // Attribute columns (schema evolution, contract §1.3): every column the table already has,
+    // then new ones in order of first appearance.
+    let mut position: HashMap<String, usize> = extra_columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.clone(), i))
+        .collect();
+    let mut values: Vec<Vec<Option<&str>>> = vec![vec![None; n]; extra_columns.len()];
+    for (row, r) in rows.iter().enumerate() {
+        for (key, text) in &r.extras {
+            let name = attribute_column(key);
+            let col = *position.entry(name.clone()).or_insert_with(|| {
+                extra_columns.push(name);
+                values.push(vec![None; n]);
+                values.len() - 1
+            });
+            values[col][row] = Some(text.as_str());
+        }
+    }
+    let mut fields: Vec<Field> = SILVER_SCHEMA
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    for (name, vals) in extra_columns.iter().zip(values) {
+        fields.push(Field::new(name, DataType::Utf8, true));
+        columns.push(Arc::new(StringArray::from(vals)));
+    }
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+        .map_err(|e| Error::arrow(SILVER_EVENTS, e))
+}
+
+fn quarantine_batch(
+    bronze: &RecordBatch,
+    raw: &BinaryArray,
+    records: &[Record],
+    verdicts: &[Verdict],
+    idx: &[u32],
+) -> Result<RecordBatch> {
+    let mut reasons = ListBuilder::new(StringBuilder::new());
+    for i in idx {
+        rule_names(&verdicts[*i as usize].matched, &mut reasons);
+    }
+    let mut columns = lineage_columns(bronze, idx, QUARANTINE)?;
+    columns.extend([
+        Arc::new(
+            idx.iter()
+                .map(|i| records[*i as usize].shape.map(Shape::as_str))
+                .collect::<StringArray>(),
+        ) as ArrayRef,
+        Arc::new(reasons.finish()),
+        Arc::new(
+            idx.iter()
+                .map(|i| Some(String::from_utf8_lossy(raw.value(*i as usize))))
+                .collect::<StringArray>(),
+        ),
+    ]);
+    RecordBatch::try_new(QUARANTINE_SCHEMA.clone(), columns)
+        .map_err(|e| Error::arrow(QUARANTINE, e))
+}

@@ -1,0 +1,142 @@
+//! Command-line definitions. Every flag that has a `PATIENTFLOW_*` variable says so in
+//! `--help`; the config file fills in what neither gives.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// patientflow: live and daily patient flow for a hospital network — bed occupancy,
+/// admissions and discharges, length of stay, ED waits and demographics — on Delta Lake.
+///
+/// Typical first run:
+///   patientflow produce --out landing --events 100000
+///   patientflow ingest --from landing --data data
+///   patientflow quality report --data data
+#[derive(Debug, Parser)]
+#[command(name = "patientflow", version, about, long_about)]
+pub(crate) struct Cli {
+    /// Config file (TOML). Default: ./patientflow.toml when present.
+    #[arg(long, global = true, env = "PATIENTFLOW_CONFIG")]
+    pub(crate) config: Option<PathBuf>,
+    /// Log filter, e.g. `info` or `patientflow=debug,warn` (logs go to stderr).
+    #[arg(
+        long,
+        global = true,
+        env = "PATIENTFLOW_LOG",
+        default_value = "warn,buoyant_kernel=off,deltalake_core=error,patientflow=info,patientflow_ingest=info"
+    )]
+    pub(crate) log: String,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Simulate registration traffic for the reference network (7 hospitals × 7 departments),
+    /// dirty data included, into a landing folder; writes a ledger of every injected defect.
+    Produce(ProduceArgs),
+    /// Land NDJSON files into bronze (exactly once) and refine them into silver, quarantine
+    /// and data-quality counts. Safe to re-run and to restart after a crash.
+    Ingest(IngestArgs),
+    /// Data-quality reports and the rule catalogue.
+    #[command(subcommand)]
+    Quality(QualityCommand),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum ShapeArg {
+    /// One record per stay (the original producer's shape).
+    Flat,
+    /// ADT events: ARRIVAL, ADMIT, TRANSFER, DISCHARGE, UPDATE.
+    Adt,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ProduceArgs {
+    /// Landing folder to write NDJSON files into (created if missing).
+    #[arg(long)]
+    pub(crate) out: PathBuf,
+    /// Records to write, every line counted (duplicates and broken records included).
+    #[arg(long, default_value_t = 100_000)]
+    pub(crate) events: u64,
+    /// Record shape.
+    #[arg(long, value_enum, default_value = "adt")]
+    pub(crate) shape: ShapeArg,
+    /// Random seed: the same seed, settings and --until give the same records.
+    #[arg(long, default_value_t = 42)]
+    pub(crate) seed: u64,
+    /// Share of records with a defect, spread evenly over the defect kinds.
+    #[arg(long, default_value_t = 0.05)]
+    pub(crate) dirty_rate: f64,
+    /// Rate of one defect kind, e.g. `invalid_age=0.01` (repeatable); overrides its share.
+    #[arg(long = "defect-rate", value_name = "RULE=RATE")]
+    pub(crate) defect_rates: Vec<String>,
+    /// Latest event time, RFC 3339 (default: now).
+    #[arg(long)]
+    pub(crate) until: Option<String>,
+    /// Records per landing file.
+    #[arg(long, default_value_t = 100_000)]
+    pub(crate) records_per_file: usize,
+    /// Where to write the ledger (default: <out>/_producer_ledger.json, which ingest ignores).
+    #[arg(long)]
+    pub(crate) ledger: Option<PathBuf>,
+    /// Share of the stream after which records carry the new attribute `insurance_type`.
+    #[arg(long, default_value_t = 0.5)]
+    pub(crate) evolve_at: f64,
+    /// Turn off the December–February flu-season surge.
+    #[arg(long)]
+    pub(crate) no_flu_season: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct IngestArgs {
+    /// A landing folder (read recursively; *.ndjson, *.jsonl, *.json) or one file.
+    #[arg(long, env = "PATIENTFLOW_LANDING")]
+    pub(crate) from: PathBuf,
+    /// Table root: a local path or URL.
+    #[arg(long, env = "PATIENTFLOW_DATA")]
+    pub(crate) data: Option<String>,
+    /// Department reference CSV (default: the shipped reference network).
+    #[arg(long, env = "PATIENTFLOW_DEPARTMENTS")]
+    pub(crate) departments: Option<PathBuf>,
+    /// IANA time zone of timestamps without an offset (default UTC).
+    #[arg(long, env = "PATIENTFLOW_SOURCE_TIMEZONE")]
+    pub(crate) source_timezone: Option<String>,
+    /// Records per bronze batch (one Delta commit per table per batch).
+    #[arg(long, env = "PATIENTFLOW_BATCH_RECORDS")]
+    pub(crate) batch_records: Option<usize>,
+    /// Output format of the summary.
+    #[arg(long, value_enum, default_value = "text")]
+    pub(crate) format: SummaryFormat,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum SummaryFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum QualityCommand {
+    /// The latest run's counts and the totals over all runs.
+    Report(ReportArgs),
+    /// The cleaning rules (as a Markdown table), in evaluation order.
+    Rules,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum ReportFormat {
+    Json,
+    Markdown,
+    Html,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ReportArgs {
+    /// Table root: a local path or URL.
+    #[arg(long, env = "PATIENTFLOW_DATA")]
+    pub(crate) data: Option<String>,
+    /// Report format.
+    #[arg(long, value_enum, default_value = "markdown")]
+    pub(crate) format: ReportFormat,
+}

@@ -1,0 +1,100 @@
+//! `patientflow ingest`.
+
+use std::sync::Arc;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use patientflow_ingest::{Ingest, Progress, ReferenceData, TableRoot};
+
+use crate::cli::{IngestArgs, SummaryFormat};
+use crate::config::Config;
+use crate::error::{Error, Result};
+
+pub(crate) async fn run(args: IngestArgs, config: &Config) -> Result<()> {
+    let root = TableRoot::parse(&config.data_root(args.data.as_deref())?)?;
+    let mut ingest = Ingest::new(root.clone(), &args.from);
+    if let Some(path) = args
+        .departments
+        .as_ref()
+        .or(config.ingest.departments.as_ref())
+    {
+        ingest = ingest.with_reference(ReferenceData::from_path(path)?);
+    }
+    if let Some(tz) = args
+        .source_timezone
+        .as_ref()
+        .or(config.ingest.source_timezone.as_ref())
+    {
+        let tz = tz.parse::<chrono_tz::Tz>().map_err(|_| {
+            Error::InvalidArgument(format!(
+                "unknown time zone `{tz}`; use an IANA name such as UTC or America/Chicago"
+            ))
+        })?;
+        ingest = ingest.with_source_timezone(tz);
+    }
+    if let Some(n) = args.batch_records.or(config.ingest.batch_records) {
+        ingest = ingest.with_batch_records(n);
+    }
+    let bar = ProgressBar::new(0).with_style(
+        ProgressStyle::with_template(
+            "{spinner} ingest [{bar:30}] {bytes}/{total_bytes} {msg} ({bytes_per_sec}, eta {eta})",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    let progress_bar = bar.clone();
+    ingest = ingest.with_progress(Arc::new(move |p: Progress| {
+        progress_bar.set_length(p.bytes_total);
+        progress_bar.set_position(p.bytes_done);
+        progress_bar.set_message(format!("{} records", p.records));
+    }));
+    let metrics = ingest.run().await;
+    bar.finish_and_clear();
+    let metrics = metrics?;
+    let c = &metrics.counts;
+    match args.format {
+        SummaryFormat::Json => {
+            let rules: serde_json::Map<String, serde_json::Value> =
+                patientflow_ingest::silver::RULES
+                    .iter()
+                    .zip(&c.rules)
+                    .map(|(r, n)| (r.name.to_string(), (*n).into()))
+                    .collect();
+            let out = serde_json::json!({
+                "run_id": metrics.run_id,
+                "files": metrics.files,
+                "files_unchanged": metrics.files_unchanged,
+                "bytes_read": metrics.bytes_read,
+                "bronze_batches": metrics.bronze_batches,
+                "recovered_batches": metrics.recovered_batches,
+                "records_in": c.records_in,
+                "silver_rows": c.silver_rows,
+                "quarantined": c.quarantined,
+                "duplicates": c.duplicates,
+                "rules": rules,
+                "elapsed_seconds": metrics.elapsed.as_secs_f64(),
+            });
+            println!("{out}");
+        }
+        SummaryFormat::Text => {
+            let secs = metrics.elapsed.as_secs_f64().max(1e-9);
+            println!(
+                "ingested {} records from {} file(s) ({} unchanged) into {}",
+                c.records_in,
+                metrics.files,
+                metrics.files_unchanged,
+                root.url()
+            );
+            println!(
+                "  silver {} · quarantined {} · duplicates {} · {} bronze batch(es), {} recovered · {:.1}s ({:.0} records/s)",
+                c.silver_rows,
+                c.quarantined,
+                c.duplicates,
+                metrics.bronze_batches,
+                metrics.recovered_batches,
+                secs,
+                c.records_in as f64 / secs
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,5 @@
+//! One module per command.
+
+pub(crate) mod ingest;
+pub(crate) mod produce;
+pub(crate) mod quality;

@@ -1,0 +1,94 @@
+//! The config file (`patientflow.toml`): defaults for flags not given on the command line or
+//! in `PATIENTFLOW_*` variables. Precedence: flag, then environment, then file, then default.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+/// The config file searched for in the working directory when `--config` is not given.
+const DEFAULT_FILE: &str = "patientflow.toml";
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Config {
+    #[serde(default)]
+    pub(crate) storage: Storage,
+    #[serde(default)]
+    pub(crate) ingest: IngestConfig,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Storage {
+    /// Table root: a local path or an `abfss://` URL.
+    pub(crate) data: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct IngestConfig {
+    /// Department reference CSV (default: the shipped reference network).
+    pub(crate) departments: Option<PathBuf>,
+    /// IANA time zone for timestamps without an offset (default UTC).
+    pub(crate) source_timezone: Option<String>,
+    /// Records per bronze batch.
+    pub(crate) batch_records: Option<usize>,
+}
+
+impl Config {
+    /// Loads `path`, or `./patientflow.toml` when it exists, or the defaults.
+    pub(crate) fn load(path: Option<&Path>) -> Result<Self> {
+        let path = match path {
+            Some(p) => p.to_path_buf(),
+            None if Path::new(DEFAULT_FILE).exists() => PathBuf::from(DEFAULT_FILE),
+            None => return Ok(Self::default()),
+        };
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::Config {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        toml::from_str(&text).map_err(|e| Error::Config {
+            path,
+            reason: e.to_string(),
+        })
+    }
+
+    /// The table root from a flag/env value or the file.
+    pub(crate) fn data_root(&self, flag: Option<&str>) -> Result<String> {
+        flag.map(str::to_string)
+            .or_else(|| self.storage.data.clone())
+            .ok_or_else(|| {
+                Error::InvalidArgument(
+                    "no table root: pass --data <path or URL>, set PATIENTFLOW_DATA, or set \
+                     `storage.data` in patientflow.toml"
+                        .into(),
+                )
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_keys_are_refused_with_the_file_name() {
+        let dir = std::env::temp_dir().join(format!("pf-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("bad.toml");
+        std::fs::write(&path, "[storage]\ndta = \"x\"\n").unwrap();
+        let err = Config::load(Some(&path)).unwrap_err().to_string();
+        assert!(err.contains("bad.toml") && err.contains("dta"), "{err}");
+        std::fs::write(
+            &path,
+            "[storage]\ndata = \"/x\"\n[ingest]\nbatch_records = 5\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&path)).unwrap();
+        assert_eq!(c.data_root(None).unwrap(), "/x");
+        assert_eq!(c.data_root(Some("/y")).unwrap(), "/y");
+        assert_eq!(c.ingest.batch_records, Some(5));
+    }
+}

@@ -1,0 +1,52 @@
+//! The `patientflow` binary: one command line for producing, ingesting and reporting.
+
+mod cli;
+mod commands;
+mod config;
+mod error;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command, QualityCommand};
+use crate::error::Result;
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.log);
+    match run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,patientflow=info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .compact()
+        .init();
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let config = config::Config::load(cli.config.as_deref())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(error::Error::Runtime)?;
+    match cli.command {
+        Command::Produce(args) => commands::produce::run(args),
+        Command::Ingest(args) => runtime.block_on(commands::ingest::run(args, &config)),
+        Command::Quality(QualityCommand::Report(args)) => {
+            runtime.block_on(commands::quality::report(args, &config))
+        }
+        Command::Quality(QualityCommand::Rules) => {
+            print!("{}", patientflow_ingest::silver::rules_markdown());
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! SQL front door: validation, RBAC plan rewriting and Synapse T-SQL (built in a later milestone).

@@ -1,0 +1,198 @@
+//! Support for the end-to-end tests in `tests/e2e`: run the real `patientflow` binary, read
+//! the Delta tables it writes, and find the Python venv that `.ci/setup` builds.
+//!
+//! The binary is (re)built once per test process with the same cargo and target directory
+//! as the tests, so a test never runs a stale binary.
+
+// Test support: a panic with a message is how a test fails.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use deltalake::arrow::array::{Array, Int64Array};
+use deltalake::datafusion::prelude::SessionContext;
+use serde_json::Value;
+
+/// Path of the freshly built `patientflow` binary.
+pub fn binary() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let exe = std::env::current_exe().expect("test executable path");
+        // <target>/<profile>/deps/e2e-<hash>
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("target profile dir");
+        let target_dir = profile_dir.parent().expect("target dir");
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
+        let status = Command::new(env!("CARGO"))
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "patientflow-server",
+                "--bin",
+                "patientflow",
+            ])
+            .arg("--manifest-path")
+            .arg(&manifest)
+            .env("CARGO_TARGET_DIR", target_dir)
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "building the patientflow binary failed");
+        profile_dir.join("patientflow")
+    })
+}
+
+/// A `patientflow` command with logs kept quiet.
+pub fn patientflow() -> Command {
+    let mut cmd = Command::new(binary());
+    cmd.env("PATIENTFLOW_LOG", "warn")
+        .env_remove("PATIENTFLOW_DATA");
+    cmd
+}
+
+/// Runs `patientflow args…`, asserting success; returns stdout.
+pub fn run_ok(args: &[&str]) -> String {
+    let out = patientflow()
+        .args(args)
+        .output()
+        .expect("spawn patientflow");
+    assert_success(&out, args);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Panics with both streams when `out` is not a success.
+pub fn assert_success(out: &Output, args: &[&str]) {
+    assert!(
+        out.status.success(),
+        "patientflow {args:?} failed ({}):\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Produces `events` records into `landing`; returns the ledger.
+pub fn produce(landing: &Path, events: u64, extra: &[&str]) -> Value {
+    let n = events.to_string();
+    let mut args = vec!["produce", "--out", path(landing), "--events", &n];
+    args.extend_from_slice(extra);
+    run_ok(&args);
+    read_json(&landing.join("_producer_ledger.json"))
+}
+
+/// Ingests `landing` into `data`; returns the JSON summary.
+pub fn ingest(landing: &Path, data: &Path, extra: &[&str]) -> Value {
+    let mut args = vec![
+        "ingest",
+        "--from",
+        path(landing),
+        "--data",
+        path(data),
+        "--format",
+        "json",
+    ];
+    args.extend_from_slice(extra);
+    parse_json(&run_ok(&args))
+}
+
+/// The JSON quality report of `data`.
+pub fn quality_report(data: &Path) -> Value {
+    parse_json(&run_ok(&[
+        "quality",
+        "report",
+        "--data",
+        path(data),
+        "--format",
+        "json",
+    ]))
+}
+
+/// A path as UTF-8 text (test paths always are).
+pub fn path(p: &Path) -> &str {
+    p.to_str().expect("UTF-8 path")
+}
+
+/// Parses JSON text, panicking with the text on failure.
+pub fn parse_json(text: &str) -> Value {
+    serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+/// Reads a JSON file.
+pub fn read_json(path: &Path) -> Value {
+    parse_json(&std::fs::read_to_string(path).expect("read JSON file"))
+}
+
+/// Runs `sql` over the Delta table `name` under `data`, registered as `t`; returns the first
+/// column of the first row as an integer (for counts and sums).
+pub fn scalar(data: &Path, name: &str, sql: &str) -> i64 {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let url = deltalake::ensure_table_uri(path(&data.join(name))).expect("table url");
+        let table = deltalake::open_table(url).await.expect("open table");
+        let ctx = SessionContext::new();
+        table
+            .update_datafusion_session(&ctx.state())
+            .expect("session");
+        ctx.register_table("t", table.table_provider().await.expect("provider"))
+            .expect("register");
+        let batches = ctx
+            .sql(sql)
+            .await
+            .expect("plan")
+            .collect()
+            .await
+            .expect("run");
+        let col = batches[0].column(0);
+        let ints =
+            deltalake::arrow::compute::cast(col, &deltalake::arrow::datatypes::DataType::Int64)
+                .expect("cast to i64");
+        let ints = ints.as_any().downcast_ref::<Int64Array>().expect("i64");
+        if ints.is_null(0) { 0 } else { ints.value(0) }
+    })
+}
+
+/// The Python interpreter of the test venv (`PATIENTFLOW_PYTHON`, else the one `.ci/setup`
+/// builds); panics with the fix when it is missing.
+pub fn python() -> PathBuf {
+    let candidate = std::env::var_os("PATIENTFLOW_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let home = std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .unwrap_or_default();
+            home.join(".cache/patientflow/venv/bin/python")
+        });
+    assert!(
+        candidate.exists(),
+        "no test venv at {}; run `.ci/setup` (or set PATIENTFLOW_PYTHON)",
+        candidate.display()
+    );
+    candidate
+}
+
+/// Asserts that a quality report's totals equal a producer ledger, rule by rule (rules the
+/// producer cannot inject must count zero).
+pub fn assert_report_matches_ledger(report: &Value, ledger: &Value, context: &str) {
+    for key in ["records_in", "silver_rows", "quarantined", "duplicates"] {
+        assert_eq!(report[key], ledger[key], "{key} ({context})");
+    }
+    let rules = report["rules"].as_object().expect("rules object");
+    for (rule, count) in rules {
+        let expected = ledger["rules"].get(rule).cloned().unwrap_or(Value::from(0));
+        assert_eq!(count, &expected, "rule {rule} ({context})");
+    }
+    let ledger_rules = ledger["rules"].as_object().expect("ledger rules");
+    for rule in ledger_rules.keys() {
+        assert!(
+            rules.contains_key(rule),
+            "report lacks rule {rule} ({context})"
+        );
+    }
+}

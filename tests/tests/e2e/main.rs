@@ -1,0 +1,6 @@
+//! End-to-end tests over the real `patientflow` binary and real Delta tables on disk.
+
+mod bad_input;
+mod crash;
+mod pipeline;
+mod python_reader;

@@ -1,0 +1,65 @@
+//! The tables read correctly with an independent reader: Python `deltalake` (delta-rs's
+//! Python binding, a separate build) in the venv that `.ci/setup` makes.
+
+use std::process::Command;
+
+use patientflow_e2e::{ingest, path, produce, python};
+
+const READER: &str = r#"
+import json, sys
+from deltalake import DeltaTable
+root = sys.argv[1]
+out = {}
+for name in ["bronze/patient_events", "silver/patient_events", "silver/quarantine", "ops/quality_runs"]:
+    dt = DeltaTable(f"{root}/{name}")
+    t = dt.to_pyarrow_table()
+    out[name] = {"rows": t.num_rows, "columns": t.column_names,
+                 "protocol": [dt.protocol().min_reader_version, dt.protocol().min_writer_version]}
+silver = DeltaTable(f"{root}/silver/patient_events").to_pyarrow_table()
+out["insurance_nulls"] = silver.column("insurance_type").null_count
+out["genders"] = sorted(set(silver.column("gender").to_pylist()))
+out["first_raw_is_bytes"] = isinstance(
+    DeltaTable(f"{root}/bronze/patient_events").to_pyarrow_table().column("raw")[0].as_py(), bytes)
+print(json.dumps(out))
+"#;
+
+#[test]
+fn python_deltalake_reads_every_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let (landing, data) = (dir.path().join("landing"), dir.path().join("data"));
+    let ledger = produce(&landing, 5_000, &["--evolve-at", "0.5"]);
+    ingest(&landing, &data, &[]);
+    let out = Command::new(python())
+        .arg("-c")
+        .arg(READER)
+        .arg(path(&data))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = patientflow_e2e::parse_json(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(v["bronze/patient_events"]["rows"], 5_000);
+    assert_eq!(v["silver/patient_events"]["rows"], ledger["silver_rows"]);
+    assert_eq!(v["silver/quarantine"]["rows"], ledger["quarantined"]);
+    assert!(v["ops/quality_runs"]["rows"].as_u64().unwrap() > 0);
+    for table in [
+        "bronze/patient_events",
+        "silver/patient_events",
+        "silver/quarantine",
+        "ops/quality_runs",
+    ] {
+        assert_eq!(v[table]["protocol"], serde_json::json!([1, 2]), "{table}");
+    }
+    let columns = v["silver/patient_events"]["columns"].as_array().unwrap();
+    assert!(columns.contains(&"insurance_type".into()));
+    let nulls = v["insurance_nulls"].as_u64().unwrap();
+    assert!(
+        nulls > 1_000 && nulls < 4_000,
+        "about half the rows predate the attribute: {nulls}"
+    );
+    assert_eq!(v["genders"], serde_json::json!(["Female", "Male"]));
+    assert_eq!(v["first_raw_is_bytes"], true);
+}
