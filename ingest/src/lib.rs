@@ -33,6 +33,7 @@
 
 mod bronze;
 mod error;
+pub mod gold;
 mod pipeline;
 pub mod producer;
 pub mod quality;
@@ -43,6 +44,7 @@ mod storage;
 pub mod tables;
 
 pub use error::{Error, Result};
+pub use gold::{GoldMetrics, GoldRefresh};
 pub use pipeline::{Ingest, IngestMetrics, Progress, ProgressFn};
 pub use producer::{FileSink, Ledger, Producer, Shape, Sink};
 pub use quality::{QualityReport, ReportCounts};

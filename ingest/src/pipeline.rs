@@ -8,6 +8,7 @@ use chrono_tz::Tz;
 
 use crate::bronze::{Bronze, BronzeChunk};
 use crate::error::{Error, Result};
+use crate::gold::{GoldMetrics, GoldRefresh};
 use crate::quality::QualityRun;
 use crate::reference::ReferenceData;
 use crate::silver::{Counts, Silver};
@@ -46,6 +47,8 @@ pub struct IngestMetrics {
     pub counts: Counts,
     /// The quality run id these counts were recorded under.
     pub run_id: String,
+    /// The gold refresh that followed, if one was asked for.
+    pub gold: Option<GoldMetrics>,
     /// Wall time.
     pub elapsed: Duration,
 }
@@ -73,6 +76,7 @@ pub struct Ingest {
     batch_records: usize,
     batch_bytes: usize,
     progress: Option<ProgressFn>,
+    gold: Option<GoldRefresh>,
 }
 
 impl std::fmt::Debug for Ingest {
@@ -102,6 +106,7 @@ impl Ingest {
             batch_records: Self::DEFAULT_BATCH_RECORDS,
             batch_bytes: Self::DEFAULT_BATCH_BYTES,
             progress: None,
+            gold: None,
         }
     }
 
@@ -126,6 +131,12 @@ impl Ingest {
     /// Receives progress after each batch.
     pub fn with_progress(mut self, progress: ProgressFn) -> Self {
         self.progress = Some(progress);
+        self
+    }
+
+    /// Refreshes gold after silver, under the same writer lock.
+    pub fn with_gold(mut self, refresh: GoldRefresh) -> Self {
+        self.gold = Some(refresh);
         self
     }
 
@@ -213,6 +224,9 @@ impl Ingest {
             p(progress);
         }
         metrics.bytes_read = progress.bytes_done;
+        if let Some(refresh) = self.gold {
+            metrics.gold = Some(refresh.run_locked().await?);
+        }
         metrics.elapsed = started.elapsed();
         if !metrics.counts.balanced() {
             return Err(Error::Internal(format!(

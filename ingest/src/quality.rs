@@ -14,8 +14,8 @@ use deltalake::datafusion::prelude::lit;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::silver::{Counts, RULES, scan};
-use crate::storage::TableRoot;
+use crate::silver::{Counts, RULES};
+use crate::storage::{TableRoot, scan};
 use crate::tables::{QUALITY_RUNS, QUALITY_SCHEMA};
 
 /// The dataset name recorded for the event stream.

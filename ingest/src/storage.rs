@@ -17,6 +17,8 @@ use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableError};
 use url::Url;
 
+use deltalake::datafusion::prelude::{Expr, SessionContext, col};
+
 use crate::error::{Error, Result};
 
 /// The root under which every patientflow table lives (`<root>/bronze/patient_events`, …).
@@ -138,12 +140,24 @@ pub(crate) async fn txn_version(
         .map_err(|e| Error::delta(name, e))
 }
 
-/// Appends `batches` to `table` in one commit that also records `txns`, so data and source
+/// How a write treats the rows already in the table.
+#[derive(Debug, Clone)]
+pub(crate) enum WriteMode {
+    /// Add the rows.
+    Append,
+    /// Replace the whole table with the rows.
+    Overwrite,
+    /// Replace the rows matching the predicate with the rows (which must all match it).
+    Replace(Expr),
+}
+
+/// Writes `batches` to `table` in one commit that also records `txns`, so data and source
 /// positions land together or not at all. New columns are merged into the schema.
-pub(crate) async fn append(
+pub(crate) async fn write(
     table: DeltaTable,
     name: &str,
     batches: Vec<RecordBatch>,
+    mode: WriteMode,
     txns: Vec<Transaction>,
     partition_by: &[&str],
 ) -> Result<DeltaTable> {
@@ -152,16 +166,121 @@ pub(crate) async fn append(
             ZstdLevel::try_new(1).map_err(|e| Error::arrow(name, e))?,
         ))
         .build();
+    let save_mode = match mode {
+        WriteMode::Append => SaveMode::Append,
+        WriteMode::Overwrite | WriteMode::Replace(_) => SaveMode::Overwrite,
+    };
     let mut builder = table
         .write(batches)
-        .with_save_mode(SaveMode::Append)
+        .with_save_mode(save_mode)
         .with_schema_mode(SchemaMode::Merge)
         .with_writer_properties(props)
         .with_commit_properties(CommitProperties::default().with_application_transactions(txns));
+    if let WriteMode::Replace(predicate) = mode {
+        builder = builder.with_replace_where(predicate);
+    }
     if !partition_by.is_empty() {
         builder = builder.with_partition_columns(partition_by.iter().map(|c| c.to_string()));
     }
     builder
         .await
         .map_err(|e: DeltaTableError| Error::delta(name, e))
+}
+
+/// Appends `batches` to `table`; see [`write`].
+pub(crate) async fn append(
+    table: DeltaTable,
+    name: &str,
+    batches: Vec<RecordBatch>,
+    txns: Vec<Transaction>,
+    partition_by: &[&str],
+) -> Result<DeltaTable> {
+    write(table, name, batches, WriteMode::Append, txns, partition_by).await
+}
+
+/// The column `name` of `batch` as the array type `T`, or an error naming `table`.
+pub(crate) fn column<'a, T: 'static>(
+    batch: &'a RecordBatch,
+    table: &str,
+    name: &str,
+) -> Result<&'a T> {
+    batch
+        .column_by_name(name)
+        .and_then(|c| c.as_any().downcast_ref::<T>())
+        .ok_or_else(|| {
+            Error::arrow(
+                table,
+                std::io::Error::other(format!("column `{name}` is missing or of another type")),
+            )
+        })
+}
+
+/// Reads all rows of `table` matching `filter`, ordered by `order`.
+pub(crate) async fn scan(
+    table: &DeltaTable,
+    name: &str,
+    columns: &[&str],
+    filter: Expr,
+    order: &[&str],
+) -> Result<Vec<RecordBatch>> {
+    if table.version().is_none() {
+        return Ok(vec![]);
+    }
+    let ctx = SessionContext::new();
+    let df_err = |e: deltalake::datafusion::error::DataFusionError| Error::arrow(name, e);
+    table
+        .update_datafusion_session(&ctx.state())
+        .map_err(|e| Error::delta(name, e))?;
+    let provider = table.table_provider().await.map_err(df_err)?;
+    let mut df = ctx
+        .read_table(provider)
+        .map_err(df_err)?
+        .filter(filter)
+        .map_err(df_err)?
+        .select_columns(columns)
+        .map_err(df_err)?;
+    if !order.is_empty() {
+        df = df
+            .sort(order.iter().map(|c| col(*c).sort(true, false)).collect())
+            .map_err(df_err)?;
+    }
+    let batches = df.collect().await.map_err(df_err)?;
+    batches.iter().map(|b| without_views(b, name)).collect()
+}
+
+/// DataFusion may read strings and binaries as view types; the pipeline works on the plain
+/// types of the table schemas.
+fn without_views(batch: &RecordBatch, name: &str) -> Result<RecordBatch> {
+    use deltalake::arrow::datatypes::{DataType, Field, Schema};
+    let plain = |t: &DataType| match t {
+        DataType::Utf8View => Some(DataType::Utf8),
+        DataType::BinaryView => Some(DataType::Binary),
+        _ => None,
+    };
+    if !batch
+        .schema()
+        .fields()
+        .iter()
+        .any(|f| plain(f.data_type()).is_some())
+    {
+        return Ok(batch.clone());
+    }
+    let mut fields = Vec::new();
+    let mut columns = Vec::new();
+    for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
+        match plain(field.data_type()) {
+            Some(t) => {
+                let cast = deltalake::arrow::compute::cast(column, &t)
+                    .map_err(|e| Error::arrow(name, e))?;
+                fields.push(Field::new(field.name(), t, field.is_nullable()));
+                columns.push(cast);
+            }
+            None => {
+                fields.push(field.as_ref().clone());
+                columns.push(column.clone());
+            }
+        }
+    }
+    RecordBatch::try_new(std::sync::Arc::new(Schema::new(fields)), columns)
+        .map_err(|e| Error::arrow(name, e))
 }

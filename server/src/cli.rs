@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 ///
 /// Typical first run:
 ///   patientflow produce --out landing --events 100000
-///   patientflow ingest --from landing --data data
+///   patientflow ingest --from landing --data data      (bronze → silver → gold)
 ///   patientflow quality report --data data
 #[derive(Debug, Parser)]
 #[command(name = "patientflow", version, about, long_about)]
@@ -41,6 +41,48 @@ pub(crate) enum Command {
     /// Data-quality reports and the rule catalogue.
     #[command(subcommand)]
     Quality(QualityCommand),
+    /// The gold star schema (dimensions and facts).
+    #[command(subcommand)]
+    Gold(GoldCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum GoldCommand {
+    /// Bring the gold tables up to date with silver, processing only what silver gained since
+    /// the last refresh (a no-op when nothing did). `ingest` runs this unless given --no-gold.
+    Refresh(RefreshArgs),
+    /// The star schema as Markdown: a Mermaid ER diagram and every gold table's columns.
+    Schema,
+}
+
+/// How gold is built; shared by `ingest` and `gold refresh`.
+#[derive(Debug, Args)]
+pub(crate) struct GoldArgs {
+    /// Compute the census and `is_currently_admitted` as of this time, RFC 3339 (default: now).
+    #[arg(long, env = "PATIENTFLOW_AS_OF")]
+    pub(crate) as_of: Option<String>,
+    /// A patient attribute tracked as SCD type 2 besides gender (repeatable; default
+    /// `insurance_type`, or `gold.tracked_attributes` in the config file).
+    #[arg(long = "track", value_name = "ATTRIBUTE")]
+    pub(crate) tracked: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RefreshArgs {
+    /// Table root: a local path or URL.
+    #[arg(long, env = "PATIENTFLOW_DATA")]
+    pub(crate) data: Option<String>,
+    /// Department reference CSV (default: the shipped reference network).
+    #[arg(long, env = "PATIENTFLOW_DEPARTMENTS")]
+    pub(crate) departments: Option<PathBuf>,
+    /// Rebuild every patient and the whole census, not only what changed.
+    #[arg(long)]
+    pub(crate) full: bool,
+    #[command(flatten)]
+    pub(crate) gold: GoldArgs,
+    /// Output format of the summary.
+    #[arg(long, value_enum, default_value = "text")]
+    pub(crate) format: SummaryFormat,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -105,6 +147,11 @@ pub(crate) struct IngestArgs {
     /// Records per bronze batch (one Delta commit per table per batch).
     #[arg(long, env = "PATIENTFLOW_BATCH_RECORDS")]
     pub(crate) batch_records: Option<usize>,
+    /// Stop after silver; do not refresh gold.
+    #[arg(long)]
+    pub(crate) no_gold: bool,
+    #[command(flatten)]
+    pub(crate) gold: GoldArgs,
     /// Output format of the summary.
     #[arg(long, value_enum, default_value = "text")]
     pub(crate) format: SummaryFormat,

@@ -17,6 +17,15 @@ pub(crate) struct Config {
     pub(crate) storage: Storage,
     #[serde(default)]
     pub(crate) ingest: IngestConfig,
+    #[serde(default)]
+    pub(crate) gold: GoldConfig,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct GoldConfig {
+    /// Patient attributes tracked as SCD type 2 besides gender (default `["insurance_type"]`).
+    pub(crate) tracked_attributes: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -83,12 +92,17 @@ mod tests {
         assert!(err.contains("bad.toml") && err.contains("dta"), "{err}");
         std::fs::write(
             &path,
-            "[storage]\ndata = \"/x\"\n[ingest]\nbatch_records = 5\n",
+            "[storage]\ndata = \"/x\"\n[ingest]\nbatch_records = 5\n\
+             [gold]\ntracked_attributes = [\"insurance_type\", \"language\"]\n",
         )
         .unwrap();
         let c = Config::load(Some(&path)).unwrap();
         assert_eq!(c.data_root(None).unwrap(), "/x");
         assert_eq!(c.data_root(Some("/y")).unwrap(), "/y");
         assert_eq!(c.ingest.batch_records, Some(5));
+        assert_eq!(
+            c.gold.tracked_attributes,
+            Some(vec!["insurance_type".to_string(), "language".to_string()])
+        );
     }
 }

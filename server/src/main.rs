@@ -1,4 +1,5 @@
-//! The `patientflow` binary: one command line for producing, ingesting and reporting.
+//! The `patientflow` binary: one command line for producing, ingesting, building gold and
+//! reporting.
 
 mod cli;
 mod commands;
@@ -7,7 +8,7 @@ mod error;
 
 use clap::Parser;
 
-use crate::cli::{Cli, Command, QualityCommand};
+use crate::cli::{Cli, Command, GoldCommand, QualityCommand};
 use crate::error::Result;
 
 fn main() -> std::process::ExitCode {
@@ -43,6 +44,13 @@ fn run(cli: Cli) -> Result<()> {
         Command::Ingest(args) => runtime.block_on(commands::ingest::run(args, &config)),
         Command::Quality(QualityCommand::Report(args)) => {
             runtime.block_on(commands::quality::report(args, &config))
+        }
+        Command::Gold(GoldCommand::Refresh(args)) => {
+            runtime.block_on(commands::gold::refresh(args, &config))
+        }
+        Command::Gold(GoldCommand::Schema) => {
+            print!("{}", patientflow_ingest::tables::star_schema_markdown());
+            Ok(())
         }
         Command::Quality(QualityCommand::Rules) => {
             print!("{}", patientflow_ingest::silver::rules_markdown());

@@ -1,8 +1,7 @@
 //! Support for the end-to-end tests in `tests/e2e`: run the real `patientflow` binary, read
 //! the Delta tables it writes, and find the Python venv that `.ci/setup` builds.
 //!
-//! The binary is (re)built once per test process with the same cargo and target directory
-//! as the tests, so a test never runs a stale binary.
+//! Run them with `cargo nextest run --workspace`: that builds the binary with the tests.
 
 // Test support: a panic with a message is how a test fails.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
@@ -11,11 +10,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-use deltalake::arrow::array::{Array, Int64Array};
+use deltalake::arrow::array::{Array, Int64Array, RecordBatch};
 use deltalake::datafusion::prelude::SessionContext;
 use serde_json::Value;
 
-/// Path of the freshly built `patientflow` binary.
+/// Path of the `patientflow` binary that `cargo nextest run --workspace` builds alongside
+/// this test (the server package's integration test makes cargo build it).
 pub fn binary() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
@@ -25,32 +25,24 @@ pub fn binary() -> &'static Path {
             .parent()
             .and_then(Path::parent)
             .expect("target profile dir");
-        let target_dir = profile_dir.parent().expect("target dir");
-        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
-        let status = Command::new(env!("CARGO"))
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "patientflow-server",
-                "--bin",
-                "patientflow",
-            ])
-            .arg("--manifest-path")
-            .arg(&manifest)
-            .env("CARGO_TARGET_DIR", target_dir)
-            .status()
-            .expect("run cargo build");
-        assert!(status.success(), "building the patientflow binary failed");
-        profile_dir.join("patientflow")
+        let bin = profile_dir.join("patientflow");
+        assert!(
+            bin.exists(),
+            "{} is missing: run the tests with `cargo nextest run --workspace`",
+            bin.display()
+        );
+        bin
     })
 }
 
 /// A `patientflow` command with logs kept quiet.
 pub fn patientflow() -> Command {
     let mut cmd = Command::new(binary());
-    cmd.env("PATIENTFLOW_LOG", "warn")
-        .env_remove("PATIENTFLOW_DATA");
+    cmd.env(
+        "PATIENTFLOW_LOG",
+        "warn,buoyant_kernel=off,deltalake_core=error",
+    )
+    .env_remove("PATIENTFLOW_DATA");
     cmd
 }
 
@@ -126,36 +118,69 @@ pub fn read_json(path: &Path) -> Value {
     parse_json(&std::fs::read_to_string(path).expect("read JSON file"))
 }
 
-/// Runs `sql` over the Delta table `name` under `data`, registered as `t`; returns the first
-/// column of the first row as an integer (for counts and sums).
-pub fn scalar(data: &Path, name: &str, sql: &str) -> i64 {
+/// Runs `sql` over the Delta tables under `data`, each registered under its name in
+/// `tables` (`(alias, table)`); returns the result batches.
+pub fn query(data: &Path, tables: &[(&str, &str)], sql: &str) -> Vec<RecordBatch> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
     rt.block_on(async {
-        let url = deltalake::ensure_table_uri(path(&data.join(name))).expect("table url");
-        let table = deltalake::open_table(url).await.expect("open table");
         let ctx = SessionContext::new();
-        table
-            .update_datafusion_session(&ctx.state())
-            .expect("session");
-        ctx.register_table("t", table.table_provider().await.expect("provider"))
-            .expect("register");
-        let batches = ctx
-            .sql(sql)
+        for (alias, name) in tables {
+            let url = deltalake::ensure_table_uri(path(&data.join(name))).expect("table url");
+            let table = deltalake::open_table(url).await.expect("open table");
+            table
+                .update_datafusion_session(&ctx.state())
+                .expect("session");
+            ctx.register_table(*alias, table.table_provider().await.expect("provider"))
+                .expect("register");
+        }
+        ctx.sql(sql)
             .await
-            .expect("plan")
+            .unwrap_or_else(|e| panic!("plan {sql}: {e}"))
             .collect()
             .await
-            .expect("run");
-        let col = batches[0].column(0);
-        let ints =
-            deltalake::arrow::compute::cast(col, &deltalake::arrow::datatypes::DataType::Int64)
-                .expect("cast to i64");
-        let ints = ints.as_any().downcast_ref::<Int64Array>().expect("i64");
-        if ints.is_null(0) { 0 } else { ints.value(0) }
+            .unwrap_or_else(|e| panic!("run {sql}: {e}"))
     })
+}
+
+/// The rows of a query as text lines, `|`-separated (NULL as `NULL`), for exact comparisons.
+pub fn rows(data: &Path, tables: &[(&str, &str)], sql: &str) -> Vec<String> {
+    let batches = query(data, tables, sql);
+    let options = deltalake::arrow::util::display::FormatOptions::default().with_null("NULL");
+    let mut out = Vec::new();
+    for b in &batches {
+        let formatters: Vec<_> = b
+            .columns()
+            .iter()
+            .map(|c| {
+                deltalake::arrow::util::display::ArrayFormatter::try_new(c.as_ref(), &options)
+                    .expect("formatter")
+            })
+            .collect();
+        for i in 0..b.num_rows() {
+            out.push(
+                formatters
+                    .iter()
+                    .map(|f| f.value(i).to_string())
+                    .collect::<Vec<_>>()
+                    .join("|"),
+            );
+        }
+    }
+    out
+}
+
+/// Runs `sql` over the Delta table `name` under `data`, registered as `t`; returns the first
+/// column of the first row as an integer (for counts and sums).
+pub fn scalar(data: &Path, name: &str, sql: &str) -> i64 {
+    let batches = query(data, &[("t", name)], sql);
+    let col = batches[0].column(0);
+    let ints = deltalake::arrow::compute::cast(col, &deltalake::arrow::datatypes::DataType::Int64)
+        .expect("cast to i64");
+    let ints = ints.as_any().downcast_ref::<Int64Array>().expect("i64");
+    if ints.is_null(0) { 0 } else { ints.value(0) }
 }
 
 /// The Python interpreter of the test venv (`PATIENTFLOW_PYTHON`, else the one `.ci/setup`

@@ -239,6 +239,10 @@ impl Producer {
                 sink.send(&bytes)?;
                 ledger.records_in += 1;
                 ledger.duplicates += 1;
+                *ledger
+                    .rules
+                    .entry(Defect::Duplicate.name().to_string())
+                    .or_default() += 1;
                 continue;
             }
             let Some(emit) = emits.next() else {
@@ -254,7 +258,11 @@ impl Producer {
             let bytes = match defect {
                 None => Value::Object(obj).to_string().into_bytes(),
                 Some(d) => {
-                    *ledger.rules.entry(d.name().to_string()).or_default() += 1;
+                    // A duplicate counts when its copy is sent, which the end of the stream
+                    // may cut off.
+                    if d != Defect::Duplicate {
+                        *ledger.rules.entry(d.name().to_string()).or_default() += 1;
+                    }
                     if d.quarantines() {
                         ledger.quarantined += 1;
                     }

@@ -17,7 +17,7 @@ use chrono_tz::Tz;
 use deltalake::DeltaTable;
 use deltalake::arrow::array::{Array, RecordBatch, StringArray};
 use deltalake::arrow::compute::concat_batches;
-use deltalake::datafusion::prelude::{SessionContext, col, lit};
+use deltalake::datafusion::prelude::{col, lit};
 use deltalake::kernel::Transaction;
 
 pub use refine::Counts;
@@ -26,7 +26,7 @@ pub use rules::{Applies, Outcome, RULES, Rule, rules_markdown};
 use crate::error::{Error, Result};
 use crate::quality::QualityRun;
 use crate::reference::ReferenceData;
-use crate::storage::{TableRoot, append, txn_version};
+use crate::storage::{TableRoot, append, scan, txn_version};
 use crate::tables::{
     BRONZE_EVENTS, QUALITY_RUNS, QUARANTINE, SILVER_APP, SILVER_EVENTS, SILVER_SCHEMA,
 };
@@ -52,85 +52,10 @@ impl Output {
             return Ok(());
         }
         let txn = vec![Transaction::new(SILVER_APP, seq)];
-        let batches = if batch.num_rows() == 0 {
-            vec![]
-        } else {
-            vec![batch]
-        };
-        self.table = append(self.table.clone(), self.name, batches, txn, &[]).await?;
+        self.table = append(self.table.clone(), self.name, vec![batch], txn, &[]).await?;
         self.done = seq;
         Ok(())
     }
-}
-
-/// Reads all rows of `table` matching `filter`, ordered by `order`.
-pub(crate) async fn scan(
-    table: &DeltaTable,
-    name: &str,
-    columns: &[&str],
-    filter: deltalake::datafusion::prelude::Expr,
-    order: &[&str],
-) -> Result<Vec<RecordBatch>> {
-    if table.version().is_none() {
-        return Ok(vec![]);
-    }
-    let ctx = SessionContext::new();
-    let df_err = |e: deltalake::datafusion::error::DataFusionError| Error::arrow(name, e);
-    table
-        .update_datafusion_session(&ctx.state())
-        .map_err(|e| Error::delta(name, e))?;
-    let provider = table.table_provider().await.map_err(df_err)?;
-    let mut df = ctx
-        .read_table(provider)
-        .map_err(df_err)?
-        .filter(filter)
-        .map_err(df_err)?
-        .select_columns(columns)
-        .map_err(df_err)?;
-    if !order.is_empty() {
-        df = df
-            .sort(order.iter().map(|c| col(*c).sort(true, false)).collect())
-            .map_err(df_err)?;
-    }
-    let batches = df.collect().await.map_err(df_err)?;
-    batches.iter().map(|b| without_views(b, name)).collect()
-}
-
-/// DataFusion may read strings and binaries as view types; the pipeline works on the plain
-/// types of the table schemas.
-fn without_views(batch: &RecordBatch, name: &str) -> Result<RecordBatch> {
-    use deltalake::arrow::datatypes::{DataType, Field, Schema};
-    let plain = |t: &DataType| match t {
-        DataType::Utf8View => Some(DataType::Utf8),
-        DataType::BinaryView => Some(DataType::Binary),
-        _ => None,
-    };
-    if !batch
-        .schema()
-        .fields()
-        .iter()
-        .any(|f| plain(f.data_type()).is_some())
-    {
-        return Ok(batch.clone());
-    }
-    let mut fields = Vec::new();
-    let mut columns = Vec::new();
-    for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
-        match plain(field.data_type()) {
-            Some(t) => {
-                let cast = deltalake::arrow::compute::cast(column, &t)
-                    .map_err(|e| Error::arrow(name, e))?;
-                fields.push(Field::new(field.name(), t, field.is_nullable()));
-                columns.push(cast);
-            }
-            None => {
-                fields.push(field.as_ref().clone());
-                columns.push(column.clone());
-            }
-        }
-    }
-    RecordBatch::try_new(std::sync::Arc::new(Schema::new(fields)), columns)
-        .map_err(|e| Error::arrow(name, e))
 }
 
 /// The silver stage: its three output tables and the state refinement needs.

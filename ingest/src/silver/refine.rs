@@ -16,7 +16,7 @@ use super::rules::{Context, Destination, RULES, Verdict, evaluate};
 use crate::error::{Error, Result};
 use crate::reference::ReferenceData;
 use crate::tables::{
-    QUARANTINE, QUARANTINE_SCHEMA, SILVER_EVENTS, SILVER_SCHEMA, attribute_column,
+    BRONZE_EVENTS, QUARANTINE, QUARANTINE_SCHEMA, SILVER_EVENTS, SILVER_SCHEMA, attribute_column,
 };
 
 /// Record counts of one refinement, by outcome and by rule.
@@ -72,15 +72,7 @@ const LINEAGE: [&str; 6] = [
 ];
 
 fn column<'a, T: 'static>(batch: &'a RecordBatch, name: &str) -> Result<&'a T> {
-    batch
-        .column_by_name(name)
-        .and_then(|c| c.as_any().downcast_ref::<T>())
-        .ok_or_else(|| {
-            Error::arrow(
-                SILVER_EVENTS,
-                std::io::Error::other(format!("bronze batch lacks column `{name}`")),
-            )
-        })
+    crate::storage::column(batch, BRONZE_EVENTS, name)
 }
 
 /// Parses records on all cores; order is preserved.

@@ -352,8 +352,15 @@ mod tests {
 
     #[test]
     fn future_admission_is_corrected_before_discharge_check() {
+        // Before correction the discharge (2027) precedes the admission (2099); after it the
+        // admission is `received_at` (2026) and the stay is consistent.
         let json = r#"{"patient_id":"p","department":"ICU","hospital_id":1,
-            "admission_time":"2099-01-01T00:00:00Z","discharge_time":"2098-01-01T00:00:00Z"}"#;
+            "admission_time":"2099-01-01T00:00:00Z","discharge_time":"2027-01-01T00:00:00Z"}"#;
+        let (v, _) = run(json, NOW, &[]);
+        assert_eq!(v.destination, Destination::Silver);
+        assert_eq!(names(&v.matched), ["future_admission_time"]);
+        let json = r#"{"patient_id":"p","department":"ICU","hospital_id":1,
+            "admission_time":"2099-01-01T00:00:00Z","discharge_time":"2026-01-01T00:00:00Z"}"#;
         let (v, _) = run(json, NOW, &[]);
         assert_eq!(v.destination, Destination::Quarantine);
         assert_eq!(
@@ -396,6 +403,15 @@ mod tests {
                 destination: Destination::Quarantine,
                 matched: vec![0]
             }
+        );
+    }
+
+    #[test]
+    fn the_data_quality_doc_shows_the_rule_table_of_the_code() {
+        let doc = include_str!("../../../docs/data-quality.md");
+        assert!(
+            doc.contains(&rules_markdown()),
+            "docs/data-quality.md is stale: paste the output of `patientflow quality rules`"
         );
     }
 

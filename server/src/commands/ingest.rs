@@ -5,6 +5,7 @@ use std::sync::Arc;
 use indicatif::{ProgressBar, ProgressStyle};
 use patientflow_ingest::{Ingest, Progress, ReferenceData, TableRoot};
 
+use super::gold;
 use crate::cli::{IngestArgs, SummaryFormat};
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -12,12 +13,22 @@ use crate::error::{Error, Result};
 pub(crate) async fn run(args: IngestArgs, config: &Config) -> Result<()> {
     let root = TableRoot::parse(&config.data_root(args.data.as_deref())?)?;
     let mut ingest = Ingest::new(root.clone(), &args.from);
-    if let Some(path) = args
+    let reference = args
         .departments
         .as_ref()
         .or(config.ingest.departments.as_ref())
-    {
-        ingest = ingest.with_reference(ReferenceData::from_path(path)?);
+        .map(|p| ReferenceData::from_path(p))
+        .transpose()?;
+    if let Some(reference) = &reference {
+        ingest = ingest.with_reference(reference.clone());
+    }
+    if !args.no_gold {
+        ingest = ingest.with_gold(gold::refresh_for(
+            root.clone(),
+            &args.gold,
+            config,
+            reference,
+        )?);
     }
     if let Some(tz) = args
         .source_timezone
@@ -71,6 +82,7 @@ pub(crate) async fn run(args: IngestArgs, config: &Config) -> Result<()> {
                 "quarantined": c.quarantined,
                 "duplicates": c.duplicates,
                 "rules": rules,
+                "gold": metrics.gold.as_ref().map(gold::summary_json),
                 "elapsed_seconds": metrics.elapsed.as_secs_f64(),
             });
             println!("{out}");
@@ -94,6 +106,9 @@ pub(crate) async fn run(args: IngestArgs, config: &Config) -> Result<()> {
                 secs,
                 c.records_in as f64 / secs
             );
+            if let Some(g) = &metrics.gold {
+                println!("  {}", gold::summary_text(g));
+            }
         }
     }
     Ok(())

@@ -1,5 +1,6 @@
 //! One module per command.
 
+pub(crate) mod gold;
 pub(crate) mod ingest;
 pub(crate) mod produce;
 pub(crate) mod quality;

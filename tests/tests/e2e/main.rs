@@ -2,5 +2,7 @@
 
 mod bad_input;
 mod crash;
+mod gold;
+mod gold_scale;
 mod pipeline;
 mod python_reader;

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Benchmark: landing → bronze → silver at N events (default 1M), against DuckDB doing the same
+# work (read the NDJSON, normalise and quarantine, write Parquet) on the same files, in the
+# same run. Prints a Markdown table for BENCHMARKS.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N="${1:-1000000}"
+TOOLS="${PATIENTFLOW_TOOLS:-$HOME/.cache/patientflow}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$TOOLS/target}"
+cargo build --release -q -p patientflow-server
+BIN="$CARGO_TARGET_DIR/release/patientflow"
+"$TOOLS/venv/bin/python" -c 'import duckdb' 2>/dev/null || "$TOOLS/venv/bin/pip" install -q duckdb
+WORK="$(mktemp -d)"; trap 'rm -rf "$WORK"' EXIT
+"$BIN" produce --out "$WORK/landing" --events "$N" --seed 1 >/dev/null
+
+measure() { # label, command…  → seconds and peak RSS (MiB)
+  local label="$1"; shift
+  /usr/bin/time -f "%e %M" -o "$WORK/time" "$@" >/dev/null 2>"$WORK/err" || { cat "$WORK/err"; exit 1; }
+  read -r secs kib < "$WORK/time"
+  printf '| %s | %s | %.2f | %.0f | %.0f |\n' "$label" "$N" "$secs" "$(echo "$N / $secs" | bc -l)" "$(echo "$kib / 1024" | bc -l)"
+}
+echo "| engine | events | seconds | events/s | peak RSS MiB |"
+echo "| --- | ---: | ---: | ---: | ---: |"
+measure "patientflow ingest (bronze + silver + quarantine + quality, Delta)" \
+  "$BIN" ingest --from "$WORK/landing" --data "$WORK/data" --no-gold --log error
+measure "DuckDB $("$TOOLS/venv/bin/python" -c 'import duckdb; print(duckdb.__version__)') (same normalisation to Parquet)" \
+  "$TOOLS/venv/bin/python" bench/duckdb_peer.py "$WORK/landing" "$WORK/duck"

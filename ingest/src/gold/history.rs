@@ -1,0 +1,216 @@
+//! Reads silver records back as observations of patients, grouped by patient.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use deltalake::DeltaTable;
+use deltalake::arrow::array::{
+    Array, BooleanArray, Int32Array, Int64Array, RecordBatch, StringArray,
+    TimestampMicrosecondArray,
+};
+use deltalake::datafusion::prelude::{Expr, col, lit};
+
+use crate::error::{Error, Result};
+use crate::storage::{column, scan};
+use crate::tables::{SILVER_EVENTS, attribute_column};
+
+/// What a silver record says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// A flat admission record (one stay).
+    Flat,
+    /// An ADT event of this type.
+    Arrival,
+    Admit,
+    Transfer,
+    Discharge,
+    Update,
+}
+
+impl Kind {
+    fn of(record_kind: &str, event_type: Option<&str>) -> Self {
+        match (record_kind, event_type) {
+            ("flat", _) => Self::Flat,
+            (_, Some("ARRIVAL")) => Self::Arrival,
+            (_, Some("ADMIT")) => Self::Admit,
+            (_, Some("TRANSFER")) => Self::Transfer,
+            (_, Some("DISCHARGE")) => Self::Discharge,
+            _ => Self::Update,
+        }
+    }
+}
+
+/// One silver record of a patient.
+#[derive(Debug, Clone)]
+pub(crate) struct Observation {
+    /// Receipt order: bronze sequence, source, line.
+    pub(crate) received: (i64, String, i64),
+    pub(crate) kind: Kind,
+    pub(crate) encounter_id: Option<String>,
+    pub(crate) hospital_id: i32,
+    pub(crate) department: String,
+    pub(crate) bed_id: Option<i64>,
+    pub(crate) gender: String,
+    pub(crate) age: Option<i32>,
+    /// Event time (ADT) or admission time (flat), UTC micros.
+    pub(crate) time: i64,
+    pub(crate) discharge_time: Option<i64>,
+    pub(crate) corrected: bool,
+    /// Values of the tracked attributes, in configuration order.
+    pub(crate) attributes: Vec<Option<String>>,
+}
+
+/// Observations by patient id, each patient's in receipt order.
+pub(crate) type History = BTreeMap<String, Vec<Observation>>;
+
+const COLUMNS: [&str; 15] = [
+    "bronze_seq",
+    "source",
+    "source_line",
+    "record_kind",
+    "event_type",
+    "event_time",
+    "encounter_id",
+    "patient_id",
+    "hospital_id",
+    "department",
+    "bed_id",
+    "gender",
+    "age",
+    "admission_time",
+    "discharge_time",
+];
+
+/// The patients with silver records after bronze sequence `after`.
+pub(crate) async fn patients_since(silver: &DeltaTable, after: i64) -> Result<BTreeSet<String>> {
+    let batches = scan(
+        silver,
+        SILVER_EVENTS,
+        &["patient_id"],
+        col("bronze_seq").gt(lit(after)),
+        &[],
+    )
+    .await?;
+    let mut out = BTreeSet::new();
+    for b in &batches {
+        let ids = column::<StringArray>(b, SILVER_EVENTS, "patient_id")?;
+        out.extend(ids.iter().flatten().map(str::to_string));
+    }
+    Ok(out)
+}
+
+/// A filter on `patient_id` for the given patients (`None`: every patient).
+pub(crate) fn patient_filter(patients: Option<&BTreeSet<String>>) -> Expr {
+    match patients {
+        None => lit(true),
+        Some(ids) => {
+            col("patient_id").in_list(ids.iter().map(|id| lit(id.as_str())).collect(), false)
+        }
+    }
+}
+
+/// Every silver record of the given patients up to bronze sequence `upto`.
+pub(crate) async fn load(
+    silver: &DeltaTable,
+    patients: Option<&BTreeSet<String>>,
+    upto: i64,
+    tracked: &[String],
+) -> Result<History> {
+    let existing: Vec<String> = match silver.snapshot() {
+        Ok(s) => s.schema().fields().map(|f| f.name().to_string()).collect(),
+        Err(_) => return Ok(History::new()),
+    };
+    let attributes: Vec<Option<String>> = tracked
+        .iter()
+        .map(|a| Some(attribute_column(a)).filter(|c| existing.contains(c)))
+        .collect();
+    let mut columns: Vec<&str> = COLUMNS.to_vec();
+    columns.push("admission_time_corrected");
+    columns.extend(attributes.iter().flatten().map(String::as_str));
+    let filter = col("bronze_seq")
+        .lt_eq(lit(upto))
+        .and(patient_filter(patients));
+    let batches = scan(silver, SILVER_EVENTS, &columns, filter, &[]).await?;
+    let mut history = History::new();
+    for b in &batches {
+        read_batch(b, &attributes, &mut history)?;
+    }
+    for observations in history.values_mut() {
+        observations.sort_by(|a, b| a.received.cmp(&b.received));
+    }
+    Ok(history)
+}
+
+fn read_batch(b: &RecordBatch, attributes: &[Option<String>], history: &mut History) -> Result<()> {
+    let t = SILVER_EVENTS;
+    let seq = column::<Int64Array>(b, t, "bronze_seq")?;
+    let source = column::<StringArray>(b, t, "source")?;
+    let line = column::<Int64Array>(b, t, "source_line")?;
+    let record_kind = column::<StringArray>(b, t, "record_kind")?;
+    let event_type = column::<StringArray>(b, t, "event_type")?;
+    let event_time = column::<TimestampMicrosecondArray>(b, t, "event_time")?;
+    let encounter = column::<StringArray>(b, t, "encounter_id")?;
+    let patient = column::<StringArray>(b, t, "patient_id")?;
+    let hospital = column::<Int32Array>(b, t, "hospital_id")?;
+    let department = column::<StringArray>(b, t, "department")?;
+    let bed = column::<Int64Array>(b, t, "bed_id")?;
+    let gender = column::<StringArray>(b, t, "gender")?;
+    let age = column::<Int32Array>(b, t, "age")?;
+    let admission = column::<TimestampMicrosecondArray>(b, t, "admission_time")?;
+    let discharge = column::<TimestampMicrosecondArray>(b, t, "discharge_time")?;
+    let corrected = column::<BooleanArray>(b, t, "admission_time_corrected")?;
+    let attrs = attributes
+        .iter()
+        .map(|a| {
+            a.as_deref()
+                .map(|name| column::<StringArray>(b, t, name))
+                .transpose()
+        })
+        .collect::<Result<Vec<_>>>()?;
+    for i in 0..b.num_rows() {
+        let kind = Kind::of(
+            record_kind.value(i),
+            event_type.is_valid(i).then(|| event_type.value(i)),
+        );
+        let time = if kind == Kind::Flat {
+            admission.is_valid(i).then(|| admission.value(i))
+        } else {
+            event_time.is_valid(i).then(|| event_time.value(i))
+        };
+        // The silver rules quarantine records without their time.
+        let Some(time) = time else {
+            return Err(Error::Internal(format!(
+                "silver record {}:{} has no {} time",
+                source.value(i),
+                line.value(i),
+                if kind == Kind::Flat {
+                    "admission"
+                } else {
+                    "event"
+                }
+            )));
+        };
+        history
+            .entry(patient.value(i).to_string())
+            .or_default()
+            .push(Observation {
+                received: (seq.value(i), source.value(i).to_string(), line.value(i)),
+                kind,
+                encounter_id: encounter
+                    .is_valid(i)
+                    .then(|| encounter.value(i).to_string()),
+                hospital_id: hospital.value(i),
+                department: department.value(i).to_string(),
+                bed_id: bed.is_valid(i).then(|| bed.value(i)),
+                gender: gender.value(i).to_string(),
+                age: age.is_valid(i).then(|| age.value(i)),
+                time,
+                discharge_time: discharge.is_valid(i).then(|| discharge.value(i)),
+                corrected: corrected.value(i),
+                attributes: attrs
+                    .iter()
+                    .map(|a| a.and_then(|a| a.is_valid(i).then(|| a.value(i).to_string())))
+                    .collect(),
+            });
+    }
+    Ok(())
+}

@@ -1,0 +1,508 @@
+//! Gold: the star schema (contract §4–§5), refreshed incrementally from silver.
+//!
+//! The unit of incremental work is the patient: a refresh finds the patients with silver
+//! records the gold tables have not consumed yet (plus those whose planned discharge the
+//! as-of time has passed), rebuilds their versions, stays and segments from all their silver
+//! records, and replaces their rows. The census is recomputed for the days whose segments
+//! changed and the days the as-of time moved over. Every gold table records the silver
+//! sequence and as-of time it holds as Delta application transactions, so an interrupted
+//! refresh re-run finishes exactly the tables it had not written, and a refresh with nothing
+//! new is a no-op.
+
+mod calendar;
+mod census;
+mod departments;
+mod facts;
+mod history;
+mod patients;
+mod stays;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use deltalake::DeltaTable;
+use deltalake::arrow::array::{
+    Array, BooleanArray, Int32Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+};
+use deltalake::datafusion::prelude::{Expr, col, lit};
+use deltalake::kernel::Transaction;
+
+use self::census::Occupancy;
+use self::departments::Departments;
+use self::facts::{Admissions, PatientStays, Segments};
+use crate::error::Result;
+use crate::reference::ReferenceData;
+use crate::storage::{TableRoot, WriteMode, column, scan, txn_version, write};
+use crate::tables::{
+    DIM_DATE, DIM_DEPARTMENT, DIM_PATIENT, FACT_ADMISSION, FACT_CENSUS_HOURLY, FACT_STAY_SEGMENT,
+    GOLD_APP, GOLD_TABLES, SILVER_APP, SILVER_EVENTS,
+};
+
+pub(crate) const HOUR: i64 = 3_600_000_000;
+pub(crate) const DAY: i64 = 24 * HOUR;
+
+/// Application-transaction id under which gold tables record the as-of time (UTC micros).
+const AS_OF_APP: &str = "patientflow:gold:as_of";
+/// Application-transaction id under which gold tables record the department data they used.
+const DEPARTMENTS_APP: &str = "patientflow:gold:departments";
+
+/// `yyyymmdd` of a UTC instant in microseconds.
+pub(crate) fn date_key(t: i64) -> i32 {
+    use chrono::Datelike;
+    let d = chrono::DateTime::from_timestamp_micros(t)
+        .unwrap_or_default()
+        .date_naive();
+    d.year() * 10_000 + d.month() as i32 * 100 + d.day() as i32
+}
+
+/// A stable surrogate key for a version: a 63-bit hash of its natural key and start.
+pub(crate) fn surrogate_key(natural: &[&str], valid_from: i64) -> i64 {
+    let mut bytes = Vec::new();
+    for part in natural {
+        bytes.extend_from_slice(part.as_bytes());
+        bytes.push(0x1f);
+    }
+    bytes.extend_from_slice(&valid_from.to_le_bytes());
+    (xxhash_rust::xxh3::xxh3_64(&bytes) & (i64::MAX as u64)) as i64
+}
+
+/// Patient attributes tracked as SCD type 2 by default (besides gender).
+pub const DEFAULT_TRACKED_ATTRIBUTES: [&str; 1] = ["insurance_type"];
+
+/// What a gold refresh did.
+#[derive(Debug, Clone, Default)]
+pub struct GoldMetrics {
+    /// The silver sequence (bronze batch) the gold tables now hold.
+    pub silver_seq: i64,
+    /// The as-of time, UTC micros.
+    pub as_of: i64,
+    /// Nothing new: no table was written.
+    pub unchanged: bool,
+    /// Whether every patient was rebuilt (first build, new department data, or asked for).
+    pub full: bool,
+    /// Patients rebuilt.
+    pub patients: usize,
+    /// Patient versions written.
+    pub patient_versions: usize,
+    /// Stays written.
+    pub stays: usize,
+    /// Encounters that have events but no `ADMIT` yet.
+    pub waiting_encounters: usize,
+    /// Stays whose `(hospital, department)` has no reference version.
+    pub unknown_departments: usize,
+    /// Days of census recomputed.
+    pub census_days: usize,
+    /// Census rows written.
+    pub census_rows: usize,
+    /// Gold tables written.
+    pub tables_written: usize,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+/// Refreshes the gold tables from silver.
+///
+/// ```no_run
+/// # async fn demo() -> patientflow_ingest::Result<()> {
+/// use patientflow_ingest::{GoldRefresh, TableRoot};
+/// let metrics = GoldRefresh::new(TableRoot::parse("data")?).run().await?;
+/// println!("{} stays", metrics.stays);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct GoldRefresh {
+    root: TableRoot,
+    as_of: Option<i64>,
+    tracked: Vec<String>,
+    reference: Option<ReferenceData>,
+    full: bool,
+}
+
+/// A gold table and what it holds.
+#[derive(Debug)]
+struct Target {
+    table: DeltaTable,
+    seq: i64,
+    as_of: Option<i64>,
+    departments: Option<i64>,
+}
+
+impl GoldRefresh {
+    /// A refresh of the gold tables under `root`.
+    pub fn new(root: TableRoot) -> Self {
+        Self {
+            root,
+            as_of: None,
+            tracked: DEFAULT_TRACKED_ATTRIBUTES.map(String::from).to_vec(),
+            reference: None,
+            full: false,
+        }
+    }
+
+    /// The time the census and `is_currently_admitted` are computed as of (default: now).
+    pub fn with_as_of(mut self, as_of: chrono::DateTime<chrono::Utc>) -> Self {
+        self.as_of = Some(as_of.timestamp_micros());
+        self
+    }
+
+    /// The patient attributes tracked as SCD type 2 besides gender.
+    pub fn with_tracked_attributes(mut self, attributes: Vec<String>) -> Self {
+        self.tracked = attributes;
+        self
+    }
+
+    /// Department reference data (default: the shipped reference network).
+    pub fn with_reference(mut self, reference: ReferenceData) -> Self {
+        self.reference = Some(reference);
+        self
+    }
+
+    /// Rebuild every patient, not only those with new records.
+    pub fn with_full_rebuild(mut self, full: bool) -> Self {
+        self.full = full;
+        self
+    }
+
+    /// Takes the writer lock and refreshes.
+    pub async fn run(self) -> Result<GoldMetrics> {
+        let _lock = self.root.lock_writer()?;
+        self.run_locked().await
+    }
+
+    /// Refreshes; the caller holds the writer lock.
+    pub(crate) async fn run_locked(self) -> Result<GoldMetrics> {
+        let started = Instant::now();
+        let as_of = self
+            .as_of
+            .unwrap_or_else(|| chrono::Utc::now().timestamp_micros());
+        let reference = match self.reference {
+            Some(r) => r,
+            None => ReferenceData::reference_network()?,
+        };
+        let departments = Departments::from_rows(reference.rows());
+        let department_batch = departments.to_batch()?;
+        let fingerprint = fingerprint(&department_batch);
+
+        let silver = self.root.open(SILVER_EVENTS).await?;
+        let upto = txn_version(&silver, SILVER_EVENTS, SILVER_APP)
+            .await?
+            .unwrap_or(0);
+        let mut targets = BTreeMap::new();
+        for name in GOLD_TABLES {
+            let table = self.root.open(name).await?;
+            let version = |app| txn_version(&table, name, app);
+            let target = Target {
+                seq: version(GOLD_APP).await?.unwrap_or(0),
+                as_of: version(AS_OF_APP).await?,
+                departments: version(DEPARTMENTS_APP).await?,
+                table,
+            };
+            targets.insert(name, target);
+        }
+        let current = |t: &Target| {
+            t.seq >= upto && t.as_of == Some(as_of) && t.departments == Some(fingerprint)
+        };
+        let mut metrics = GoldMetrics {
+            silver_seq: upto,
+            as_of,
+            ..GoldMetrics::default()
+        };
+        if !self.full && targets.values().all(current) {
+            metrics.unchanged = true;
+            metrics.elapsed = started.elapsed();
+            return Ok(metrics);
+        }
+        let consumed = targets.values().map(|t| t.seq).min().unwrap_or(0);
+        let census_as_of = targets[FACT_CENSUS_HOURLY].as_of;
+        let full = self.full
+            || consumed == 0
+            || census_as_of.is_none_or(|t| t > as_of)
+            || targets.values().any(|t| t.departments != Some(fingerprint));
+        metrics.full = full;
+
+        // Who to rebuild.
+        let affected: Option<BTreeSet<String>> = if full {
+            None
+        } else {
+            let mut ids = history::patients_since(&silver, consumed).await?;
+            ids.extend(
+                discharges_passed(
+                    &targets[FACT_STAY_SEGMENT].table,
+                    census_as_of.unwrap_or(0),
+                    as_of,
+                )
+                .await?,
+            );
+            Some(ids)
+        };
+        let history = history::load(&silver, affected.as_ref(), upto, &self.tracked).await?;
+
+        // Rebuild them.
+        let mut admissions = Admissions::default();
+        let mut segments = Segments::default();
+        let mut versions_written = Vec::new();
+        for (patient_id, observations) in &history {
+            let versions = patients::versions(patient_id, observations);
+            let (stays, waiting) = stays::stays(patient_id, observations);
+            metrics.waiting_encounters += waiting;
+            metrics.stays += stays.len();
+            let p = PatientStays {
+                patient_id,
+                versions: &versions,
+                stays: &stays,
+            };
+            admissions.push(&p, &departments, as_of)?;
+            segments.push(&p, &departments);
+            versions_written.extend(versions);
+        }
+        metrics.patients = history.len();
+        metrics.patient_versions = versions_written.len();
+        metrics.unknown_departments = admissions.unknown_departments;
+
+        // The census days to recompute, and every segment overlapping them.
+        let new_occupancies = std::mem::take(&mut segments.occupancies);
+        let (days, occupancies) = match &affected {
+            None => {
+                let days = match new_occupancies.iter().map(|o| o.start).min() {
+                    Some(first) => (first.div_euclid(DAY)..=as_of.div_euclid(DAY)).collect(),
+                    None => BTreeSet::new(),
+                };
+                (days, new_occupancies)
+            }
+            Some(ids) => {
+                let table = &targets[FACT_STAY_SEGMENT].table;
+                let old = read_occupancies(table, patient_filter(ids)).await?;
+                let mut days = changed_days(&old, &new_occupancies, as_of);
+                let since = census_as_of.unwrap_or(as_of);
+                days.extend(since.div_euclid(DAY)..=as_of.div_euclid(DAY));
+                let mut all = new_occupancies;
+                if let (Some(first), Some(last)) = (days.first(), days.last()) {
+                    let overlapping = col("segment_start")
+                        .lt(lit_ts((last + 1) * DAY))
+                        .and(
+                            col("segment_end")
+                                .is_null()
+                                .or(col("segment_end").gt(lit_ts(first * DAY))),
+                        )
+                        .and(Expr::Not(Box::new(patient_filter(ids))));
+                    all.extend(read_occupancies(table, overlapping).await?);
+                }
+                (days, all)
+            }
+        };
+        let (census_batch, _) = census::census(&days, as_of, &departments, &occupancies)?;
+        metrics.census_days = days.len();
+        metrics.census_rows = census_batch.num_rows();
+        let existing_first = if full {
+            None
+        } else {
+            first_calendar_day(&targets[DIM_DATE].table).await?
+        };
+        let times = || {
+            occupancies
+                .iter()
+                .map(|o| o.start)
+                .chain(history.values().flatten().map(|o| o.time))
+        };
+        let as_of_day = as_of.div_euclid(DAY);
+        let first_day = times()
+            .min()
+            .map(|t| t.div_euclid(DAY))
+            .into_iter()
+            .chain(existing_first)
+            .min()
+            .unwrap_or(as_of_day);
+        let last_day = times()
+            .max()
+            .map_or(as_of_day, |t| t.div_euclid(DAY).max(as_of_day));
+        let calendar = calendar::calendar(first_day, last_day)?;
+
+        // Write, census first: its recomputation needs the segments as they were.
+        let txns = vec![
+            Transaction::new(GOLD_APP, upto),
+            Transaction::new(AS_OF_APP, as_of),
+            Transaction::new(DEPARTMENTS_APP, fingerprint),
+        ];
+        // Nothing to replace: an empty append still records what the table holds.
+        let by_patient = |ids: &Option<BTreeSet<String>>| match ids {
+            None => WriteMode::Overwrite,
+            Some(ids) if ids.is_empty() => WriteMode::Append,
+            Some(ids) => WriteMode::Replace(patient_filter(ids)),
+        };
+        let census_mode = if full {
+            WriteMode::Overwrite
+        } else if days.is_empty() {
+            WriteMode::Append
+        } else {
+            WriteMode::Replace(
+                col("date_key")
+                    .in_list(days.iter().map(|d| lit(date_key(d * DAY))).collect(), false),
+            )
+        };
+        let writes: [(&str, RecordBatch, WriteMode, &[&str]); 6] = [
+            (
+                FACT_CENSUS_HOURLY,
+                census_batch,
+                census_mode,
+                &["month_key"],
+            ),
+            (
+                FACT_STAY_SEGMENT,
+                segments.finish()?,
+                by_patient(&affected),
+                &[],
+            ),
+            (
+                FACT_ADMISSION,
+                admissions.finish(as_of)?,
+                by_patient(&affected),
+                &["admission_month"],
+            ),
+            (
+                DIM_PATIENT,
+                patients::to_batch(versions_written.iter(), &self.tracked)?,
+                by_patient(&affected),
+                &[],
+            ),
+            (DIM_DEPARTMENT, department_batch, WriteMode::Overwrite, &[]),
+            (DIM_DATE, calendar, WriteMode::Overwrite, &[]),
+        ];
+        for (name, batch, mode, partition_by) in writes {
+            let Some(target) = targets.remove(name) else {
+                continue;
+            };
+            if !self.full && current(&target) {
+                continue;
+            }
+            tracing::debug!(table = name, rows = batch.num_rows(), "writing");
+            write(
+                target.table,
+                name,
+                vec![batch],
+                mode,
+                txns.clone(),
+                partition_by,
+            )
+            .await?;
+            metrics.tables_written += 1;
+        }
+        metrics.elapsed = started.elapsed();
+        Ok(metrics)
+    }
+}
+
+fn lit_ts(t: i64) -> Expr {
+    lit(
+        deltalake::datafusion::scalar::ScalarValue::TimestampMicrosecond(
+            Some(t),
+            Some("UTC".into()),
+        ),
+    )
+}
+
+fn patient_filter(ids: &BTreeSet<String>) -> Expr {
+    history::patient_filter(Some(ids))
+}
+
+/// A fingerprint of the department dimension's content.
+fn fingerprint(batch: &RecordBatch) -> i64 {
+    let text = format!("{:?}", batch.columns());
+    (xxhash_rust::xxh3::xxh3_64(text.as_bytes()) & (i64::MAX as u64)) as i64
+}
+
+/// Patients with a stay whose recorded discharge lies in `(since, as_of]`: the as-of time has
+/// made it a discharge.
+async fn discharges_passed(
+    segments: &DeltaTable,
+    since: i64,
+    as_of: i64,
+) -> Result<BTreeSet<String>> {
+    let filter = col("ends_stay")
+        .eq(lit(true))
+        .and(col("segment_end").gt(lit_ts(since)))
+        .and(col("segment_end").lt_eq(lit_ts(as_of)));
+    let batches = scan(segments, FACT_STAY_SEGMENT, &["patient_id"], filter, &[]).await?;
+    let mut out = BTreeSet::new();
+    for b in &batches {
+        let ids = column::<StringArray>(b, FACT_STAY_SEGMENT, "patient_id")?;
+        out.extend(ids.iter().flatten().map(str::to_string));
+    }
+    Ok(out)
+}
+
+/// Segments from `gold/fact_stay_segment` matching `filter`.
+async fn read_occupancies(segments: &DeltaTable, filter: Expr) -> Result<Vec<Occupancy>> {
+    let t = FACT_STAY_SEGMENT;
+    let batches = scan(
+        segments,
+        t,
+        &[
+            "hospital_id",
+            "department",
+            "segment_start",
+            "segment_end",
+            "starts_stay",
+            "ends_stay",
+        ],
+        filter,
+        &[],
+    )
+    .await?;
+    let mut out = Vec::new();
+    for b in &batches {
+        let hospital = column::<Int32Array>(b, t, "hospital_id")?;
+        let department = column::<StringArray>(b, t, "department")?;
+        let start = column::<TimestampMicrosecondArray>(b, t, "segment_start")?;
+        let end = column::<TimestampMicrosecondArray>(b, t, "segment_end")?;
+        let starts = column::<BooleanArray>(b, t, "starts_stay")?;
+        let ends = column::<BooleanArray>(b, t, "ends_stay")?;
+        for i in 0..b.num_rows() {
+            out.push(Occupancy {
+                hospital_id: hospital.value(i),
+                department: department.value(i).to_string(),
+                start: start.value(i),
+                end: end.is_valid(i).then(|| end.value(i)),
+                starts_stay: starts.value(i),
+                ends_stay: ends.value(i),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Days (up to the as-of day) covered by segments present in only one of `old` and `new`.
+fn changed_days(old: &[Occupancy], new: &[Occupancy], as_of: i64) -> BTreeSet<i64> {
+    let key = |o: &Occupancy| {
+        (
+            o.hospital_id,
+            o.department.clone(),
+            o.start,
+            o.end,
+            o.starts_stay,
+            o.ends_stay,
+        )
+    };
+    let old_keys: BTreeSet<_> = old.iter().map(key).collect();
+    let new_keys: BTreeSet<_> = new.iter().map(key).collect();
+    let last_day = as_of.div_euclid(DAY);
+    let mut days = BTreeSet::new();
+    for (_, _, start, end, _, _) in old_keys.symmetric_difference(&new_keys) {
+        let first = start.div_euclid(DAY);
+        let last = end.map_or(last_day, |e| e.div_euclid(DAY)).min(last_day);
+        days.extend(first..=last);
+    }
+    days
+}
+
+/// The first day of `gold/dim_date`, if it has rows.
+async fn first_calendar_day(dim_date: &DeltaTable) -> Result<Option<i64>> {
+    let batches = scan(dim_date, DIM_DATE, &["date"], lit(true), &[]).await?;
+    let mut first: Option<i64> = None;
+    for b in &batches {
+        let dates = column::<deltalake::arrow::array::Date32Array>(b, DIM_DATE, "date")?;
+        if let Some(min) = dates.iter().flatten().min() {
+            first = Some(first.map_or(i64::from(min), |f| f.min(i64::from(min))));
+        }
+    }
+    Ok(first)
+}

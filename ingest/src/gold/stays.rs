@@ -1,0 +1,199 @@
+//! Stays rebuilt from a patient's records (contract §1): an ADT encounter from all its events
+//! in event-time order, a flat stay from the latest record received for its stay key.
+
+use std::collections::BTreeMap;
+
+use super::history::{Kind, Observation};
+
+/// Where a stay was from `start` until `end` (exclusive; `None`: still there).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Segment {
+    pub(crate) department: String,
+    pub(crate) bed_id: Option<i64>,
+    pub(crate) start: i64,
+    pub(crate) end: Option<i64>,
+}
+
+/// One stay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Stay {
+    pub(crate) stay_key: String,
+    pub(crate) record_kind: &'static str,
+    pub(crate) encounter_id: Option<String>,
+    pub(crate) hospital_id: i32,
+    pub(crate) admission_time: i64,
+    /// The discharge time as recorded; a flat record's may lie after the as-of time.
+    pub(crate) discharge_time: Option<i64>,
+    pub(crate) arrival_time: Option<i64>,
+    pub(crate) age: Option<i32>,
+    pub(crate) corrected: bool,
+    /// In time order; the last ends at the discharge.
+    pub(crate) segments: Vec<Segment>,
+}
+
+/// The stays of one patient, and how many encounters have no `ADMIT` yet (they wait in
+/// silver until it arrives).
+pub(crate) fn stays(patient_id: &str, observations: &[Observation]) -> (Vec<Stay>, usize) {
+    let mut encounters: BTreeMap<&str, Vec<&Observation>> = BTreeMap::new();
+    let mut flat: BTreeMap<(i32, i64), &Observation> = BTreeMap::new();
+    // Observations come in receipt order, so the last flat record of a key wins.
+    for o in observations {
+        match (o.kind, o.encounter_id.as_deref()) {
+            (Kind::Flat, _) => {
+                flat.insert((o.hospital_id, o.time), o);
+            }
+            (_, Some(id)) => encounters.entry(id).or_default().push(o),
+            (_, None) => {}
+        }
+    }
+    let mut out: Vec<Stay> = flat
+        .into_iter()
+        .map(|((hospital_id, admission), o)| Stay {
+            stay_key: format!("flat:{patient_id}:{hospital_id}:{admission}"),
+            record_kind: "flat",
+            encounter_id: None,
+            hospital_id,
+            admission_time: admission,
+            discharge_time: o.discharge_time,
+            arrival_time: None,
+            age: o.age,
+            corrected: o.corrected,
+            segments: vec![Segment {
+                department: o.department.clone(),
+                bed_id: o.bed_id,
+                start: admission,
+                end: o.discharge_time,
+            }],
+        })
+        .collect();
+    let mut waiting = 0;
+    for (id, mut events) in encounters {
+        events.sort_by(|a, b| (a.time, &a.received).cmp(&(b.time, &b.received)));
+        match encounter(id, &events) {
+            Some(stay) => out.push(stay),
+            None => waiting += 1,
+        }
+    }
+    (out, waiting)
+}
+
+fn encounter(id: &str, events: &[&Observation]) -> Option<Stay> {
+    let admit = events.iter().find(|o| o.kind == Kind::Admit)?;
+    let admission = admit.time;
+    let discharge = events
+        .iter()
+        .find(|o| o.kind == Kind::Discharge && o.time >= admission)
+        .map(|o| o.time);
+    let mut segments = vec![Segment {
+        department: admit.department.clone(),
+        bed_id: admit.bed_id,
+        start: admission,
+        end: None,
+    }];
+    for t in events.iter().filter(|o| {
+        o.kind == Kind::Transfer && o.time > admission && discharge.is_none_or(|d| o.time < d)
+    }) {
+        if let Some(last) = segments.last_mut() {
+            last.end = Some(t.time);
+        }
+        segments.push(Segment {
+            department: t.department.clone(),
+            bed_id: t.bed_id,
+            start: t.time,
+            end: None,
+        });
+    }
+    if let Some(last) = segments.last_mut() {
+        last.end = discharge;
+    }
+    Some(Stay {
+        stay_key: id.to_string(),
+        record_kind: "adt",
+        encounter_id: Some(id.to_string()),
+        hospital_id: admit.hospital_id,
+        admission_time: admission,
+        discharge_time: discharge,
+        arrival_time: events
+            .iter()
+            .filter(|o| o.kind == Kind::Arrival && o.time <= admission)
+            .map(|o| o.time)
+            .min(),
+        age: admit.age.or_else(|| events.iter().find_map(|o| o.age)),
+        corrected: admit.corrected,
+        segments,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(kind: Kind, time: i64, seq: i64, department: &str) -> Observation {
+        Observation {
+            received: (seq, "f".into(), seq),
+            kind,
+            encounter_id: Some("enc".into()),
+            hospital_id: 2,
+            department: department.into(),
+            bed_id: Some(seq),
+            gender: "Female".into(),
+            age: Some(30),
+            time,
+            discharge_time: None,
+            corrected: false,
+            attributes: vec![],
+        }
+    }
+
+    #[test]
+    fn an_encounter_is_rebuilt_from_events_in_any_order() {
+        // Received out of order: discharge first, then transfer, then admit, arrival last.
+        let events = [
+            ev(Kind::Discharge, 100, 1, "ICU"),
+            ev(Kind::Transfer, 60, 2, "ICU"),
+            ev(Kind::Admit, 20, 3, "Surgery"),
+            ev(Kind::Arrival, 5, 4, "Emergency"),
+        ];
+        let (stays, waiting) = stays("p", &events);
+        assert_eq!(waiting, 0);
+        let s = &stays[0];
+        assert_eq!(
+            (s.admission_time, s.discharge_time, s.arrival_time),
+            (20, Some(100), Some(5))
+        );
+        assert_eq!(
+            s.segments,
+            vec![
+                Segment {
+                    department: "Surgery".into(),
+                    bed_id: Some(3),
+                    start: 20,
+                    end: Some(60)
+                },
+                Segment {
+                    department: "ICU".into(),
+                    bed_id: Some(2),
+                    start: 60,
+                    end: Some(100)
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn an_encounter_without_admit_waits_and_flat_records_update_their_stay() {
+        let (stays_, waiting) = stays("p", &[ev(Kind::Arrival, 5, 1, "Emergency")]);
+        assert!(stays_.is_empty());
+        assert_eq!(waiting, 1);
+
+        let mut first = ev(Kind::Flat, 20, 1, "ICU");
+        first.discharge_time = Some(50);
+        let mut correction = first.clone();
+        correction.received.0 = 2;
+        correction.discharge_time = Some(80);
+        let (stays_, _) = stays("p", &[first, correction]);
+        assert_eq!(stays_.len(), 1);
+        assert_eq!(stays_[0].discharge_time, Some(80));
+        assert_eq!(stays_[0].segments[0].end, Some(80));
+    }
+}

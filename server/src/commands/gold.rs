@@ -1,0 +1,90 @@
+//! `patientflow gold refresh`, and the gold step of `patientflow ingest`.
+
+use patientflow_ingest::{GoldMetrics, GoldRefresh, ReferenceData, TableRoot};
+
+use crate::cli::{GoldArgs, RefreshArgs, SummaryFormat};
+use crate::config::Config;
+use crate::error::{Error, Result};
+
+/// The refresh the arguments and config file describe.
+pub(crate) fn refresh_for(
+    root: TableRoot,
+    args: &GoldArgs,
+    config: &Config,
+    reference: Option<ReferenceData>,
+) -> Result<GoldRefresh> {
+    let mut refresh = GoldRefresh::new(root);
+    if let Some(as_of) = &args.as_of {
+        let t = chrono::DateTime::parse_from_rfc3339(as_of).map_err(|e| {
+            Error::InvalidArgument(format!(
+                "--as-of `{as_of}`: {e}; use RFC 3339, e.g. 2026-11-24T12:00:00Z"
+            ))
+        })?;
+        refresh = refresh.with_as_of(t.with_timezone(&chrono::Utc));
+    }
+    if !args.tracked.is_empty() {
+        refresh = refresh.with_tracked_attributes(args.tracked.clone());
+    } else if let Some(tracked) = &config.gold.tracked_attributes {
+        refresh = refresh.with_tracked_attributes(tracked.clone());
+    }
+    if let Some(reference) = reference {
+        refresh = refresh.with_reference(reference);
+    }
+    Ok(refresh)
+}
+
+/// The summary as a JSON value.
+pub(crate) fn summary_json(m: &GoldMetrics) -> serde_json::Value {
+    serde_json::json!({
+        "silver_seq": m.silver_seq,
+        "as_of": chrono::DateTime::from_timestamp_micros(m.as_of).map(|t| t.to_rfc3339()),
+        "unchanged": m.unchanged,
+        "full": m.full,
+        "patients": m.patients,
+        "patient_versions": m.patient_versions,
+        "stays": m.stays,
+        "waiting_encounters": m.waiting_encounters,
+        "unknown_departments": m.unknown_departments,
+        "census_days": m.census_days,
+        "census_rows": m.census_rows,
+        "tables_written": m.tables_written,
+        "elapsed_seconds": m.elapsed.as_secs_f64(),
+    })
+}
+
+/// The summary as one line of text.
+pub(crate) fn summary_text(m: &GoldMetrics) -> String {
+    if m.unchanged {
+        return "gold: up to date, nothing to do".into();
+    }
+    format!(
+        "gold: {} patient(s) rebuilt{} · {} stays · {} patient versions · {} census rows over {} day(s) · {} encounter(s) waiting for ADMIT · {:.1}s",
+        m.patients,
+        if m.full { " (full)" } else { "" },
+        m.stays,
+        m.patient_versions,
+        m.census_rows,
+        m.census_days,
+        m.waiting_encounters,
+        m.elapsed.as_secs_f64()
+    )
+}
+
+pub(crate) async fn refresh(args: RefreshArgs, config: &Config) -> Result<()> {
+    let root = TableRoot::parse(&config.data_root(args.data.as_deref())?)?;
+    let reference = args
+        .departments
+        .as_ref()
+        .or(config.ingest.departments.as_ref())
+        .map(|p| ReferenceData::from_path(p))
+        .transpose()?;
+    let metrics = refresh_for(root, &args.gold, config, reference)?
+        .with_full_rebuild(args.full)
+        .run()
+        .await?;
+    match args.format {
+        SummaryFormat::Json => println!("{}", summary_json(&metrics)),
+        SummaryFormat::Text => println!("{}", summary_text(&metrics)),
+    }
+    Ok(())
+}
