@@ -4,8 +4,10 @@
 //! All table data goes through deltalake / object_store; only the writer lock of a local root
 //! touches the file system directly.
 
+use std::collections::BTreeSet;
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use deltalake::arrow::array::RecordBatch;
 use deltalake::kernel::Transaction;
@@ -17,6 +19,9 @@ use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableError};
 use url::Url;
 
+use deltalake::arrow::array::StringArray;
+use deltalake::arrow::datatypes::{DataType, Field, Schema};
+use deltalake::datafusion::logical_expr::{JoinType, cast};
 use deltalake::datafusion::prelude::{Expr, SessionContext, col};
 
 use crate::error::{Error, Result};
@@ -215,12 +220,33 @@ pub(crate) fn column<'a, T: 'static>(
         })
 }
 
+/// Restricts a scan to the rows whose text `column` is (`keep`) or is not one of `values`.
+/// It runs as a semi or anti join, so thousands of keys cost no deep predicate.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Keys<'a> {
+    pub(crate) column: &'a str,
+    pub(crate) values: &'a BTreeSet<String>,
+    pub(crate) keep: bool,
+}
+
 /// Reads all rows of `table` matching `filter`, ordered by `order`.
 pub(crate) async fn scan(
     table: &DeltaTable,
     name: &str,
     columns: &[&str],
     filter: Expr,
+    order: &[&str],
+) -> Result<Vec<RecordBatch>> {
+    scan_keyed(table, name, columns, filter, None, order).await
+}
+
+/// [`scan`], further restricted by `keys`.
+pub(crate) async fn scan_keyed(
+    table: &DeltaTable,
+    name: &str,
+    columns: &[&str],
+    filter: Expr,
+    keys: Option<Keys<'_>>,
     order: &[&str],
 ) -> Result<Vec<RecordBatch>> {
     if table.version().is_none() {
@@ -236,9 +262,28 @@ pub(crate) async fn scan(
         .read_table(provider)
         .map_err(df_err)?
         .filter(filter)
-        .map_err(df_err)?
-        .select_columns(columns)
         .map_err(df_err)?;
+    if let Some(keys) = keys {
+        const KEY: &str = "__patientflow_key";
+        let values: StringArray = keys.values.iter().map(|v| Some(v.as_str())).collect();
+        let key_schema = Arc::new(Schema::new(vec![Field::new(KEY, DataType::Utf8, false)]));
+        let key_batch = RecordBatch::try_new(key_schema, vec![Arc::new(values)])
+            .map_err(|e| Error::arrow(name, e))?;
+        let key_df = ctx.read_batch(key_batch).map_err(df_err)?;
+        let join = if keys.keep {
+            JoinType::LeftSemi
+        } else {
+            JoinType::LeftAnti
+        };
+        df = df
+            .join_on(
+                key_df,
+                join,
+                [cast(col(keys.column), DataType::Utf8).eq(col(KEY))],
+            )
+            .map_err(df_err)?;
+    }
+    let mut df = df.select_columns(columns).map_err(df_err)?;
     if !order.is_empty() {
         df = df
             .sort(order.iter().map(|c| col(*c).sort(true, false)).collect())
@@ -251,7 +296,6 @@ pub(crate) async fn scan(
 /// DataFusion may read strings and binaries as view types; the pipeline works on the plain
 /// types of the table schemas.
 fn without_views(batch: &RecordBatch, name: &str) -> Result<RecordBatch> {
-    use deltalake::arrow::datatypes::{DataType, Field, Schema};
     let plain = |t: &DataType| match t {
         DataType::Utf8View => Some(DataType::Utf8),
         DataType::BinaryView => Some(DataType::Binary),
@@ -281,6 +325,5 @@ fn without_views(batch: &RecordBatch, name: &str) -> Result<RecordBatch> {
             }
         }
     }
-    RecordBatch::try_new(std::sync::Arc::new(Schema::new(fields)), columns)
-        .map_err(|e| Error::arrow(name, e))
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(|e| Error::arrow(name, e))
 }

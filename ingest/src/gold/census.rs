@@ -49,7 +49,8 @@ pub(crate) fn census(
         .collect();
     let cells = keys.len() * hours;
     let mut census = vec![0i32; cells];
-    let mut occupied = vec![0f64; cells];
+    // Occupied time in microseconds: integer sums do not depend on the order of the segments.
+    let mut occupied = vec![0i64; cells];
     let mut admissions = vec![0i32; cells];
     let mut discharges = vec![0i32; cells];
     let hour_of = |t: i64| usize::try_from((t - lo) / HOUR).ok().filter(|h| *h < hours);
@@ -84,8 +85,7 @@ pub(crate) fn census(
             if o.start <= start && start < end {
                 census[cell] += 1;
             }
-            let overlap = e.min(start + HOUR) - s.max(start);
-            occupied[cell] += overlap as f64 / HOUR as f64;
+            occupied[cell] += e.min(start + HOUR) - s.max(start);
         }
     }
 
@@ -108,7 +108,7 @@ pub(crate) fn census(
                 version.bed_capacity,
                 CellValues {
                     census: census[cell],
-                    occupied: occupied[cell],
+                    occupied: occupied[cell] as f64 / HOUR as f64,
                     admissions: admissions[cell],
                     discharges: discharges[cell],
                 },

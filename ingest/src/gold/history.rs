@@ -7,10 +7,10 @@ use deltalake::arrow::array::{
     Array, BooleanArray, Int32Array, Int64Array, RecordBatch, StringArray,
     TimestampMicrosecondArray,
 };
-use deltalake::datafusion::prelude::{Expr, col, lit};
+use deltalake::datafusion::prelude::{col, lit};
 
 use crate::error::{Error, Result};
-use crate::storage::{column, scan};
+use crate::storage::{Keys, column, scan, scan_keyed};
 use crate::tables::{SILVER_EVENTS, attribute_column};
 
 /// What a silver record says.
@@ -98,16 +98,6 @@ pub(crate) async fn patients_since(silver: &DeltaTable, after: i64) -> Result<BT
     Ok(out)
 }
 
-/// A filter on `patient_id` for the given patients (`None`: every patient).
-pub(crate) fn patient_filter(patients: Option<&BTreeSet<String>>) -> Expr {
-    match patients {
-        None => lit(true),
-        Some(ids) => {
-            col("patient_id").in_list(ids.iter().map(|id| lit(id.as_str())).collect(), false)
-        }
-    }
-}
-
 /// Every silver record of the given patients up to bronze sequence `upto`.
 pub(crate) async fn load(
     silver: &DeltaTable,
@@ -126,10 +116,13 @@ pub(crate) async fn load(
     let mut columns: Vec<&str> = COLUMNS.to_vec();
     columns.push("admission_time_corrected");
     columns.extend(attributes.iter().flatten().map(String::as_str));
-    let filter = col("bronze_seq")
-        .lt_eq(lit(upto))
-        .and(patient_filter(patients));
-    let batches = scan(silver, SILVER_EVENTS, &columns, filter, &[]).await?;
+    let keys = patients.map(|values| Keys {
+        column: "patient_id",
+        values,
+        keep: true,
+    });
+    let filter = col("bronze_seq").lt_eq(lit(upto));
+    let batches = scan_keyed(silver, SILVER_EVENTS, &columns, filter, keys, &[]).await?;
     let mut history = History::new();
     for b in &batches {
         read_batch(b, &attributes, &mut history)?;

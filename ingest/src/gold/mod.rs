@@ -30,9 +30,9 @@ use deltalake::kernel::Transaction;
 use self::census::Occupancy;
 use self::departments::Departments;
 use self::facts::{Admissions, PatientStays, Segments};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::reference::ReferenceData;
-use crate::storage::{TableRoot, WriteMode, column, scan, txn_version, write};
+use crate::storage::{Keys, TableRoot, WriteMode, column, scan, scan_keyed, txn_version, write};
 use crate::tables::{
     DIM_DATE, DIM_DEPARTMENT, DIM_PATIENT, FACT_ADMISSION, FACT_CENSUS_HOURLY, FACT_STAY_SEGMENT,
     GOLD_APP, GOLD_TABLES, SILVER_APP, SILVER_EVENTS,
@@ -259,33 +259,38 @@ impl GoldRefresh {
         metrics.patient_versions = versions_written.len();
         metrics.unknown_departments = admissions.unknown_departments;
 
-        // The census days to recompute, and every segment overlapping them.
+        // The census months to recompute, and every segment overlapping them.
+        let as_of_day = as_of.div_euclid(DAY);
         let new_occupancies = std::mem::take(&mut segments.occupancies);
         let (days, occupancies) = match &affected {
             None => {
                 let days = match new_occupancies.iter().map(|o| o.start).min() {
-                    Some(first) => (first.div_euclid(DAY)..=as_of.div_euclid(DAY)).collect(),
+                    Some(first) => whole_months(first.div_euclid(DAY)..=as_of_day, as_of_day),
                     None => BTreeSet::new(),
                 };
                 (days, new_occupancies)
             }
             Some(ids) => {
                 let table = &targets[FACT_STAY_SEGMENT].table;
-                let old = read_occupancies(table, patient_filter(ids)).await?;
-                let mut days = changed_days(&old, &new_occupancies, as_of);
-                let since = census_as_of.unwrap_or(as_of);
-                days.extend(since.div_euclid(DAY)..=as_of.div_euclid(DAY));
+                let keys = |keep| Keys {
+                    column: "patient_id",
+                    values: ids,
+                    keep,
+                };
+                let old = read_occupancies(table, lit(true), Some(keys(true))).await?;
+                let since = census_as_of.unwrap_or(as_of).div_euclid(DAY);
+                let changed = changed_days(&old, &new_occupancies, as_of)
+                    .into_iter()
+                    .chain(since..=as_of_day);
+                let days = whole_months(changed, as_of_day);
                 let mut all = new_occupancies;
                 if let (Some(first), Some(last)) = (days.first(), days.last()) {
-                    let overlapping = col("segment_start")
-                        .lt(lit_ts((last + 1) * DAY))
-                        .and(
-                            col("segment_end")
-                                .is_null()
-                                .or(col("segment_end").gt(lit_ts(first * DAY))),
-                        )
-                        .and(Expr::Not(Box::new(patient_filter(ids))));
-                    all.extend(read_occupancies(table, overlapping).await?);
+                    let overlapping = col("segment_start").lt(lit_ts((last + 1) * DAY)).and(
+                        col("segment_end")
+                            .is_null()
+                            .or(col("segment_end").gt(lit_ts(first * DAY))),
+                    );
+                    all.extend(read_occupancies(table, overlapping, Some(keys(false))).await?);
                 }
                 (days, all)
             }
@@ -293,28 +298,19 @@ impl GoldRefresh {
         let (census_batch, _) = census::census(&days, as_of, &departments, &occupancies)?;
         metrics.census_days = days.len();
         metrics.census_rows = census_batch.num_rows();
-        let existing_first = if full {
+        let existing = if full {
             None
         } else {
-            first_calendar_day(&targets[DIM_DATE].table).await?
+            calendar_range(&targets[DIM_DATE].table).await?
         };
-        let times = || {
-            occupancies
-                .iter()
-                .map(|o| o.start)
-                .chain(history.values().flatten().map(|o| o.time))
-        };
-        let as_of_day = as_of.div_euclid(DAY);
-        let first_day = times()
-            .min()
-            .map(|t| t.div_euclid(DAY))
-            .into_iter()
-            .chain(existing_first)
-            .min()
-            .unwrap_or(as_of_day);
-        let last_day = times()
-            .max()
-            .map_or(as_of_day, |t| t.div_euclid(DAY).max(as_of_day));
+        let data_days = occupancies
+            .iter()
+            .map(|o| o.start)
+            .chain(history.values().flatten().map(|o| o.time))
+            .map(|t| t.div_euclid(DAY));
+        let (first_day, last_day) = data_days
+            .chain(existing.into_iter().flat_map(|(a, b)| [a, b]))
+            .fold((as_of_day, as_of_day), |(lo, hi), d| (lo.min(d), hi.max(d)));
         let calendar = calendar::calendar(first_day, last_day)?;
 
         // Write, census first: its recomputation needs the segments as they were.
@@ -323,20 +319,15 @@ impl GoldRefresh {
             Transaction::new(AS_OF_APP, as_of),
             Transaction::new(DEPARTMENTS_APP, fingerprint),
         ];
-        // Nothing to replace: an empty append still records what the table holds.
-        let by_patient = |ids: &Option<BTreeSet<String>>| match ids {
-            None => WriteMode::Overwrite,
-            Some(ids) if ids.is_empty() => WriteMode::Append,
-            Some(ids) => WriteMode::Replace(patient_filter(ids)),
-        };
+        let months: BTreeSet<i32> = days.iter().map(|d| date_key(d * DAY) / 100).collect();
         let census_mode = if full {
             WriteMode::Overwrite
-        } else if days.is_empty() {
+        } else if months.is_empty() {
+            // Nothing to replace: an empty append still records what the table holds.
             WriteMode::Append
         } else {
             WriteMode::Replace(
-                col("date_key")
-                    .in_list(days.iter().map(|d| lit(date_key(d * DAY))).collect(), false),
+                col("month_key").in_list(months.iter().map(|m| lit(*m)).collect(), false),
             )
         };
         let writes: [(&str, RecordBatch, WriteMode, &[&str]); 6] = [
@@ -349,19 +340,19 @@ impl GoldRefresh {
             (
                 FACT_STAY_SEGMENT,
                 segments.finish()?,
-                by_patient(&affected),
+                WriteMode::Overwrite,
                 &[],
             ),
             (
                 FACT_ADMISSION,
                 admissions.finish(as_of)?,
-                by_patient(&affected),
+                WriteMode::Overwrite,
                 &["admission_month"],
             ),
             (
                 DIM_PATIENT,
                 patients::to_batch(versions_written.iter(), &self.tracked)?,
-                by_patient(&affected),
+                WriteMode::Overwrite,
                 &[],
             ),
             (DIM_DEPARTMENT, department_batch, WriteMode::Overwrite, &[]),
@@ -374,11 +365,21 @@ impl GoldRefresh {
             if !self.full && current(&target) {
                 continue;
             }
-            tracing::debug!(table = name, rows = batch.num_rows(), "writing");
+            let patient_keyed = matches!(name, FACT_STAY_SEGMENT | FACT_ADMISSION | DIM_PATIENT);
+            let mut batches = vec![batch];
+            if let (true, Some(ids)) = (patient_keyed, &affected) {
+                // The rows of the patients not rebuilt stay as they are, in the same commit.
+                batches.extend(kept_rows(&target.table, name, ids, &batches[0]).await?);
+            }
+            tracing::debug!(
+                table = name,
+                rows = batches.iter().map(RecordBatch::num_rows).sum::<usize>(),
+                "writing"
+            );
             write(
                 target.table,
                 name,
-                vec![batch],
+                batches,
                 mode,
                 txns.clone(),
                 partition_by,
@@ -400,8 +401,68 @@ fn lit_ts(t: i64) -> Expr {
     )
 }
 
-fn patient_filter(ids: &BTreeSet<String>) -> Expr {
-    history::patient_filter(Some(ids))
+/// Every day of the months of `days`, up to `last` (days since the epoch).
+fn whole_months(days: impl IntoIterator<Item = i64>, last: i64) -> BTreeSet<i64> {
+    use chrono::Datelike;
+    let mut out = BTreeSet::new();
+    for day in days {
+        if out.contains(&day) || day > last {
+            continue;
+        }
+        let date = chrono::DateTime::from_timestamp_micros(day * DAY)
+            .unwrap_or_default()
+            .date_naive();
+        let first = day - i64::from(date.day0());
+        let mut d = first;
+        while d <= last && date_key(d * DAY) / 100 == date_key(day * DAY) / 100 {
+            out.insert(d);
+            d += 1;
+        }
+    }
+    out
+}
+
+/// The rows of `table` that do not belong to `ids`, in the schema of `like`.
+async fn kept_rows(
+    table: &DeltaTable,
+    name: &str,
+    ids: &BTreeSet<String>,
+    like: &RecordBatch,
+) -> Result<Vec<RecordBatch>> {
+    let Ok(snapshot) = table.snapshot() else {
+        return Ok(vec![]);
+    };
+    let existing: Vec<String> = snapshot
+        .schema()
+        .fields()
+        .map(|f| f.name().to_string())
+        .collect();
+    let columns: Vec<&str> = existing.iter().map(String::as_str).collect();
+    let keys = Keys {
+        column: "patient_id",
+        values: ids,
+        keep: false,
+    };
+    let batches = scan_keyed(table, name, &columns, lit(true), Some(keys), &[]).await?;
+    batches.iter().map(|b| conform(b, like, name)).collect()
+}
+
+/// `batch` with the columns and types of `like` (missing columns as NULL).
+fn conform(batch: &RecordBatch, like: &RecordBatch, name: &str) -> Result<RecordBatch> {
+    let columns = like
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| match batch.column_by_name(f.name()) {
+            Some(c) => deltalake::arrow::compute::cast(c, f.data_type()),
+            None => Ok(deltalake::arrow::array::new_null_array(
+                f.data_type(),
+                batch.num_rows(),
+            )),
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| Error::arrow(name, e))?;
+    RecordBatch::try_new(like.schema(), columns).map_err(|e| Error::arrow(name, e))
 }
 
 /// A fingerprint of the department dimension's content.
@@ -431,9 +492,13 @@ async fn discharges_passed(
 }
 
 /// Segments from `gold/fact_stay_segment` matching `filter`.
-async fn read_occupancies(segments: &DeltaTable, filter: Expr) -> Result<Vec<Occupancy>> {
+async fn read_occupancies(
+    segments: &DeltaTable,
+    filter: Expr,
+    keys: Option<Keys<'_>>,
+) -> Result<Vec<Occupancy>> {
     let t = FACT_STAY_SEGMENT;
-    let batches = scan(
+    let batches = scan_keyed(
         segments,
         t,
         &[
@@ -445,6 +510,7 @@ async fn read_occupancies(segments: &DeltaTable, filter: Expr) -> Result<Vec<Occ
             "ends_stay",
         ],
         filter,
+        keys,
         &[],
     )
     .await?;
@@ -494,15 +560,15 @@ fn changed_days(old: &[Occupancy], new: &[Occupancy], as_of: i64) -> BTreeSet<i6
     days
 }
 
-/// The first day of `gold/dim_date`, if it has rows.
-async fn first_calendar_day(dim_date: &DeltaTable) -> Result<Option<i64>> {
+/// The first and last day of `gold/dim_date`, if it has rows.
+async fn calendar_range(dim_date: &DeltaTable) -> Result<Option<(i64, i64)>> {
     let batches = scan(dim_date, DIM_DATE, &["date"], lit(true), &[]).await?;
-    let mut first: Option<i64> = None;
+    let mut range: Option<(i64, i64)> = None;
     for b in &batches {
         let dates = column::<deltalake::arrow::array::Date32Array>(b, DIM_DATE, "date")?;
-        if let Some(min) = dates.iter().flatten().min() {
-            first = Some(first.map_or(i64::from(min), |f| f.min(i64::from(min))));
+        for d in dates.iter().flatten().map(i64::from) {
+            range = Some(range.map_or((d, d), |(lo, hi)| (lo.min(d), hi.max(d))));
         }
     }
-    Ok(first)
+    Ok(range)
 }

@@ -1,7 +1,7 @@
 //! Gold at scale: the census against an independent recomputation over ≥100k stays, and a
 //! refresh killed part-way then re-run ending in the same tables as an uninterrupted one.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
@@ -154,105 +154,121 @@ fn snapshot(data: &Path) -> Vec<(String, Vec<String>)> {
         .collect()
 }
 
+/// Asserts two snapshots are equal, showing a few differing rows per table.
+fn assert_same(got: &[(String, Vec<String>)], want: &[(String, Vec<String>)], context: &str) {
+    for ((table, a), (_, b)) in got.iter().zip(want) {
+        if a != b {
+            let (set_a, set_b): (HashSet<_>, HashSet<_>) = (a.iter().collect(), b.iter().collect());
+            let only_a: Vec<_> = a.iter().filter(|r| !set_b.contains(r)).take(3).collect();
+            let only_b: Vec<_> = b.iter().filter(|r| !set_a.contains(r)).take(3).collect();
+            panic!(
+                "{context}: {table} differs ({} vs {} rows)\n got only: {only_a:#?}\n want only: {only_b:#?}",
+                a.len(),
+                b.len()
+            );
+        }
+    }
+}
+
+/// Copies a table root (silver included), so two refreshes start from the same silver: the
+/// future-time correction depends on when records reached bronze.
+fn copy_root(from: &Path, to: &Path) {
+    let status = std::process::Command::new("cp")
+        .arg("-r")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// Starts a refresh, kills it after `delay_ms`, and runs it again to completion.
+fn refresh_killed_then_rerun(data: &Path, delay_ms: u64) -> String {
+    let mut child = patientflow()
+        .args(["gold", "refresh", "--data", path(data), "--as-of", AS_OF])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(delay_ms));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    refresh(data, &[])
+}
+
+fn refresh(data: &Path, extra: &[&str]) -> String {
+    let mut args = vec![
+        "gold",
+        "refresh",
+        "--data",
+        path(data),
+        "--as-of",
+        AS_OF,
+        "--format",
+        "json",
+    ];
+    args.extend_from_slice(extra);
+    run_ok(&args)
+}
+
 #[test]
 fn a_refresh_killed_part_way_and_rerun_equals_an_uninterrupted_one() {
     let dir = tempfile::tempdir().unwrap();
     let landing = dir.path().join("landing");
     produce(&landing, 120_000, &["--seed", "9", "--until", UNTIL]);
-    let refresh = |data: &Path| {
-        run_ok(&[
-            "gold",
-            "refresh",
-            "--data",
-            path(data),
-            "--as-of",
-            AS_OF,
-            "--format",
-            "json",
-        ])
-    };
+    let base = dir.path().join("base");
+    ingest(&landing, &base, &["--no-gold"]);
 
-    // Uninterrupted: silver first, then one refresh.
+    // Uninterrupted.
     let clean = dir.path().join("clean");
-    ingest(&landing, &clean, &["--no-gold"]);
-    refresh(&clean);
+    copy_root(&base, &clean);
+    refresh(&clean, &[]);
     let expected = snapshot(&clean);
     assert!(expected.iter().all(|(_, r)| !r.is_empty()));
 
-    // Twice more on top of a first build: new events arrive, the refresh is killed, re-run.
+    // Killed at different points of a first build, then re-run.
+    for (i, delay_ms) in [300u64, 1_000, 2_000, 3_500].into_iter().enumerate() {
+        let data = dir.path().join(format!("data-{i}"));
+        copy_root(&base, &data);
+        refresh_killed_then_rerun(&data, delay_ms);
+        assert_same(
+            &snapshot(&data),
+            &expected,
+            &format!("killed after {delay_ms} ms"),
+        );
+        let out = refresh(&data, &[]);
+        assert!(
+            out.contains("\"unchanged\":true"),
+            "a second refresh is a no-op: {out}"
+        );
+    }
+
+    // Incremental: new events on top of a built gold, the refresh killed and re-run, equal a
+    // full rebuild from the same silver.
     let more = dir.path().join("more");
     produce(&more, 20_000, &["--seed", "10", "--until", UNTIL]);
-
-    for (i, delay_ms) in [150u64, 600, 1_500, 3_000].into_iter().enumerate() {
-        let data = dir.path().join(format!("data-{i}"));
-        ingest(&landing, &data, &["--no-gold"]);
-        let mut child = patientflow()
-            .args(["gold", "refresh", "--data", path(&data), "--as-of", AS_OF])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
+    for e in std::fs::read_dir(&more).unwrap() {
+        let e = e.unwrap();
+        if e.file_name().to_string_lossy().ends_with(".ndjson") {
+            std::fs::copy(
+                e.path(),
+                landing.join(format!("more-{}", e.file_name().to_string_lossy())),
+            )
             .unwrap();
-        std::thread::sleep(Duration::from_millis(delay_ms));
-        child.kill().unwrap();
-        child.wait().unwrap();
-        refresh(&data);
-        assert_eq!(snapshot(&data), expected, "killed after {delay_ms} ms");
-        // A second refresh is a no-op.
-        let out = refresh(&data);
-        assert!(out.contains("\"unchanged\":true"), "{out}");
-    }
-
-    // Incremental: new events on top of a built gold, killed and re-run, equal a clean build
-    // of everything.
-    let all = dir.path().join("all");
-    std::fs::create_dir_all(&all).unwrap();
-    for (from, name) in [(&landing, "a"), (&more, "b")] {
-        for e in std::fs::read_dir(from).unwrap() {
-            let e = e.unwrap();
-            if e.file_name().to_string_lossy().ends_with(".ndjson") {
-                std::fs::copy(
-                    e.path(),
-                    all.join(format!("{name}-{}", e.file_name().to_string_lossy())),
-                )
-                .unwrap();
-            }
         }
     }
-    let full = dir.path().join("full");
-    ingest(&all, &full, &["--no-gold"]);
-    refresh(&full);
-    let expected_all = snapshot(&full);
-
     let inc = dir.path().join("inc");
-    let staged = dir.path().join("staged");
-    std::fs::create_dir_all(&staged).unwrap();
-    for e in std::fs::read_dir(&all).unwrap() {
-        let e = e.unwrap();
-        if e.file_name().to_string_lossy().starts_with("a-") {
-            std::fs::copy(e.path(), staged.join(e.file_name())).unwrap();
-        }
-    }
-    ingest(&staged, &inc, &["--as-of", AS_OF]);
-    for e in std::fs::read_dir(&all).unwrap() {
-        let e = e.unwrap();
-        if e.file_name().to_string_lossy().starts_with("b-") {
-            std::fs::copy(e.path(), staged.join(e.file_name())).unwrap();
-        }
-    }
-    ingest(&staged, &inc, &["--no-gold"]);
-    let mut child = patientflow()
-        .args(["gold", "refresh", "--data", path(&inc), "--as-of", AS_OF])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(700));
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let out = refresh(&inc);
-    assert_eq!(
-        snapshot(&inc),
-        expected_all,
-        "incremental refresh after a kill: {out}"
+    copy_root(&clean, &inc);
+    ingest(&landing, &inc, &["--no-gold"]);
+    let full = dir.path().join("full");
+    copy_root(&inc, &full);
+    let out = refresh(&full, &["--full"]);
+    assert!(out.contains("\"full\":true"), "{out}");
+    let out = refresh_killed_then_rerun(&inc, 700);
+    assert!(out.contains("\"full\":false"), "{out}");
+    assert_same(
+        &snapshot(&inc),
+        &snapshot(&full),
+        "incremental after a kill vs full",
     );
 }
