@@ -14,8 +14,8 @@ use deltalake::arrow::array::{
 use deltalake::kernel::Transaction;
 
 use crate::error::{Error, Result};
-use crate::storage::{append, txn_version};
-use crate::tables::{BRONZE_EVENTS, BRONZE_SCHEMA, BRONZE_SEQ_APP};
+use crate::storage::{TableRoot, append, txn_version};
+use crate::tables::{BRONZE_SCHEMA, BRONZE_SEQ_APP};
 
 /// Accumulates raw records for one bronze commit.
 #[derive(Debug)]
@@ -72,7 +72,12 @@ impl BronzeChunk {
         !self.positions.is_empty()
     }
 
-    fn finish(mut self, seq: i64, batch_id: &str) -> Result<(RecordBatch, Vec<(String, i64)>)> {
+    fn finish(
+        mut self,
+        seq: i64,
+        batch_id: &str,
+        table: &str,
+    ) -> Result<(RecordBatch, Vec<(String, i64)>)> {
         let n = self.len();
         let columns: Vec<ArrayRef> = vec![
             Arc::new(Int64Array::from(vec![seq; n])),
@@ -87,37 +92,40 @@ impl BronzeChunk {
             Arc::new(self.raw.finish()),
         ];
         let batch = RecordBatch::try_new(BRONZE_SCHEMA.clone(), columns)
-            .map_err(|e| Error::arrow(BRONZE_EVENTS, e))?;
+            .map_err(|e| Error::arrow(table, e))?;
         Ok((batch, self.positions))
     }
 }
 
-/// The bronze table with its sequence counter.
+/// A bronze table with its sequence counter.
 #[derive(Debug)]
 pub(crate) struct Bronze {
+    name: &'static str,
     pub(crate) table: DeltaTable,
     /// Sequence number of the last committed bronze batch (0 before the first).
     pub(crate) seq: i64,
 }
 
 impl Bronze {
-    pub(crate) async fn open(table: DeltaTable) -> Result<Self> {
-        let seq = txn_version(&table, BRONZE_EVENTS, BRONZE_SEQ_APP)
+    /// Opens the bronze table `name` under `root`.
+    pub(crate) async fn open(root: &TableRoot, name: &'static str) -> Result<Self> {
+        let table = root.open(name).await?;
+        let seq = txn_version(&table, name, BRONZE_SEQ_APP)
             .await?
             .unwrap_or(0);
-        Ok(Self { table, seq })
+        Ok(Self { name, table, seq })
     }
 
     /// The consumed position recorded for a source, if any.
     pub(crate) async fn position(&self, app_id: &str) -> Result<Option<i64>> {
-        txn_version(&self.table, BRONZE_EVENTS, app_id).await
+        txn_version(&self.table, self.name, app_id).await
     }
 
     /// Commits a chunk with its positions; returns the batch as written, with its sequence.
     pub(crate) async fn commit(&mut self, chunk: BronzeChunk) -> Result<(i64, RecordBatch)> {
         let seq = self.seq + 1;
         let batch_id = uuid::Uuid::new_v4().to_string();
-        let (batch, positions) = chunk.finish(seq, &batch_id)?;
+        let (batch, positions) = chunk.finish(seq, &batch_id, self.name)?;
         let mut txns: Vec<Transaction> = positions
             .into_iter()
             .map(|(id, pos)| Transaction::new(id, pos))
@@ -125,7 +133,7 @@ impl Bronze {
         txns.push(Transaction::new(BRONZE_SEQ_APP, seq));
         self.table = append(
             self.table.clone(),
-            BRONZE_EVENTS,
+            self.name,
             vec![batch.clone()],
             txns,
             &[],

@@ -31,6 +31,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod batch;
 mod bronze;
 mod error;
 pub mod gold;
@@ -43,6 +44,7 @@ pub mod source;
 mod storage;
 pub mod tables;
 
+pub use batch::{BatchIngest, BatchMetrics, Dataset};
 pub use error::{Error, Result};
 pub use gold::{GoldMetrics, GoldRefresh};
 pub use pipeline::{Ingest, IngestMetrics, Progress, ProgressFn};

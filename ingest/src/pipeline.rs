@@ -110,7 +110,8 @@ impl Ingest {
         }
     }
 
-    /// Department reference data (default: the shipped reference network).
+    /// Department reference data for normalisation (default: the shipped reference network
+    /// and the department batches in silver).
     pub fn with_reference(mut self, reference: ReferenceData) -> Self {
         self.reference = Some(reference);
         self
@@ -147,9 +148,9 @@ impl Ingest {
         let _lock = self.root.lock_writer()?;
         let reference = match self.reference {
             Some(r) => r,
-            None => ReferenceData::reference_network()?,
+            None => crate::batch::departments_reference(&self.root).await?,
         };
-        let mut bronze = Bronze::open(self.root.open(BRONZE_EVENTS).await?).await?;
+        let mut bronze = Bronze::open(&self.root, BRONZE_EVENTS).await?;
         let mut silver = Silver::open(&self.root, reference, self.tz).await?;
         let run = QualityRun::start();
         let mut metrics = IngestMetrics {
@@ -161,7 +162,7 @@ impl Ingest {
         // Finish what an interrupted run left in bronze but not in silver.
         for seq in silver.done() + 1..=bronze.seq {
             tracing::info!(seq, "refining bronze batch left by an interrupted run");
-            let batch = Silver::read_bronze(&bronze.table, seq).await?;
+            let batch = Silver::read_bronze(&bronze.table, BRONZE_EVENTS, seq).await?;
             metrics
                 .counts
                 .add(&silver.process(seq, &batch, &run).await?);

@@ -39,16 +39,23 @@ impl QualityRun {
         }
     }
 
-    /// The rows recording `counts` for bronze batch `seq`.
-    pub(crate) fn batch(&self, seq: i64, counts: &Counts) -> Result<RecordBatch> {
+    /// The rows recording `counts` of `dataset` for its bronze batch `seq`; `rules` names
+    /// the rules of `counts.rules` in order.
+    pub(crate) fn batch<'a>(
+        &self,
+        dataset: &str,
+        seq: i64,
+        counts: &Counts,
+        rules: impl Iterator<Item = &'a str>,
+    ) -> Result<RecordBatch> {
         let mut metrics: Vec<(&str, &str, u64)> = vec![
             ("total", "records_in", counts.records_in),
             ("total", "silver_rows", counts.silver_rows),
             ("total", "quarantined", counts.quarantined),
             ("total", "duplicates", counts.duplicates),
         ];
-        for (rule, n) in RULES.iter().zip(&counts.rules) {
-            metrics.push(("rule", rule.name, *n));
+        for (rule, n) in rules.zip(&counts.rules) {
+            metrics.push(("rule", rule, *n));
         }
         let n = metrics.len();
         let now = chrono::Utc::now().timestamp_micros();
@@ -58,7 +65,7 @@ impl QualityRun {
                 TimestampMicrosecondArray::from(vec![self.started_at; n]).with_timezone("UTC"),
             ),
             Arc::new(TimestampMicrosecondArray::from(vec![now; n]).with_timezone("UTC")),
-            Arc::new(StringArray::from(vec![EVENTS_DATASET; n])),
+            Arc::new(StringArray::from(vec![dataset; n])),
             Arc::new(Int64Array::from(vec![seq; n])),
             Arc::new(metrics.iter().map(|m| Some(m.0)).collect::<StringArray>()),
             Arc::new(metrics.iter().map(|m| Some(m.1)).collect::<StringArray>()),
@@ -137,11 +144,13 @@ pub struct QualityReport {
     pub latest_run_started_at: Option<String>,
     /// Counts of the latest run.
     pub latest: ReportCounts,
-    /// Counts over all runs (top-level keys of the JSON report).
+    /// Counts of the event stream over all runs (top-level keys of the JSON report).
     #[serde(flatten)]
     pub totals: ReportCounts,
     /// Runs recorded.
     pub runs: u64,
+    /// Totals of every dataset: the event stream and the daily batches (departments, EHR).
+    pub datasets: BTreeMap<String, ReportCounts>,
 }
 
 impl QualityReport {
@@ -151,13 +160,21 @@ impl QualityReport {
         let batches = scan(
             &table,
             QUALITY_RUNS,
-            &["run_id", "run_started_at", "kind", "metric", "value"],
+            &[
+                "run_id",
+                "run_started_at",
+                "kind",
+                "metric",
+                "value",
+                "dataset",
+            ],
             lit(true),
             &[],
         )
         .await?;
         let mut per_run: BTreeMap<(i64, String), ReportCounts> = BTreeMap::new();
         let mut totals = ReportCounts::new();
+        let mut datasets: BTreeMap<String, ReportCounts> = BTreeMap::new();
         for b in &batches {
             let text = |i: usize| b.column(i).as_any().downcast_ref::<StringArray>();
             let (Some(run), Some(kind), Some(metric)) = (text(0), text(2), text(3)) else {
@@ -171,7 +188,8 @@ impl QualityReport {
                 .as_any()
                 .downcast_ref::<TimestampMicrosecondArray>();
             let value = b.column(4).as_any().downcast_ref::<Int64Array>();
-            let (Some(started), Some(value)) = (started, value) else {
+            let dataset = b.column(5).as_any().downcast_ref::<StringArray>();
+            let (Some(started), Some(value), Some(dataset)) = (started, value, dataset) else {
                 return Err(Error::arrow(
                     QUALITY_RUNS,
                     std::io::Error::other("unexpected column types"),
@@ -179,6 +197,13 @@ impl QualityReport {
             };
             for i in 0..b.num_rows() {
                 let v = value.value(i).max(0) as u64;
+                datasets
+                    .entry(dataset.value(i).to_string())
+                    .or_default()
+                    .add(kind.value(i), metric.value(i), v);
+                if dataset.value(i) != EVENTS_DATASET {
+                    continue;
+                }
                 totals.add(kind.value(i), metric.value(i), v);
                 per_run
                     .entry((started.value(i), run.value(i).to_string()))
@@ -196,6 +221,7 @@ impl QualityReport {
             latest: latest.map(|(_, c)| c).unwrap_or_else(ReportCounts::new),
             totals,
             runs,
+            datasets,
         })
     }
 
@@ -220,6 +246,13 @@ impl QualityReport {
                 "VIOLATED"
             }
         ));
+        out.push_str("\n## Datasets (all runs)\n\n| dataset | records_in | silver_rows | quarantined | duplicates |\n| --- | ---: | ---: | ---: | ---: |\n");
+        for (name, c) in &self.datasets {
+            out.push_str(&format!(
+                "| {name} | {} | {} | {} | {} |\n",
+                c.records_in, c.silver_rows, c.quarantined, c.duplicates
+            ));
+        }
         out
     }
 

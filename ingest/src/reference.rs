@@ -79,6 +79,15 @@ impl ReferenceData {
             }
             rows.push(row);
         }
+        Self::from_rows(rows, origin)
+    }
+
+    /// Lookup tables over department rows; `origin` names the source in errors.
+    pub fn from_rows(rows: Vec<DepartmentRow>, origin: &Path) -> Result<Self> {
+        let invalid = |reason: String| Error::InvalidInput {
+            path: origin.to_path_buf(),
+            reason,
+        };
         if rows.is_empty() {
             return Err(invalid(
                 "no departments; expected header `hospital_id,hospital_name,department,\

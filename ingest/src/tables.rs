@@ -96,6 +96,44 @@ pub static QUALITY_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     ]))
 });
 
+/// Department reference files, row by row as received (CSV header included).
+pub const BRONZE_DEPARTMENTS: &str = "bronze/departments";
+/// EHR patient extracts, row by row as received (CSV header included; Parquet rows as JSON).
+pub const BRONZE_EHR: &str = "bronze/ehr_patients";
+/// Typed department reference rows.
+pub const SILVER_DEPARTMENTS: &str = "silver/departments";
+/// Typed EHR patient rows.
+pub const SILVER_EHR: &str = "silver/ehr_patients";
+
+/// `silver/departments`.
+pub static SILVER_DEPARTMENTS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let mut fields = lineage();
+    fields.extend([
+        Field::new("hospital_id", DataType::Int32, false),
+        Field::new("hospital_name", DataType::Utf8, false),
+        Field::new("department", DataType::Utf8, false),
+        Field::new("bed_capacity", DataType::Int32, false),
+        Field::new("staff_count", DataType::Int32, false),
+        Field::new("effective_from", DataType::Date32, false),
+        Field::new("aliases", DataType::Utf8, true),
+        Field::new("dedupe_key", DataType::Utf8, false),
+    ]);
+    Arc::new(Schema::new(fields))
+});
+
+/// `silver/ehr_patients` before schema evolution adds attribute columns (nullable `Utf8`).
+pub static SILVER_EHR_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let mut fields = lineage();
+    fields.extend([
+        Field::new("patient_id", DataType::Utf8, false),
+        Field::new("gender", DataType::Utf8, false),
+        Field::new("age", DataType::Int32, true),
+        Field::new("updated_at", timestamp_type(), false),
+        Field::new("dedupe_key", DataType::Utf8, false),
+    ]);
+    Arc::new(Schema::new(fields))
+});
+
 /// Department versions (SCD type 2 over `(hospital_id, department)`).
 pub const DIM_DEPARTMENT: &str = "gold/dim_department";
 /// Patient versions (SCD type 2 over the tracked attributes).

@@ -36,7 +36,8 @@ pub(crate) enum Command {
     /// dirty data included, into a landing folder; writes a ledger of every injected defect.
     Produce(ProduceArgs),
     /// Land NDJSON files into bronze (exactly once) and refine them into silver, quarantine
-    /// and data-quality counts. Safe to re-run and to restart after a crash.
+    /// and data-quality counts, then refresh gold. Safe to re-run and to restart after a
+    /// crash. `ingest batch` takes the daily department and EHR files.
     Ingest(IngestArgs),
     /// Data-quality reports and the rule catalogue.
     #[command(subcommand)]
@@ -72,9 +73,6 @@ pub(crate) struct RefreshArgs {
     /// Table root: a local path or URL.
     #[arg(long, env = "PATIENTFLOW_DATA")]
     pub(crate) data: Option<String>,
-    /// Department reference CSV (default: the shipped reference network).
-    #[arg(long, env = "PATIENTFLOW_DEPARTMENTS")]
-    pub(crate) departments: Option<PathBuf>,
     /// Rebuild every patient and the whole census, not only what changed.
     #[arg(long)]
     pub(crate) full: bool,
@@ -131,14 +129,18 @@ pub(crate) struct ProduceArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub(crate) struct IngestArgs {
+    #[command(subcommand)]
+    pub(crate) batch: Option<IngestCommand>,
     /// A landing folder (read recursively; *.ndjson, *.jsonl, *.json) or one file.
-    #[arg(long, env = "PATIENTFLOW_LANDING")]
-    pub(crate) from: PathBuf,
+    #[arg(long, env = "PATIENTFLOW_LANDING", required = true)]
+    pub(crate) from: Option<PathBuf>,
     /// Table root: a local path or URL.
     #[arg(long, env = "PATIENTFLOW_DATA")]
     pub(crate) data: Option<String>,
-    /// Department reference CSV (default: the shipped reference network).
+    /// Department reference CSV to normalise department names with, instead of the shipped
+    /// reference network and the department batches ingested so far.
     #[arg(long, env = "PATIENTFLOW_DEPARTMENTS")]
     pub(crate) departments: Option<PathBuf>,
     /// IANA time zone of timestamps without an offset (default UTC).
@@ -147,6 +149,39 @@ pub(crate) struct IngestArgs {
     /// Records per bronze batch (one Delta commit per table per batch).
     #[arg(long, env = "PATIENTFLOW_BATCH_RECORDS")]
     pub(crate) batch_records: Option<usize>,
+    /// Stop after silver; do not refresh gold.
+    #[arg(long)]
+    pub(crate) no_gold: bool,
+    #[command(flatten)]
+    pub(crate) gold: GoldArgs,
+    /// Output format of the summary.
+    #[arg(long, value_enum, default_value = "text")]
+    pub(crate) format: SummaryFormat,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum IngestCommand {
+    /// Land daily batch files — department reference data and EHR patient extracts — through
+    /// bronze and silver (exactly once per file content), then refresh gold.
+    Batch(BatchArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct BatchArgs {
+    /// Table root: a local path or URL.
+    #[arg(long, env = "PATIENTFLOW_DATA")]
+    pub(crate) data: Option<String>,
+    /// Department reference CSV: `hospital_id,hospital_name,department,bed_capacity,
+    /// staff_count,effective_from[,aliases]` (repeatable).
+    #[arg(long)]
+    pub(crate) departments: Vec<PathBuf>,
+    /// EHR patient extract, CSV or Parquet: `patient_id,gender,age[,updated_at]` and any
+    /// further attributes (repeatable).
+    #[arg(long)]
+    pub(crate) ehr: Vec<PathBuf>,
+    /// IANA time zone of timestamps without an offset (default UTC).
+    #[arg(long, env = "PATIENTFLOW_SOURCE_TIMEZONE")]
+    pub(crate) source_timezone: Option<String>,
     /// Stop after silver; do not refresh gold.
     #[arg(long)]
     pub(crate) no_gold: bool,

@@ -11,7 +11,7 @@ use deltalake::datafusion::prelude::{col, lit};
 
 use crate::error::{Error, Result};
 use crate::storage::{Keys, column, scan, scan_keyed};
-use crate::tables::{SILVER_EVENTS, attribute_column};
+use crate::tables::{SILVER_EHR, SILVER_EVENTS, attribute_column};
 
 /// What a silver record says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,11 +80,15 @@ const COLUMNS: [&str; 15] = [
     "discharge_time",
 ];
 
-/// The patients with silver records after bronze sequence `after`.
-pub(crate) async fn patients_since(silver: &DeltaTable, after: i64) -> Result<BTreeSet<String>> {
+/// The patients with rows in the silver table `name` after bronze sequence `after`.
+pub(crate) async fn patients_since(
+    silver: &DeltaTable,
+    name: &str,
+    after: i64,
+) -> Result<BTreeSet<String>> {
     let batches = scan(
         silver,
-        SILVER_EVENTS,
+        name,
         &["patient_id"],
         col("bronze_seq").gt(lit(after)),
         &[],
@@ -92,38 +96,77 @@ pub(crate) async fn patients_since(silver: &DeltaTable, after: i64) -> Result<BT
     .await?;
     let mut out = BTreeSet::new();
     for b in &batches {
-        let ids = column::<StringArray>(b, SILVER_EVENTS, "patient_id")?;
+        let ids = column::<StringArray>(b, name, "patient_id")?;
         out.extend(ids.iter().flatten().map(str::to_string));
     }
     Ok(out)
 }
 
-/// Every silver record of the given patients up to bronze sequence `upto`.
+/// The silver tables gold reads, and how far.
+#[derive(Debug)]
+pub(crate) struct Sources<'a> {
+    pub(crate) events: &'a DeltaTable,
+    pub(crate) events_upto: i64,
+    pub(crate) ehr: &'a DeltaTable,
+    pub(crate) ehr_upto: i64,
+}
+
+/// The tracked attributes' columns that exist in `table` (by position in `tracked`).
+fn attribute_columns(table: &DeltaTable, tracked: &[String]) -> Option<Vec<Option<String>>> {
+    let existing: Vec<String> = table
+        .snapshot()
+        .ok()?
+        .schema()
+        .fields()
+        .map(|f| f.name().to_string())
+        .collect();
+    Some(
+        tracked
+            .iter()
+            .map(|a| Some(attribute_column(a)).filter(|c| existing.contains(c)))
+            .collect(),
+    )
+}
+
+/// Every silver record and EHR row of the given patients (`None`: all), up to the given
+/// bronze sequences.
 pub(crate) async fn load(
-    silver: &DeltaTable,
+    sources: &Sources<'_>,
     patients: Option<&BTreeSet<String>>,
-    upto: i64,
     tracked: &[String],
 ) -> Result<History> {
-    let existing: Vec<String> = match silver.snapshot() {
-        Ok(s) => s.schema().fields().map(|f| f.name().to_string()).collect(),
-        Err(_) => return Ok(History::new()),
-    };
-    let attributes: Vec<Option<String>> = tracked
-        .iter()
-        .map(|a| Some(attribute_column(a)).filter(|c| existing.contains(c)))
-        .collect();
-    let mut columns: Vec<&str> = COLUMNS.to_vec();
-    columns.push("admission_time_corrected");
-    columns.extend(attributes.iter().flatten().map(String::as_str));
     let keys = patients.map(|values| Keys {
         column: "patient_id",
         values,
         keep: true,
     });
+    let mut history = History::new();
+    if let Some(attributes) = attribute_columns(sources.ehr, tracked) {
+        let mut columns = vec![
+            "bronze_seq",
+            "source",
+            "source_line",
+            "patient_id",
+            "gender",
+            "age",
+            "updated_at",
+        ];
+        columns.extend(attributes.iter().flatten().map(String::as_str));
+        let filter = col("bronze_seq").lt_eq(lit(sources.ehr_upto));
+        for b in scan_keyed(sources.ehr, SILVER_EHR, &columns, filter, keys, &[]).await? {
+            read_ehr_batch(&b, &attributes, &mut history)?;
+        }
+    }
+    let silver = sources.events;
+    let upto = sources.events_upto;
+    let Some(attributes) = attribute_columns(silver, tracked) else {
+        return Ok(history);
+    };
+    let mut columns: Vec<&str> = COLUMNS.to_vec();
+    columns.push("admission_time_corrected");
+    columns.extend(attributes.iter().flatten().map(String::as_str));
     let filter = col("bronze_seq").lt_eq(lit(upto));
     let batches = scan_keyed(silver, SILVER_EVENTS, &columns, filter, keys, &[]).await?;
-    let mut history = History::new();
     for b in &batches {
         read_batch(b, &attributes, &mut history)?;
     }
@@ -131,6 +174,65 @@ pub(crate) async fn load(
         observations.sort_by(|a, b| a.received.cmp(&b.received));
     }
     Ok(history)
+}
+
+/// EHR rows are demographic updates at their `updated_at` time.
+fn read_ehr_batch(
+    b: &RecordBatch,
+    attributes: &[Option<String>],
+    history: &mut History,
+) -> Result<()> {
+    let t = SILVER_EHR;
+    let seq = column::<Int64Array>(b, t, "bronze_seq")?;
+    let source = column::<StringArray>(b, t, "source")?;
+    let line = column::<Int64Array>(b, t, "source_line")?;
+    let patient = column::<StringArray>(b, t, "patient_id")?;
+    let gender = column::<StringArray>(b, t, "gender")?;
+    let age = column::<Int32Array>(b, t, "age")?;
+    let updated = column::<TimestampMicrosecondArray>(b, t, "updated_at")?;
+    let attrs = text_columns(b, t, attributes)?;
+    for i in 0..b.num_rows() {
+        history
+            .entry(patient.value(i).to_string())
+            .or_default()
+            .push(Observation {
+                received: (seq.value(i), source.value(i).to_string(), line.value(i)),
+                kind: Kind::Update,
+                encounter_id: None,
+                hospital_id: 0,
+                department: String::new(),
+                bed_id: None,
+                gender: gender.value(i).to_string(),
+                age: age.is_valid(i).then(|| age.value(i)),
+                time: updated.value(i),
+                discharge_time: None,
+                corrected: false,
+                attributes: values_at(&attrs, i),
+            });
+    }
+    Ok(())
+}
+
+fn text_columns<'a>(
+    b: &'a RecordBatch,
+    table: &str,
+    attributes: &[Option<String>],
+) -> Result<Vec<Option<&'a StringArray>>> {
+    attributes
+        .iter()
+        .map(|a| {
+            a.as_deref()
+                .map(|name| column::<StringArray>(b, table, name))
+                .transpose()
+        })
+        .collect()
+}
+
+fn values_at(columns: &[Option<&StringArray>], i: usize) -> Vec<Option<String>> {
+    columns
+        .iter()
+        .map(|a| a.and_then(|a| a.is_valid(i).then(|| a.value(i).to_string())))
+        .collect()
 }
 
 fn read_batch(b: &RecordBatch, attributes: &[Option<String>], history: &mut History) -> Result<()> {
@@ -199,10 +301,7 @@ fn read_batch(b: &RecordBatch, attributes: &[Option<String>], history: &mut Hist
                 time,
                 discharge_time: discharge.is_valid(i).then(|| discharge.value(i)),
                 corrected: corrected.value(i),
-                attributes: attrs
-                    .iter()
-                    .map(|a| a.and_then(|a| a.is_valid(i).then(|| a.value(i).to_string())))
-                    .collect(),
+                attributes: values_at(&attrs, i),
             });
     }
     Ok(())

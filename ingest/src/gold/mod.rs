@@ -30,12 +30,12 @@ use deltalake::kernel::Transaction;
 use self::census::Occupancy;
 use self::departments::Departments;
 use self::facts::{Admissions, PatientStays, Segments};
+use crate::batch::{self, Dataset};
 use crate::error::{Error, Result};
-use crate::reference::ReferenceData;
 use crate::storage::{Keys, TableRoot, WriteMode, column, scan, scan_keyed, txn_version, write};
 use crate::tables::{
     DIM_DATE, DIM_DEPARTMENT, DIM_PATIENT, FACT_ADMISSION, FACT_CENSUS_HOURLY, FACT_STAY_SEGMENT,
-    GOLD_APP, GOLD_TABLES, SILVER_APP, SILVER_EVENTS,
+    GOLD_APP, GOLD_TABLES, SILVER_APP, SILVER_EHR, SILVER_EVENTS,
 };
 
 pub(crate) const HOUR: i64 = 3_600_000_000;
@@ -43,6 +43,8 @@ pub(crate) const DAY: i64 = 24 * HOUR;
 
 /// Application-transaction id under which gold tables record the as-of time (UTC micros).
 const AS_OF_APP: &str = "patientflow:gold:as_of";
+/// Application-transaction id under which gold tables record the EHR silver sequence consumed.
+const EHR_APP: &str = "patientflow:gold:ehr";
 /// Application-transaction id under which gold tables record the department data they used.
 const DEPARTMENTS_APP: &str = "patientflow:gold:departments";
 
@@ -114,7 +116,6 @@ pub struct GoldRefresh {
     root: TableRoot,
     as_of: Option<i64>,
     tracked: Vec<String>,
-    reference: Option<ReferenceData>,
     full: bool,
 }
 
@@ -123,6 +124,7 @@ pub struct GoldRefresh {
 struct Target {
     table: DeltaTable,
     seq: i64,
+    ehr: i64,
     as_of: Option<i64>,
     departments: Option<i64>,
 }
@@ -134,7 +136,6 @@ impl GoldRefresh {
             root,
             as_of: None,
             tracked: DEFAULT_TRACKED_ATTRIBUTES.map(String::from).to_vec(),
-            reference: None,
             full: false,
         }
     }
@@ -148,12 +149,6 @@ impl GoldRefresh {
     /// The patient attributes tracked as SCD type 2 besides gender.
     pub fn with_tracked_attributes(mut self, attributes: Vec<String>) -> Self {
         self.tracked = attributes;
-        self
-    }
-
-    /// Department reference data (default: the shipped reference network).
-    pub fn with_reference(mut self, reference: ReferenceData) -> Self {
-        self.reference = Some(reference);
         self
     }
 
@@ -175,16 +170,16 @@ impl GoldRefresh {
         let as_of = self
             .as_of
             .unwrap_or_else(|| chrono::Utc::now().timestamp_micros());
-        let reference = match self.reference {
-            Some(r) => r,
-            None => ReferenceData::reference_network()?,
-        };
-        let departments = Departments::from_rows(reference.rows());
+        let departments = Departments::from_rows(&batch::department_rows(&self.root).await?);
         let department_batch = departments.to_batch()?;
         let fingerprint = fingerprint(&department_batch);
 
         let silver = self.root.open(SILVER_EVENTS).await?;
         let upto = txn_version(&silver, SILVER_EVENTS, SILVER_APP)
+            .await?
+            .unwrap_or(0);
+        let ehr = self.root.open(SILVER_EHR).await?;
+        let ehr_upto = txn_version(&ehr, SILVER_EHR, Dataset::Ehr.silver_app())
             .await?
             .unwrap_or(0);
         let mut targets = BTreeMap::new();
@@ -193,6 +188,7 @@ impl GoldRefresh {
             let version = |app| txn_version(&table, name, app);
             let target = Target {
                 seq: version(GOLD_APP).await?.unwrap_or(0),
+                ehr: version(EHR_APP).await?.unwrap_or(0),
                 as_of: version(AS_OF_APP).await?,
                 departments: version(DEPARTMENTS_APP).await?,
                 table,
@@ -200,7 +196,10 @@ impl GoldRefresh {
             targets.insert(name, target);
         }
         let current = |t: &Target| {
-            t.seq >= upto && t.as_of == Some(as_of) && t.departments == Some(fingerprint)
+            t.seq >= upto
+                && t.ehr >= ehr_upto
+                && t.as_of == Some(as_of)
+                && t.departments == Some(fingerprint)
         };
         let mut metrics = GoldMetrics {
             silver_seq: upto,
@@ -213,9 +212,10 @@ impl GoldRefresh {
             return Ok(metrics);
         }
         let consumed = targets.values().map(|t| t.seq).min().unwrap_or(0);
+        let ehr_consumed = targets.values().map(|t| t.ehr).min().unwrap_or(0);
         let census_as_of = targets[FACT_CENSUS_HOURLY].as_of;
         let full = self.full
-            || consumed == 0
+            || (consumed == 0 && ehr_consumed == 0)
             || census_as_of.is_none_or(|t| t > as_of)
             || targets.values().any(|t| t.departments != Some(fingerprint));
         metrics.full = full;
@@ -224,7 +224,8 @@ impl GoldRefresh {
         let affected: Option<BTreeSet<String>> = if full {
             None
         } else {
-            let mut ids = history::patients_since(&silver, consumed).await?;
+            let mut ids = history::patients_since(&silver, SILVER_EVENTS, consumed).await?;
+            ids.extend(history::patients_since(&ehr, SILVER_EHR, ehr_consumed).await?);
             ids.extend(
                 discharges_passed(
                     &targets[FACT_STAY_SEGMENT].table,
@@ -235,7 +236,13 @@ impl GoldRefresh {
             );
             Some(ids)
         };
-        let history = history::load(&silver, affected.as_ref(), upto, &self.tracked).await?;
+        let sources = history::Sources {
+            events: &silver,
+            events_upto: upto,
+            ehr: &ehr,
+            ehr_upto,
+        };
+        let history = history::load(&sources, affected.as_ref(), &self.tracked).await?;
 
         // Rebuild them.
         let mut admissions = Admissions::default();
@@ -316,6 +323,7 @@ impl GoldRefresh {
         // Write, census first: its recomputation needs the segments as they were.
         let txns = vec![
             Transaction::new(GOLD_APP, upto),
+            Transaction::new(EHR_APP, ehr_upto),
             Transaction::new(AS_OF_APP, as_of),
             Transaction::new(DEPARTMENTS_APP, fingerprint),
         ];

@@ -5,11 +5,11 @@
 //! `ops/quality_runs` — each record the sequence they hold as a Delta application
 //! transaction, so after a crash every table catches up from exactly where it stopped.
 
-mod json;
+pub(crate) mod json;
 pub(crate) mod record;
-mod refine;
+pub(crate) mod refine;
 pub mod rules;
-mod time;
+pub(crate) mod time;
 
 use std::collections::HashSet;
 
@@ -24,34 +24,43 @@ pub use refine::Counts;
 pub use rules::{Applies, Outcome, RULES, Rule, rules_markdown};
 
 use crate::error::{Error, Result};
-use crate::quality::QualityRun;
+use crate::quality::{EVENTS_DATASET, QualityRun};
 use crate::reference::ReferenceData;
 use crate::storage::{TableRoot, append, scan, txn_version};
-use crate::tables::{
-    BRONZE_EVENTS, QUALITY_RUNS, QUARANTINE, SILVER_APP, SILVER_EVENTS, SILVER_SCHEMA,
-};
+use crate::tables::{QUALITY_RUNS, QUARANTINE, SILVER_APP, SILVER_EVENTS, SILVER_SCHEMA};
 
-/// An output table and the last bronze sequence it holds.
+/// An output table and the last bronze sequence (of one bronze table, named by `app`) it
+/// holds.
 #[derive(Debug)]
-struct Output {
+pub(crate) struct Output {
     name: &'static str,
-    table: DeltaTable,
-    done: i64,
+    app: &'static str,
+    pub(crate) table: DeltaTable,
+    pub(crate) done: i64,
 }
 
 impl Output {
-    async fn open(root: &TableRoot, name: &'static str) -> Result<Self> {
+    pub(crate) async fn open(
+        root: &TableRoot,
+        name: &'static str,
+        app: &'static str,
+    ) -> Result<Self> {
         let table = root.open(name).await?;
-        let done = txn_version(&table, name, SILVER_APP).await?.unwrap_or(0);
-        Ok(Self { name, table, done })
+        let done = txn_version(&table, name, app).await?.unwrap_or(0);
+        Ok(Self {
+            name,
+            app,
+            table,
+            done,
+        })
     }
 
     /// Appends `batch` for bronze sequence `seq` unless this table already holds it.
-    async fn commit(&mut self, seq: i64, batch: RecordBatch) -> Result<()> {
+    pub(crate) async fn commit(&mut self, seq: i64, batch: RecordBatch) -> Result<()> {
         if self.done >= seq {
             return Ok(());
         }
-        let txn = vec![Transaction::new(SILVER_APP, seq)];
+        let txn = vec![Transaction::new(self.app, seq)];
         self.table = append(self.table.clone(), self.name, vec![batch], txn, &[]).await?;
         self.done = seq;
         Ok(())
@@ -72,9 +81,9 @@ pub(crate) struct Silver {
 
 impl Silver {
     pub(crate) async fn open(root: &TableRoot, reference: ReferenceData, tz: Tz) -> Result<Self> {
-        let events = Output::open(root, SILVER_EVENTS).await?;
-        let quarantine = Output::open(root, QUARANTINE).await?;
-        let quality = Output::open(root, QUALITY_RUNS).await?;
+        let events = Output::open(root, SILVER_EVENTS, SILVER_APP).await?;
+        let quarantine = Output::open(root, QUARANTINE, SILVER_APP).await?;
+        let quality = Output::open(root, QUALITY_RUNS, SILVER_APP).await?;
         let mut silver = Self {
             events,
             quarantine,
@@ -159,15 +168,24 @@ impl Silver {
         )?;
         // Quality first: should a crash follow, the counts are not lost and are not written
         // twice (the transaction version guards each table).
-        let quality = run.batch(seq, &refined.counts)?;
+        let quality = run.batch(
+            EVENTS_DATASET,
+            seq,
+            &refined.counts,
+            RULES.iter().map(|r| r.name),
+        )?;
         self.quality.commit(seq, quality).await?;
         self.events.commit(seq, refined.silver).await?;
         self.quarantine.commit(seq, refined.quarantine).await?;
         Ok(refined.counts)
     }
 
-    /// Reads bronze batch `seq` back from the bronze table in its original order.
-    pub(crate) async fn read_bronze(bronze: &DeltaTable, seq: i64) -> Result<RecordBatch> {
+    /// Reads bronze batch `seq` back from the bronze table `name` in its original order.
+    pub(crate) async fn read_bronze(
+        bronze: &DeltaTable,
+        name: &str,
+        seq: i64,
+    ) -> Result<RecordBatch> {
         let columns = crate::tables::BRONZE_SCHEMA
             .fields()
             .iter()
@@ -175,13 +193,12 @@ impl Silver {
             .collect::<Vec<_>>();
         let batches = scan(
             bronze,
-            BRONZE_EVENTS,
+            name,
             &columns,
             col("bronze_seq").eq(lit(seq)),
             &["source", "source_line"],
         )
         .await?;
-        concat_batches(&crate::tables::BRONZE_SCHEMA, &batches)
-            .map_err(|e| Error::arrow(BRONZE_EVENTS, e))
+        concat_batches(&crate::tables::BRONZE_SCHEMA, &batches).map_err(|e| Error::arrow(name, e))
     }
 }

@@ -256,7 +256,7 @@ fn text_id(value: &Scalar<'_>) -> Option<String> {
 }
 
 /// An integer, an integral float, or a numeric string.
-fn integer(value: &Scalar<'_>) -> Field<i64> {
+pub(crate) fn integer(value: &Scalar<'_>) -> Field<i64> {
     let from_float = |f: f64| {
         if f.fract() == 0.0 && f.abs() < 9.0e15 {
             Field::Valid(f as i64)
@@ -279,7 +279,7 @@ fn integer(value: &Scalar<'_>) -> Field<i64> {
     }
 }
 
-fn gender(value: &Scalar<'_>) -> &'static str {
+pub(crate) fn gender(value: &Scalar<'_>) -> &'static str {
     match value {
         Scalar::Str(s) => {
             let s = s.trim();

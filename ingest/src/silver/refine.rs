@@ -141,7 +141,7 @@ pub(crate) fn refine(
     counts.quarantined = quarantine_idx.len() as u64;
 
     let silver = silver_batch(bronze, &records, &verdicts, &silver_idx, extra_columns)?;
-    let quarantine = quarantine_batch(bronze, raw, &records, &verdicts, &quarantine_idx)?;
+    let quarantine = quarantine_batch(bronze, &records, &verdicts, &quarantine_idx)?;
     Ok(Refined {
         silver,
         quarantine,
@@ -149,7 +149,11 @@ pub(crate) fn refine(
     })
 }
 
-fn lineage_columns(bronze: &RecordBatch, idx: &[u32], table: &str) -> Result<Vec<ArrayRef>> {
+pub(crate) fn lineage_columns(
+    bronze: &RecordBatch,
+    idx: &[u32],
+    table: &str,
+) -> Result<Vec<ArrayRef>> {
     let indices = UInt32Array::from(idx.to_vec());
     LINEAGE
         .iter()
@@ -269,23 +273,42 @@ fn silver_batch(
 
 fn quarantine_batch(
     bronze: &RecordBatch,
-    raw: &BinaryArray,
     records: &[Record],
     verdicts: &[Verdict],
     idx: &[u32],
 ) -> Result<RecordBatch> {
-    let mut reasons = ListBuilder::new(StringBuilder::new());
+    quarantine_rows(
+        bronze,
+        idx,
+        |i| records[i].shape.map(Shape::as_str),
+        |i| verdicts[i].matched.iter().map(|r| RULES[*r].name).collect(),
+    )
+}
+
+/// `silver/quarantine` rows for the bronze rows `idx`: lineage, the record kind, every
+/// reason, and the raw text.
+pub(crate) fn quarantine_rows<'a>(
+    bronze: &RecordBatch,
+    idx: &[u32],
+    kind: impl Fn(usize) -> Option<&'a str>,
+    reasons: impl Fn(usize) -> Vec<&'static str>,
+) -> Result<RecordBatch> {
+    let raw: &BinaryArray = column(bronze, "raw")?;
+    let mut reason_list = ListBuilder::new(StringBuilder::new());
     for i in idx {
-        rule_names(&verdicts[*i as usize].matched, &mut reasons);
+        for r in reasons(*i as usize) {
+            reason_list.values().append_value(r);
+        }
+        reason_list.append(true);
     }
     let mut columns = lineage_columns(bronze, idx, QUARANTINE)?;
     columns.extend([
         Arc::new(
             idx.iter()
-                .map(|i| records[*i as usize].shape.map(Shape::as_str))
+                .map(|i| kind(*i as usize))
                 .collect::<StringArray>(),
         ) as ArrayRef,
-        Arc::new(reasons.finish()),
+        Arc::new(reason_list.finish()),
         Arc::new(
             idx.iter()
                 .map(|i| Some(String::from_utf8_lossy(raw.value(*i as usize))))

@@ -1,6 +1,6 @@
 //! `patientflow gold refresh`, and the gold step of `patientflow ingest`.
 
-use patientflow_ingest::{GoldMetrics, GoldRefresh, ReferenceData, TableRoot};
+use patientflow_ingest::{GoldMetrics, GoldRefresh, TableRoot};
 
 use crate::cli::{GoldArgs, RefreshArgs, SummaryFormat};
 use crate::config::Config;
@@ -11,7 +11,6 @@ pub(crate) fn refresh_for(
     root: TableRoot,
     args: &GoldArgs,
     config: &Config,
-    reference: Option<ReferenceData>,
 ) -> Result<GoldRefresh> {
     let mut refresh = GoldRefresh::new(root);
     if let Some(as_of) = &args.as_of {
@@ -26,9 +25,6 @@ pub(crate) fn refresh_for(
         refresh = refresh.with_tracked_attributes(args.tracked.clone());
     } else if let Some(tracked) = &config.gold.tracked_attributes {
         refresh = refresh.with_tracked_attributes(tracked.clone());
-    }
-    if let Some(reference) = reference {
-        refresh = refresh.with_reference(reference);
     }
     Ok(refresh)
 }
@@ -72,13 +68,7 @@ pub(crate) fn summary_text(m: &GoldMetrics) -> String {
 
 pub(crate) async fn refresh(args: RefreshArgs, config: &Config) -> Result<()> {
     let root = TableRoot::parse(&config.data_root(args.data.as_deref())?)?;
-    let reference = args
-        .departments
-        .as_ref()
-        .or(config.ingest.departments.as_ref())
-        .map(|p| ReferenceData::from_path(p))
-        .transpose()?;
-    let metrics = refresh_for(root, &args.gold, config, reference)?
+    let metrics = refresh_for(root, &args.gold, config)?
         .with_full_rebuild(args.full)
         .run()
         .await?;

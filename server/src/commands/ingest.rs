@@ -3,43 +3,50 @@
 use std::sync::Arc;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use patientflow_ingest::{Ingest, Progress, ReferenceData, TableRoot};
+use patientflow_ingest::{BatchIngest, Dataset, Ingest, Progress, ReferenceData, TableRoot};
 
 use super::gold;
-use crate::cli::{IngestArgs, SummaryFormat};
+use crate::cli::{BatchArgs, IngestArgs, IngestCommand, SummaryFormat};
 use crate::config::Config;
 use crate::error::{Error, Result};
 
+/// The source time zone from the flag or the config file.
+fn source_timezone(flag: Option<&String>, config: &Config) -> Result<Option<chrono_tz::Tz>> {
+    flag.or(config.ingest.source_timezone.as_ref())
+        .map(|tz| {
+            tz.parse::<chrono_tz::Tz>().map_err(|_| {
+                Error::InvalidArgument(format!(
+                    "unknown time zone `{tz}`; use an IANA name such as UTC or America/Chicago"
+                ))
+            })
+        })
+        .transpose()
+}
+
 pub(crate) async fn run(args: IngestArgs, config: &Config) -> Result<()> {
+    let from = match (args.batch, args.from) {
+        (Some(IngestCommand::Batch(batch)), _) => return run_batch(batch, config).await,
+        (None, Some(from)) => from,
+        (None, None) => {
+            return Err(Error::InvalidArgument(
+                "nothing to ingest: pass --from <landing folder or file>, or use `ingest batch`"
+                    .into(),
+            ));
+        }
+    };
     let root = TableRoot::parse(&config.data_root(args.data.as_deref())?)?;
-    let mut ingest = Ingest::new(root.clone(), &args.from);
-    let reference = args
+    let mut ingest = Ingest::new(root.clone(), &from);
+    if let Some(path) = args
         .departments
         .as_ref()
         .or(config.ingest.departments.as_ref())
-        .map(|p| ReferenceData::from_path(p))
-        .transpose()?;
-    if let Some(reference) = &reference {
-        ingest = ingest.with_reference(reference.clone());
+    {
+        ingest = ingest.with_reference(ReferenceData::from_path(path)?);
     }
     if !args.no_gold {
-        ingest = ingest.with_gold(gold::refresh_for(
-            root.clone(),
-            &args.gold,
-            config,
-            reference,
-        )?);
+        ingest = ingest.with_gold(gold::refresh_for(root.clone(), &args.gold, config)?);
     }
-    if let Some(tz) = args
-        .source_timezone
-        .as_ref()
-        .or(config.ingest.source_timezone.as_ref())
-    {
-        let tz = tz.parse::<chrono_tz::Tz>().map_err(|_| {
-            Error::InvalidArgument(format!(
-                "unknown time zone `{tz}`; use an IANA name such as UTC or America/Chicago"
-            ))
-        })?;
+    if let Some(tz) = source_timezone(args.source_timezone.as_ref(), config)? {
         ingest = ingest.with_source_timezone(tz);
     }
     if let Some(n) = args.batch_records.or(config.ingest.batch_records) {
@@ -106,6 +113,83 @@ pub(crate) async fn run(args: IngestArgs, config: &Config) -> Result<()> {
                 secs,
                 c.records_in as f64 / secs
             );
+            if let Some(g) = &metrics.gold {
+                println!("  {}", gold::summary_text(g));
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn run_batch(args: BatchArgs, config: &Config) -> Result<()> {
+    if args.departments.is_empty() && args.ehr.is_empty() {
+        return Err(Error::InvalidArgument(
+            "nothing to ingest: pass --departments <csv> and/or --ehr <csv|parquet>".into(),
+        ));
+    }
+    let root = TableRoot::parse(&config.data_root(args.data.as_deref())?)?;
+    let mut batch = BatchIngest::new(root.clone());
+    for path in &args.departments {
+        batch = batch.with_file(Dataset::Departments, path);
+    }
+    for path in &args.ehr {
+        batch = batch.with_file(Dataset::Ehr, path);
+    }
+    if let Some(tz) = source_timezone(args.source_timezone.as_ref(), config)? {
+        batch = batch.with_source_timezone(tz);
+    }
+    if !args.no_gold {
+        batch = batch.with_gold(gold::refresh_for(root.clone(), &args.gold, config)?);
+    }
+    let metrics = batch.run().await?;
+    match args.format {
+        SummaryFormat::Json => {
+            let datasets: serde_json::Map<String, serde_json::Value> = metrics
+                .counts
+                .iter()
+                .map(|(dataset, c)| {
+                    let rules: serde_json::Map<String, serde_json::Value> = dataset
+                        .rules()
+                        .iter()
+                        .zip(&c.rules)
+                        .map(|(r, n)| (r.name.to_string(), (*n).into()))
+                        .collect();
+                    let v = serde_json::json!({
+                        "records_in": c.records_in,
+                        "silver_rows": c.silver_rows,
+                        "quarantined": c.quarantined,
+                        "duplicates": c.duplicates,
+                        "rules": rules,
+                    });
+                    (dataset.name().to_string(), v)
+                })
+                .collect();
+            let out = serde_json::json!({
+                "files": metrics.files,
+                "files_unchanged": metrics.files_unchanged,
+                "datasets": datasets,
+                "gold": metrics.gold.as_ref().map(gold::summary_json),
+                "elapsed_seconds": metrics.elapsed.as_secs_f64(),
+            });
+            println!("{out}");
+        }
+        SummaryFormat::Text => {
+            println!(
+                "ingested {} file(s) ({} unchanged) into {}",
+                metrics.files,
+                metrics.files_unchanged,
+                root.url()
+            );
+            for (dataset, c) in &metrics.counts {
+                println!(
+                    "  {}: {} rows · silver {} · quarantined {} · duplicates {}",
+                    dataset.name(),
+                    c.records_in,
+                    c.silver_rows,
+                    c.quarantined,
+                    c.duplicates
+                );
+            }
             if let Some(g) = &metrics.gold {
                 println!("  {}", gold::summary_text(g));
             }

@@ -56,11 +56,17 @@ fn hand_computed(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
     ];
     let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
     write(&landing.join("a.ndjson"), &refs);
-    ingest(
-        &landing,
-        &data,
-        &["--departments", path(&departments), "--as-of", AS_OF],
-    );
+    // The site's department file first (as a daily batch), then the events.
+    run_ok(&[
+        "ingest",
+        "batch",
+        "--data",
+        path(&data),
+        "--departments",
+        path(&departments),
+        "--no-gold",
+    ]);
+    ingest(&landing, &data, &["--as-of", AS_OF]);
     (landing, data)
 }
 
@@ -131,7 +137,7 @@ fn census_equals_hand_computed_values() {
             &c,
             &format!(
                 "select census, bed_capacity, occupancy_rate, occupied_bed_hours, admissions, discharges \
-                 from c where hour_start = timestamp '{hour}' and department = '{dept}'"
+                 from c where hour_start = timestamp '{hour}' and hospital_id = 1 and department = '{dept}'"
             ),
         )
         .join(";")
@@ -150,7 +156,11 @@ fn census_equals_hand_computed_values() {
     assert_eq!(at("2026-03-02T10:00:00Z", "ICU"), "1|4|0.25|1.0|0|1");
     // Hours from the first admission's day to the as-of hour, for every department.
     assert_eq!(
-        scalar(&data, "gold/fact_census_hourly", "select count(*) from t"),
+        scalar(
+            &data,
+            "gold/fact_census_hourly",
+            "select count(*) from t where hospital_id = 1 and department in ('Emergency', 'Surgery', 'ICU')"
+        ),
         (24 + 13) * 3
     );
     assert_eq!(
@@ -295,8 +305,8 @@ fn department_versions_open_on_capacity_changes_only() {
     .unwrap();
     let refresh = |csv: &Path| {
         run_ok(&[
-            "gold",
-            "refresh",
+            "ingest",
+            "batch",
             "--data",
             path(&data),
             "--departments",
@@ -313,7 +323,8 @@ fn department_versions_open_on_capacity_changes_only() {
             &data,
             &[("d", "gold/dim_department")],
             "select department, bed_capacity, cast(valid_from as varchar) as f, cast(valid_to as varchar) as t, is_current \
-             from d order by department, valid_from",
+             from d where hospital_id = 1 and department in ('Emergency', 'Surgery', 'ICU') \
+             order by department, valid_from",
         )
     };
     let expected = vec![
@@ -329,14 +340,167 @@ fn department_versions_open_on_capacity_changes_only() {
             &data,
             &[("c", "gold/fact_census_hourly")],
             &format!(
-                "select bed_capacity from c where department = 'ICU' and hour_start = timestamp '{hour}'"
+                "select bed_capacity from c where hospital_id = 1 and department = 'ICU' and hour_start = timestamp '{hour}'"
             ),
         )
     };
     assert_eq!(cap("2026-03-01T23:00:00Z"), vec!["4"]);
     assert_eq!(cap("2026-03-02T09:00:00Z"), vec!["6"]);
-    // The same file again changes nothing.
+    // The same file again changes nothing: bronze recognises its content.
     let out = refresh(&v2);
+    assert!(out.contains("\"files_unchanged\":1"), "{out}");
     assert!(out.contains("\"unchanged\":true"), "{out}");
     assert_eq!(versions(), expected);
+}
+
+/// Writes a one-row-group Parquet file of text columns.
+fn write_parquet(path: &Path, columns: &[(&str, &[&str])]) {
+    use deltalake::arrow::array::{ArrayRef, RecordBatch, StringArray};
+    use std::sync::Arc;
+    let batch = RecordBatch::try_from_iter(columns.iter().map(|(name, values)| {
+        (
+            *name,
+            Arc::new(StringArray::from(values.to_vec())) as ArrayRef,
+        )
+    }))
+    .unwrap();
+    let file = std::fs::File::create(path).unwrap();
+    let mut writer =
+        deltalake::parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+}
+
+#[test]
+fn ehr_extracts_update_patient_versions_and_bad_rows_are_quarantined() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, data) = hand_computed(dir.path());
+    let csv = dir.path().join("ehr.csv");
+    std::fs::write(
+        &csv,
+        "patient_id,gender,age,updated_at,insurance_type,language\n\
+         P1,F,70,2026-03-01T10:00:00Z,Medicare,en\n\
+         P2,M,30,2026-02-15T00:00:00Z,Private,\n\
+         ,F,40,,,\n\
+         P3,F,abc,,,\n\
+         P4,M,85,yesterday,,\n\
+         P5,F,50\n\
+         P1,F,70,2026-03-01T10:00:00Z,Medicare,en\n",
+    )
+    .unwrap();
+    let parquet = dir.path().join("ehr.parquet");
+    write_parquet(
+        &parquet,
+        &[
+            ("patient_id", &["P4"]),
+            ("gender", &["Male"]),
+            ("age", &["86"]),
+            ("updated_at", &["2026-03-01T12:00:00Z"]),
+            ("insurance_type", &["Medicaid"]),
+        ],
+    );
+    let batch = |files: &[&Path]| {
+        let mut args = vec![
+            "ingest",
+            "batch",
+            "--data",
+            path(&data),
+            "--as-of",
+            AS_OF,
+            "--format",
+            "json",
+        ];
+        for f in files {
+            args.extend(["--ehr", path(f)]);
+        }
+        patientflow_e2e::parse_json(&run_ok(&args))
+    };
+    let out = batch(&[&csv, &parquet]);
+    let ehr = &out["datasets"]["ehr_patients"];
+    assert_eq!(
+        (
+            ehr["records_in"].as_u64(),
+            ehr["silver_rows"].as_u64(),
+            ehr["quarantined"].as_u64(),
+            ehr["duplicates"].as_u64()
+        ),
+        (Some(8), Some(4), Some(3), Some(1)),
+        "{out}"
+    );
+    for (rule, n) in [
+        ("malformed_record", 1),
+        ("missing_patient_id", 1),
+        ("invalid_timestamp", 1),
+        ("invalid_age", 1),
+        ("duplicate_row", 1),
+    ] {
+        assert_eq!(ehr["rules"][rule], n, "{rule}: {out}");
+    }
+    // Quarantined rows keep their raw text and reasons.
+    assert_eq!(
+        rows(
+            &data,
+            &[("q", "silver/quarantine")],
+            "select raw_text, array_to_string(reasons, ',') as r from q where record_kind = 'ehr_patients' order by source_line"
+        ),
+        vec![
+            ",F,40,,,|missing_patient_id",
+            "P4,M,85,yesterday,,|invalid_timestamp",
+            "P5,F,50|malformed_record"
+        ]
+    );
+    // New attributes become silver columns; the tracked one versions the patient.
+    let versions = |patient: &str| {
+        rows(
+            &data,
+            &[("p", "gold/dim_patient")],
+            &format!(
+                "select cast(valid_from as varchar) as f, is_current, gender, insurance_type \
+                 from p where patient_id = '{patient}' order by valid_from"
+            ),
+        )
+    };
+    assert_eq!(
+        versions("P1"),
+        vec![
+            "2026-03-01T08:00:00Z|false|Female|NULL",
+            "2026-03-01T10:00:00Z|true|Female|Medicare"
+        ]
+    );
+    // A late extract row opens the first version; the admission restates nothing new.
+    assert_eq!(
+        versions("P2"),
+        vec!["2026-02-15T00:00:00Z|true|Male|Private"]
+    );
+    assert_eq!(
+        versions("P4"),
+        vec![
+            "2026-03-01T11:00:00Z|false|Male|NULL",
+            "2026-03-01T12:00:00Z|true|Male|Medicaid"
+        ]
+    );
+    assert_eq!(
+        scalar(
+            &data,
+            "silver/ehr_patients",
+            "select count(*) from t where language = 'en'"
+        ),
+        1
+    );
+    // The same files again add nothing.
+    let again = batch(&[&csv, &parquet]);
+    assert_eq!(again["files_unchanged"], 2, "{again}");
+    assert_eq!(
+        scalar(&data, "bronze/ehr_patients", "select count(*) from t"),
+        8 + 1
+    );
+    let report = patientflow_e2e::quality_report(&data);
+    assert_eq!(
+        report["datasets"]["ehr_patients"]["records_in"], 8,
+        "{report}"
+    );
+    assert_eq!(
+        report["datasets"]["departments"]["records_in"], 3,
+        "{report}"
+    );
 }
