@@ -23,6 +23,11 @@ pub fn timestamp_type() -> DataType {
     DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
 }
 
+/// A column of [`timestamp_type`] values.
+pub(crate) fn timestamp_array(values: Vec<Option<i64>>) -> deltalake::arrow::array::ArrayRef {
+    Arc::new(deltalake::arrow::array::TimestampMicrosecondArray::from(values).with_timezone("UTC"))
+}
+
 fn list_of_strings() -> DataType {
     DataType::List(Arc::new(Field::new("item", DataType::Utf8, true)))
 }

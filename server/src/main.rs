@@ -53,7 +53,18 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Quality(QualityCommand::Rules) => {
+            use patientflow_ingest::batch::rules::{
+                DEPARTMENT_RULES, EHR_RULES, batch_rules_markdown,
+            };
             print!("{}", patientflow_ingest::silver::rules_markdown());
+            print!(
+                "\nDepartment reference rows (`ingest batch --departments`):\n\n{}",
+                batch_rules_markdown(DEPARTMENT_RULES)
+            );
+            print!(
+                "\nEHR extract rows (`ingest batch --ehr`):\n\n{}",
+                batch_rules_markdown(EHR_RULES)
+            );
             Ok(())
         }
     }

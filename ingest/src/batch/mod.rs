@@ -22,7 +22,7 @@ use deltalake::arrow::array::{
 use deltalake::arrow::datatypes::{DataType, Field as ArrowField, Schema};
 use deltalake::datafusion::prelude::lit;
 
-use self::rules::{BatchRule, DEPARTMENT_RULES, EHR_RULES, Row};
+use self::rules::{BatchRule, DEPARTMENT_COLUMNS, DEPARTMENT_RULES, EHR_RULES, Row};
 use crate::bronze::{Bronze, BronzeChunk};
 use crate::error::{Error, Result};
 use crate::gold::{GoldMetrics, GoldRefresh};
@@ -542,15 +542,8 @@ fn normalise(dataset: Dataset, row: &Row<'_>, received_at: i64) -> Normalised {
 pub(crate) async fn silver_departments(root: &TableRoot) -> Result<Vec<DepartmentRow>> {
     let table = root.open(SILVER_DEPARTMENTS).await?;
     let t = SILVER_DEPARTMENTS;
-    let columns = [
-        "hospital_id",
-        "hospital_name",
-        "department",
-        "bed_capacity",
-        "staff_count",
-        "effective_from",
-        "aliases",
-    ];
+    let mut columns = DEPARTMENT_COLUMNS.to_vec();
+    columns.push("aliases");
     let batches = scan(
         &table,
         t,

@@ -183,3 +183,34 @@ pub fn batch_rules_markdown(rules: &[BatchRule]) -> String {
     }
     md
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_data_quality_doc_shows_the_batch_rule_tables_of_the_code() {
+        let doc = include_str!("../../../docs/data-quality.md");
+        for rules in [DEPARTMENT_RULES, EHR_RULES] {
+            assert!(
+                doc.contains(&batch_rules_markdown(rules)),
+                "docs/data-quality.md is stale: paste the output of `patientflow quality rules`"
+            );
+        }
+    }
+
+    #[test]
+    fn every_batch_rule_set_ends_with_its_duplicate_rule() {
+        for rules in [DEPARTMENT_RULES, EHR_RULES] {
+            let last = rules.last().unwrap();
+            assert_eq!(last.outcome, Outcome::DropDuplicate);
+            assert_eq!(
+                rules
+                    .iter()
+                    .filter(|r| r.outcome == Outcome::DropDuplicate)
+                    .count(),
+                1
+            );
+        }
+    }
+}

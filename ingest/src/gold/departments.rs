@@ -10,13 +10,12 @@ use std::sync::Arc;
 
 use deltalake::arrow::array::{
     ArrayRef, BooleanArray, Int32Array, Int64Array, RecordBatch, StringArray,
-    TimestampMicrosecondArray,
 };
 
 use super::surrogate_key;
 use crate::error::{Error, Result};
 use crate::reference::DepartmentRow;
-use crate::tables::{DIM_DEPARTMENT, DIM_DEPARTMENT_SPEC};
+use crate::tables::{DIM_DEPARTMENT, DIM_DEPARTMENT_SPEC, timestamp_array};
 
 /// One version of a department.
 #[derive(Debug, Clone, PartialEq)]
@@ -119,9 +118,6 @@ impl Departments {
     /// All versions as `gold/dim_department` rows.
     pub(crate) fn to_batch(&self) -> Result<RecordBatch> {
         let rows: Vec<&DepartmentVersion> = self.by_key.values().flatten().collect();
-        let ts = |v: Vec<Option<i64>>| {
-            Arc::new(TimestampMicrosecondArray::from(v).with_timezone("UTC")) as ArrayRef
-        };
         let columns: Vec<ArrayRef> = vec![
             Arc::new(rows.iter().map(|v| v.sk).collect::<Int64Array>()),
             Arc::new(rows.iter().map(|v| v.hospital_id).collect::<Int32Array>()),
@@ -142,8 +138,8 @@ impl Departments {
                     .map(|v| v.aliases.as_deref())
                     .collect::<StringArray>(),
             ),
-            ts(rows.iter().map(|v| Some(v.valid_from)).collect()),
-            ts(rows.iter().map(|v| v.valid_to).collect()),
+            timestamp_array(rows.iter().map(|v| Some(v.valid_from)).collect()),
+            timestamp_array(rows.iter().map(|v| v.valid_to).collect()),
             Arc::new(
                 rows.iter()
                     .map(|v| Some(v.valid_to.is_none()))

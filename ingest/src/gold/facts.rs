@@ -4,7 +4,6 @@ use std::sync::Arc;
 
 use deltalake::arrow::array::{
     ArrayRef, BooleanArray, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray,
-    TimestampMicrosecondArray,
 };
 
 use super::census::Occupancy;
@@ -14,16 +13,12 @@ use super::stays::Stay;
 use super::{HOUR, date_key};
 use crate::error::{Error, Result};
 use crate::tables::{
-    FACT_ADMISSION, FACT_ADMISSION_SPEC, FACT_STAY_SEGMENT, FACT_STAY_SEGMENT_SPEC,
+    FACT_ADMISSION, FACT_ADMISSION_SPEC, FACT_STAY_SEGMENT, FACT_STAY_SEGMENT_SPEC, timestamp_array,
 };
 
 /// The department key of stays whose `(hospital, department)` has no reference version: the
 /// dimension's "unknown member".
 pub(crate) const UNKNOWN_DEPARTMENT_SK: i64 = -1;
-
-fn ts(values: Vec<Option<i64>>) -> ArrayRef {
-    Arc::new(TimestampMicrosecondArray::from(values).with_timezone("UTC"))
-}
 
 /// A patient's stays with the versions they point to.
 #[derive(Debug)]
@@ -152,18 +147,18 @@ impl Admissions {
             Arc::new(StringArray::from(self.department)),
             Arc::new(StringArray::from(self.discharge_department)),
             Arc::new(Int64Array::from(self.bed_id)),
-            ts(self.admission_time),
-            ts(self.discharge_time),
+            timestamp_array(self.admission_time),
+            timestamp_array(self.discharge_time),
             Arc::new(Int32Array::from(self.admission_date_key)),
             Arc::new(Int32Array::from(self.discharge_date_key)),
             Arc::new(Float64Array::from(self.los_hours)),
             Arc::new(BooleanArray::from(self.current)),
             Arc::new(Int32Array::from(self.age)),
-            ts(self.arrival),
+            timestamp_array(self.arrival),
             Arc::new(Float64Array::from(self.ed_wait)),
             Arc::new(BooleanArray::from(self.corrected)),
             Arc::new(Int32Array::from(self.transfers)),
-            ts(vec![Some(as_of); n]),
+            timestamp_array(vec![Some(as_of); n]),
             Arc::new(Int32Array::from(self.admission_month)),
         ];
         RecordBatch::try_new(FACT_ADMISSION_SPEC.schema(), columns)
@@ -215,8 +210,8 @@ impl Segments {
             Arc::new(StringArray::from(std::mem::take(&mut self.department))),
             Arc::new(Int64Array::from(std::mem::take(&mut self.department_sk))),
             Arc::new(Int64Array::from(std::mem::take(&mut self.bed_id))),
-            ts(std::mem::take(&mut self.start)),
-            ts(std::mem::take(&mut self.end)),
+            timestamp_array(std::mem::take(&mut self.start)),
+            timestamp_array(std::mem::take(&mut self.end)),
             Arc::new(BooleanArray::from(std::mem::take(&mut self.starts_stay))),
             Arc::new(BooleanArray::from(std::mem::take(&mut self.ends_stay))),
         ];

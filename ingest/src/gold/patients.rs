@@ -10,14 +10,13 @@ use std::sync::Arc;
 
 use deltalake::arrow::array::{
     ArrayRef, BooleanArray, Int32Array, Int64Array, RecordBatch, StringArray,
-    TimestampMicrosecondArray,
 };
 use deltalake::arrow::datatypes::{DataType, Field, Schema};
 
 use super::history::Observation;
 use super::surrogate_key;
 use crate::error::{Error, Result};
-use crate::tables::{DIM_PATIENT, DIM_PATIENT_SPEC, attribute_column};
+use crate::tables::{DIM_PATIENT, DIM_PATIENT_SPEC, attribute_column, timestamp_array};
 
 const UNKNOWN_GENDER: &str = "Unknown";
 
@@ -112,9 +111,6 @@ pub(crate) fn to_batch<'a>(
             .iter()
             .map(|a| Field::new(attribute_column(a), DataType::Utf8, true)),
     );
-    let ts = |v: Vec<Option<i64>>| {
-        Arc::new(TimestampMicrosecondArray::from(v).with_timezone("UTC")) as ArrayRef
-    };
     let mut columns: Vec<ArrayRef> = vec![
         Arc::new(rows.iter().map(|v| v.sk).collect::<Int64Array>()),
         Arc::new(
@@ -128,8 +124,8 @@ pub(crate) fn to_batch<'a>(
                 .collect::<StringArray>(),
         ),
         Arc::new(rows.iter().map(|v| v.age).collect::<Int32Array>()),
-        ts(rows.iter().map(|v| Some(v.valid_from)).collect()),
-        ts(rows.iter().map(|v| v.valid_to).collect()),
+        timestamp_array(rows.iter().map(|v| Some(v.valid_from)).collect()),
+        timestamp_array(rows.iter().map(|v| v.valid_to).collect()),
         Arc::new(
             rows.iter()
                 .map(|v| Some(v.valid_to.is_none()))

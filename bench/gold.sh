@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Benchmark: a full gold build over EVENTS ADT events (default 3.6M, about 1M stays), then an
+# incremental refresh after 10k new events. Prints a Markdown table for BENCHMARKS.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N="${1:-3600000}"
+TOOLS="${PATIENTFLOW_TOOLS:-$HOME/.cache/patientflow}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$TOOLS/target}"
+cargo build --release -q -p patientflow-server
+BIN="$CARGO_TARGET_DIR/release/patientflow"
+WORK="$(mktemp -d)"; trap 'rm -rf "$WORK"' EXIT
+UNTIL="2026-11-20T00:00:00Z"; AS_OF="2026-11-20T06:00:00Z"
+"$BIN" produce --out "$WORK/landing" --events "$N" --seed 1 --until "$UNTIL" >/dev/null
+"$BIN" ingest --from "$WORK/landing" --data "$WORK/data" --no-gold --log error >/dev/null
+
+measure() { # label, command…  → seconds, peak RSS (MiB) and the refresh's own summary
+  local label="$1"; shift
+  /usr/bin/time -f "%e %M" -o "$WORK/time" "$@" >"$WORK/out" 2>"$WORK/err" || { cat "$WORK/err"; exit 1; }
+  read -r secs kib < "$WORK/time"
+  local stays patients rows
+  stays=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["stays"])' "$WORK/out")
+  patients=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["patients"])' "$WORK/out")
+  rows=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["census_rows"])' "$WORK/out")
+  printf '| %s | %s | %s | %s | %.2f | %.0f |\n' "$label" "$patients" "$stays" "$rows" "$secs" "$(echo "$kib / 1024" | bc -l)"
+}
+TOTAL_STAYS=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["stays"])' "$WORK/landing/_producer_ledger.json")
+echo "Data: $N ADT events, $TOTAL_STAYS simulated stays."
+echo
+echo "| refresh | patients rebuilt | stays written | census rows written | seconds | peak RSS MiB |"
+echo "| --- | ---: | ---: | ---: | ---: | ---: |"
+measure "full build" "$BIN" gold refresh --data "$WORK/data" --as-of "$AS_OF" --format json --log error
+"$BIN" produce --out "$WORK/more" --events 10000 --seed 2 --until "$UNTIL" >/dev/null
+cp "$WORK/more/events-000001.ndjson" "$WORK/landing/more-events.ndjson"
+"$BIN" ingest --from "$WORK/landing" --data "$WORK/data" --no-gold --log error >/dev/null
+measure "incremental, 10k new events" "$BIN" gold refresh --data "$WORK/data" --as-of "$AS_OF" --format json --log error
