@@ -1,6 +1,7 @@
 //! Reads silver records back as observations of patients, grouped by patient.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use deltalake::DeltaTable;
 use deltalake::arrow::array::{
@@ -43,7 +44,7 @@ impl Kind {
 #[derive(Debug, Clone)]
 pub(crate) struct Observation {
     /// Receipt order: bronze sequence, source, line.
-    pub(crate) received: (i64, String, i64),
+    pub(crate) received: (i64, Arc<str>, i64),
     pub(crate) kind: Kind,
     pub(crate) encounter_id: Option<String>,
     pub(crate) hospital_id: i32,
@@ -57,6 +58,21 @@ pub(crate) struct Observation {
     pub(crate) corrected: bool,
     /// Values of the tracked attributes, in configuration order.
     pub(crate) attributes: Vec<Option<String>>,
+}
+
+/// One shared copy of each source name: millions of observations name a few files.
+#[derive(Debug, Default)]
+struct Interner(HashMap<String, Arc<str>>);
+
+impl Interner {
+    fn intern(&mut self, s: &str) -> Arc<str> {
+        if let Some(found) = self.0.get(s) {
+            return found.clone();
+        }
+        let shared: Arc<str> = Arc::from(s);
+        self.0.insert(s.to_string(), shared.clone());
+        shared
+    }
 }
 
 /// Observations by patient id, each patient's in receipt order.
@@ -141,6 +157,7 @@ pub(crate) async fn load(
         keep: true,
     });
     let mut history = History::new();
+    let mut interner = Interner::default();
     if let Some(attributes) = attribute_columns(sources.ehr, tracked) {
         let mut columns = vec![
             "bronze_seq",
@@ -154,7 +171,7 @@ pub(crate) async fn load(
         columns.extend(attributes.iter().flatten().map(String::as_str));
         let filter = col("bronze_seq").lt_eq(lit(sources.ehr_upto));
         for b in scan_keyed(sources.ehr, SILVER_EHR, &columns, filter, keys, &[]).await? {
-            read_ehr_batch(&b, &attributes, &mut history)?;
+            read_ehr_batch(&b, &attributes, &mut interner, &mut history)?;
         }
     }
     let silver = sources.events;
@@ -168,7 +185,7 @@ pub(crate) async fn load(
     let filter = col("bronze_seq").lt_eq(lit(upto));
     let batches = scan_keyed(silver, SILVER_EVENTS, &columns, filter, keys, &[]).await?;
     for b in &batches {
-        read_batch(b, &attributes, &mut history)?;
+        read_batch(b, &attributes, &mut interner, &mut history)?;
     }
     for observations in history.values_mut() {
         observations.sort_by(|a, b| a.received.cmp(&b.received));
@@ -180,6 +197,7 @@ pub(crate) async fn load(
 fn read_ehr_batch(
     b: &RecordBatch,
     attributes: &[Option<String>],
+    sources: &mut Interner,
     history: &mut History,
 ) -> Result<()> {
     let t = SILVER_EHR;
@@ -196,7 +214,7 @@ fn read_ehr_batch(
             .entry(patient.value(i).to_string())
             .or_default()
             .push(Observation {
-                received: (seq.value(i), source.value(i).to_string(), line.value(i)),
+                received: (seq.value(i), sources.intern(source.value(i)), line.value(i)),
                 kind: Kind::Update,
                 encounter_id: None,
                 hospital_id: 0,
@@ -235,7 +253,12 @@ fn values_at(columns: &[Option<&StringArray>], i: usize) -> Vec<Option<String>> 
         .collect()
 }
 
-fn read_batch(b: &RecordBatch, attributes: &[Option<String>], history: &mut History) -> Result<()> {
+fn read_batch(
+    b: &RecordBatch,
+    attributes: &[Option<String>],
+    sources: &mut Interner,
+    history: &mut History,
+) -> Result<()> {
     let t = SILVER_EVENTS;
     let seq = column::<Int64Array>(b, t, "bronze_seq")?;
     let source = column::<StringArray>(b, t, "source")?;
@@ -288,7 +311,7 @@ fn read_batch(b: &RecordBatch, attributes: &[Option<String>], history: &mut Hist
             .entry(patient.value(i).to_string())
             .or_default()
             .push(Observation {
-                received: (seq.value(i), source.value(i).to_string(), line.value(i)),
+                received: (seq.value(i), sources.intern(source.value(i)), line.value(i)),
                 kind,
                 encounter_id: encounter
                     .is_valid(i)
