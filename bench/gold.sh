@@ -11,7 +11,7 @@ BIN="$CARGO_TARGET_DIR/release/patientflow"
 WORK="$(mktemp -d)"; trap 'rm -rf "$WORK"' EXIT
 UNTIL="2026-11-20T00:00:00Z"; AS_OF="2026-11-20T06:00:00Z"
 "$BIN" produce --out "$WORK/landing" --events "$N" --seed 1 --until "$UNTIL" >/dev/null
-"$BIN" ingest --from "$WORK/landing" --data "$WORK/data" --no-gold --log error >/dev/null
+"$BIN" ingest --from "$WORK/landing" --data "$WORK/data" --no-gold --log off >/dev/null
 
 measure() { # label, command…  → seconds, peak RSS (MiB) and the refresh's own summary
   local label="$1"; shift
@@ -28,8 +28,8 @@ echo "Data: $N ADT events, $TOTAL_STAYS simulated stays."
 echo
 echo "| refresh | patients rebuilt | stays written | census rows written | seconds | peak RSS MiB |"
 echo "| --- | ---: | ---: | ---: | ---: | ---: |"
-measure "full build" "$BIN" gold refresh --data "$WORK/data" --as-of "$AS_OF" --format json --log error
+measure "full build" "$BIN" gold refresh --data "$WORK/data" --as-of "$AS_OF" --format json --log off
 "$BIN" produce --out "$WORK/more" --events 10000 --seed 2 --until "$UNTIL" >/dev/null
 cp "$WORK/more/events-000001.ndjson" "$WORK/landing/more-events.ndjson"
-"$BIN" ingest --from "$WORK/landing" --data "$WORK/data" --no-gold --log error >/dev/null
-measure "incremental, 10k new events" "$BIN" gold refresh --data "$WORK/data" --as-of "$AS_OF" --format json --log error
+"$BIN" ingest --from "$WORK/landing" --data "$WORK/data" --no-gold --log off >/dev/null
+measure "incremental, 10k new events" "$BIN" gold refresh --data "$WORK/data" --as-of "$AS_OF" --format json --log off

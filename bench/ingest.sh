@@ -22,6 +22,6 @@ measure() { # label, command…  → seconds and peak RSS (MiB)
 echo "| engine | events | seconds | events/s | peak RSS MiB |"
 echo "| --- | ---: | ---: | ---: | ---: |"
 measure "patientflow ingest (bronze + silver + quarantine + quality, Delta)" \
-  "$BIN" ingest --from "$WORK/landing" --data "$WORK/data" --no-gold --log error
+  "$BIN" ingest --from "$WORK/landing" --data "$WORK/data" --no-gold --log off
 measure "DuckDB $("$TOOLS/venv/bin/python" -c 'import duckdb; print(duckdb.__version__)') (same normalisation to Parquet)" \
   "$TOOLS/venv/bin/python" bench/duckdb_peer.py "$WORK/landing" "$WORK/duck"

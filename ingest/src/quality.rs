@@ -97,7 +97,8 @@ pub struct ReportCounts {
 }
 
 impl ReportCounts {
-    fn new() -> Self {
+    /// Zero counts with every event rule listed.
+    fn with_event_rules() -> Self {
         Self {
             rules: RULES.iter().map(|r| (r.name.to_string(), 0)).collect(),
             ..Self::default()
@@ -123,7 +124,7 @@ impl ReportCounts {
 
 impl From<&Counts> for ReportCounts {
     fn from(c: &Counts) -> Self {
-        let mut out = Self::new();
+        let mut out = Self::with_event_rules();
         out.records_in = c.records_in;
         out.silver_rows = c.silver_rows;
         out.quarantined = c.quarantined;
@@ -173,7 +174,7 @@ impl QualityReport {
         )
         .await?;
         let mut per_run: BTreeMap<(i64, String), ReportCounts> = BTreeMap::new();
-        let mut totals = ReportCounts::new();
+        let mut totals = ReportCounts::with_event_rules();
         let mut datasets: BTreeMap<String, ReportCounts> = BTreeMap::new();
         for b in &batches {
             let text = |i: usize| b.column(i).as_any().downcast_ref::<StringArray>();
@@ -207,7 +208,7 @@ impl QualityReport {
                 totals.add(kind.value(i), metric.value(i), v);
                 per_run
                     .entry((started.value(i), run.value(i).to_string()))
-                    .or_insert_with(ReportCounts::new)
+                    .or_insert_with(ReportCounts::with_event_rules)
                     .add(kind.value(i), metric.value(i), v);
             }
         }
@@ -218,7 +219,9 @@ impl QualityReport {
             latest_run_started_at: latest.as_ref().and_then(|((t, _), _)| {
                 chrono::DateTime::from_timestamp_micros(*t).map(|d| d.to_rfc3339())
             }),
-            latest: latest.map(|(_, c)| c).unwrap_or_else(ReportCounts::new),
+            latest: latest
+                .map(|(_, c)| c)
+                .unwrap_or_else(ReportCounts::with_event_rules),
             totals,
             runs,
             datasets,

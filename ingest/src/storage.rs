@@ -13,8 +13,9 @@ use deltalake::arrow::array::RecordBatch;
 use deltalake::kernel::Transaction;
 use deltalake::kernel::transaction::CommitProperties;
 use deltalake::operations::write::SchemaMode;
-use deltalake::parquet::basic::{Compression, ZstdLevel};
-use deltalake::parquet::file::properties::WriterProperties;
+use deltalake::parquet::basic::Compression;
+use deltalake::parquet::file::properties::{EnabledStatistics, WriterProperties};
+use deltalake::parquet::schema::types::ColumnPath;
 use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableError};
 use url::Url;
@@ -145,6 +146,9 @@ pub(crate) async fn txn_version(
         .map_err(|e| Error::delta(name, e))
 }
 
+/// Columns whose values are (nearly) all distinct: raw payloads, ids and hashes.
+const UNIQUE_COLUMNS: [&str; 5] = ["raw", "raw_text", "dedupe_key", "event_id", "batch_id"];
+
 /// How a write treats the rows already in the table.
 #[derive(Debug, Clone)]
 pub(crate) enum WriteMode {
@@ -166,11 +170,17 @@ pub(crate) async fn write(
     txns: Vec<Transaction>,
     partition_by: &[&str],
 ) -> Result<DeltaTable> {
-    let props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(
-            ZstdLevel::try_new(1).map_err(|e| Error::arrow(name, e))?,
-        ))
-        .build();
+    // Snappy: what Spark writes by default and what every engine reads (Synapse serverless
+    // included), and the cheapest to encode.
+    let mut props = WriterProperties::builder().set_compression(Compression::SNAPPY);
+    // Unique values gain nothing from dictionaries or min/max statistics, and cost CPU.
+    for column in UNIQUE_COLUMNS {
+        let path = ColumnPath::from(column);
+        props = props
+            .set_column_dictionary_enabled(path.clone(), false)
+            .set_column_statistics_enabled(path, EnabledStatistics::None);
+    }
+    let props = props.build();
     let save_mode = match mode {
         WriteMode::Append => SaveMode::Append,
         WriteMode::Overwrite | WriteMode::Replace(_) => SaveMode::Overwrite,

@@ -3,6 +3,9 @@
 //! Having an integration test here also makes `cargo nextest run --workspace` build the
 //! `patientflow` binary that the end-to-end tests in `tests/` drive.
 
+// Test code, helpers included: a panic with a message is how a test fails.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use std::process::Command;
 
 fn patientflow(args: &[&str]) -> (bool, String, String) {

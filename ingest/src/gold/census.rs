@@ -63,15 +63,17 @@ pub(crate) fn census(
         let row = d * hours;
         // A flat record's planned discharge after the as-of time is not a discharge yet.
         let end = o.end.filter(|e| *e <= as_of).unwrap_or(i64::MAX);
-        if o.starts_stay && o.start >= lo {
-            if let Some(h) = hour_of(o.start) {
-                admissions[row + h] += 1;
-            }
+        if o.starts_stay
+            && o.start >= lo
+            && let Some(h) = hour_of(o.start)
+        {
+            admissions[row + h] += 1;
         }
-        if o.ends_stay && end >= lo && end < hi {
-            if let Some(h) = hour_of(end) {
-                discharges[row + h] += 1;
-            }
+        if o.ends_stay
+            && end >= lo
+            && let Some(h) = hour_of(end)
+        {
+            discharges[row + h] += 1;
         }
         let (s, e) = (o.start.max(lo), end.min(hi));
         if s >= e {

@@ -166,17 +166,19 @@ impl Silver {
             &mut self.ctx,
             &mut self.extra_columns,
         )?;
-        // Quality first: should a crash follow, the counts are not lost and are not written
-        // twice (the transaction version guards each table).
+        // The three tables commit concurrently; each records the bronze sequence it holds, so
+        // after a crash at any point every table that lacks this batch gets it exactly once.
         let quality = run.batch(
             EVENTS_DATASET,
             seq,
             &refined.counts,
             RULES.iter().map(|r| r.name),
         )?;
-        self.quality.commit(seq, quality).await?;
-        self.events.commit(seq, refined.silver).await?;
-        self.quarantine.commit(seq, refined.quarantine).await?;
+        futures::try_join!(
+            self.quality.commit(seq, quality),
+            self.events.commit(seq, refined.silver),
+            self.quarantine.commit(seq, refined.quarantine),
+        )?;
         Ok(refined.counts)
     }
 

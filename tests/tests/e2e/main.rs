@@ -1,5 +1,8 @@
 //! End-to-end tests over the real `patientflow` binary and real Delta tables on disk.
 
+// Test code, helpers included: a panic with a message is how a test fails.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 mod bad_input;
 mod crash;
 mod gold;
