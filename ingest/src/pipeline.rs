@@ -156,6 +156,7 @@ impl Ingest {
         let mut metrics = IngestMetrics {
             files: files.len(),
             run_id: run.run_id.clone(),
+            counts: Counts::for_rules(crate::silver::RULES.len()),
             ..IngestMetrics::default()
         };
 

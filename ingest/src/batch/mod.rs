@@ -245,7 +245,7 @@ impl<'a> Stage<'a> {
 
     /// Refines bronze batches an interrupted run left unrefined.
     async fn catch_up(&mut self) -> Result<Counts> {
-        let mut counts = Counts::default();
+        let mut counts = Counts::for_rules(self.dataset.rules().len());
         for seq in self.done() + 1..=self.bronze.seq {
             tracing::info!(
                 dataset = self.dataset.name(),
@@ -289,10 +289,7 @@ impl<'a> Stage<'a> {
         let raw = column::<BinaryArray>(bronze, t, "raw")?;
         let received = column::<TimestampMicrosecondArray>(bronze, t, "received_at")?;
         let rules = self.dataset.rules();
-        let mut counts = Counts {
-            rules: vec![0; rules.len()],
-            ..Counts::default()
-        };
+        let mut counts = Counts::for_rules(rules.len());
         let mut headers: BTreeMap<&str, Arc<[String]>> = BTreeMap::new();
         let mut silver_idx = Vec::new();
         let mut quarantine_idx = Vec::new();
@@ -374,7 +371,7 @@ impl<'a> Stage<'a> {
         let name = self.dataset.silver();
         let mut columns = lineage_columns(bronze, idx, name)?;
         let key = |n: &Normalised| Some(format!("{:032x}", n.key));
-        let mut fields: Vec<ArrowField> = match self.dataset {
+        let fields: Vec<ArrowField> = match self.dataset {
             Dataset::Departments => {
                 let d: Vec<&DepartmentRow> =
                     rows.iter().filter_map(|n| n.department.as_ref()).collect();
@@ -457,7 +454,6 @@ impl<'a> Stage<'a> {
                 fields
             }
         };
-        fields.shrink_to_fit();
         RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
             .map_err(|e| Error::arrow(name, e))
     }

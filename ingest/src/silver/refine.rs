@@ -30,11 +30,19 @@ pub struct Counts {
     pub quarantined: u64,
     /// Records dropped as duplicates.
     pub duplicates: u64,
-    /// Matches per rule, in [`RULES`] order.
+    /// Matches per rule, in the order of the dataset's rule table ([`RULES`] for events).
     pub rules: Vec<u64>,
 }
 
 impl Counts {
+    /// Zero counts for a rule table of `rules` rules.
+    pub fn for_rules(rules: usize) -> Self {
+        Self {
+            rules: vec![0; rules],
+            ..Self::default()
+        }
+    }
+
     /// Whether `records_in = silver_rows + quarantined + duplicates` (contract §3).
     pub fn balanced(&self) -> bool {
         self.records_in == self.silver_rows + self.quarantined + self.duplicates
@@ -46,7 +54,8 @@ impl Counts {
         self.silver_rows += other.silver_rows;
         self.quarantined += other.quarantined;
         self.duplicates += other.duplicates;
-        self.rules.resize(RULES.len(), 0);
+        self.rules
+            .resize(self.rules.len().max(other.rules.len()), 0);
         for (a, b) in self.rules.iter_mut().zip(&other.rules) {
             *a += b;
         }
@@ -122,8 +131,7 @@ pub(crate) fn refine(
 
     let mut counts = Counts {
         records_in: records.len() as u64,
-        rules: vec![0; RULES.len()],
-        ..Counts::default()
+        ..Counts::for_rules(RULES.len())
     };
     let mut silver_idx = Vec::new();
     let mut quarantine_idx = Vec::new();
