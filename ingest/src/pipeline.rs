@@ -49,7 +49,7 @@ pub struct IngestMetrics {
     pub run_id: String,
     /// The gold refresh that followed, if one was asked for.
     pub gold: Option<GoldMetrics>,
-    /// Wall time.
+    /// Wall time of landing and refinement (the gold refresh reports its own).
     pub elapsed: Duration,
 }
 
@@ -226,10 +226,10 @@ impl Ingest {
             p(progress);
         }
         metrics.bytes_read = progress.bytes_done;
+        metrics.elapsed = started.elapsed();
         if let Some(refresh) = self.gold {
             metrics.gold = Some(refresh.run_locked().await?);
         }
-        metrics.elapsed = started.elapsed();
         if !metrics.counts.balanced() {
             return Err(Error::Internal(format!(
                 "internal accounting error: records_in {} != silver {} + quarantined {} + duplicates {}",
