@@ -1,16 +1,20 @@
 //! # patientflow-ingest
 //!
-//! Sources, the simulated producer, and the medallion tables up to silver, with data quality.
-//! It knows nothing of servers: the `patientflow` binary drives it.
+//! Sources, the simulated producer, the daily batches, and the medallion tables from bronze
+//! to the gold star schema, with data quality. It knows nothing of servers: the `patientflow`
+//! binary drives it.
 //!
 //! ```text
 //!  producer ──▶ landing folder (NDJSON) ──▶ bronze/patient_events   raw bytes + source position
 //!                                              │  (exactly once: positions in the same Delta commit)
 //!                                              ▼
 //!                          silver/patient_events  ◀─ rules (silver::RULES) ─▶  silver/quarantine
+//!                                              │                                ops/quality_runs
+//!  department / EHR files ──▶ bronze ──▶ silver/departments, silver/ehr_patients (batch)
 //!                                              │
 //!                                              ▼
-//!                                      ops/quality_runs   per-run, per-rule counts
+//!        gold: dim_patient, dim_department (SCD2), dim_date,
+//!              fact_admission, fact_stay_segment, fact_census_hourly (gold::GoldRefresh)
 //! ```
 //!
 //! ```

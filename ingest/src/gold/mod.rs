@@ -90,8 +90,10 @@ pub struct GoldMetrics {
     pub stays: usize,
     /// Encounters that have events but no `ADMIT` yet.
     pub waiting_encounters: usize,
-    /// Stays whose `(hospital, department)` has no reference version.
+    /// Stays whose `(hospital, department)` has no reference version (department key -1).
     pub unknown_departments: usize,
+    /// Segments the census could not place, their department having no reference version.
+    pub unplaced_segments: usize,
     /// Days of census recomputed.
     pub census_days: usize,
     /// Census rows written.
@@ -302,7 +304,8 @@ impl GoldRefresh {
                 (days, all)
             }
         };
-        let (census_batch, _) = census::census(&days, as_of, &departments, &occupancies)?;
+        let (census_batch, unplaced) = census::census(&days, as_of, &departments, &occupancies)?;
+        metrics.unplaced_segments = unplaced;
         metrics.census_days = days.len();
         metrics.census_rows = census_batch.num_rows();
         let existing = if full {

@@ -41,6 +41,7 @@ pub(crate) fn summary_json(m: &GoldMetrics) -> serde_json::Value {
         "stays": m.stays,
         "waiting_encounters": m.waiting_encounters,
         "unknown_departments": m.unknown_departments,
+        "unplaced_segments": m.unplaced_segments,
         "census_days": m.census_days,
         "census_rows": m.census_rows,
         "tables_written": m.tables_written,
