@@ -1,14 +1,8 @@
 #!/usr/bin/env bash
 # Benchmark: a full gold build over EVENTS ADT events (default 3.6M, about 1M stays), then an
 # incremental refresh after 10k new events. Prints a Markdown table for BENCHMARKS.md.
-set -euo pipefail
-cd "$(dirname "$0")/.."
 N="${1:-3600000}"
-TOOLS="${PATIENTFLOW_TOOLS:-$HOME/.cache/patientflow}"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$TOOLS/target}"
-cargo build --release -q -p patientflow-server
-BIN="$CARGO_TARGET_DIR/release/patientflow"
-WORK="$(mktemp -d)"; trap 'rm -rf "$WORK"' EXIT
+source "$(dirname "$0")/common.sh"
 UNTIL="2026-11-20T00:00:00Z"; AS_OF="2026-11-20T06:00:00Z"
 "$BIN" produce --out "$WORK/landing" --events "$N" --seed 1 --until "$UNTIL" >/dev/null
 "$BIN" ingest --from "$WORK/landing" --data "$WORK/data" --no-gold --log off >/dev/null

@@ -2,15 +2,9 @@
 # Benchmark: landing → bronze → silver at N events (default 1M), against DuckDB doing the same
 # work (read the NDJSON, normalise and quarantine, write Parquet) on the same files, in the
 # same run. Prints a Markdown table for BENCHMARKS.md.
-set -euo pipefail
-cd "$(dirname "$0")/.."
 N="${1:-1000000}"
-TOOLS="${PATIENTFLOW_TOOLS:-$HOME/.cache/patientflow}"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$TOOLS/target}"
-cargo build --release -q -p patientflow-server
-BIN="$CARGO_TARGET_DIR/release/patientflow"
+source "$(dirname "$0")/common.sh"
 "$TOOLS/venv/bin/python" -c 'import duckdb' 2>/dev/null || "$TOOLS/venv/bin/pip" install -q duckdb
-WORK="$(mktemp -d)"; trap 'rm -rf "$WORK"' EXIT
 "$BIN" produce --out "$WORK/landing" --events "$N" --seed 1 >/dev/null
 
 measure() { # label, command…  → seconds and peak RSS (MiB)

@@ -445,7 +445,11 @@ pub const FACT_ADMISSION_SPEC: TableSpec = TableSpec {
             "the admission time was in the future and was set to the receipt time",
         ),
         c("transfers", Ty::Int, "transfers during the stay"),
-        c("as_of", Ty::Timestamp, "the refresh's as-of time"),
+        c(
+            "as_of",
+            Ty::Timestamp,
+            "as-of time of the refresh that last rebuilt this stay",
+        ),
         c(
             "admission_month",
             Ty::Int,
@@ -495,7 +499,7 @@ pub const FACT_STAY_SEGMENT_SPEC: TableSpec = TableSpec {
 pub const FACT_CENSUS_HOURLY_SPEC: TableSpec = TableSpec {
     name: FACT_CENSUS_HOURLY,
     grain: "one hour × one department",
-    doc: "Contract §5 per hour, from the segments: census at the start of the hour, capacity of the department version in force then, and the flows within the hour. Covers every department and hour from the first day in the data to the as-of hour.",
+    doc: "Contract §5 per hour, from the segments: census at the start of the hour, capacity of the department version in force then, and the flows within the hour. Covers every department and hour from the first day of the first month in the data to the as-of hour.",
     partition_by: &["month_key"],
     columns: &[
         c("hour_start", Ty::Timestamp, "start of the hour (UTC)"),

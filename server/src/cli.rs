@@ -68,6 +68,16 @@ pub(crate) struct GoldArgs {
     pub(crate) tracked: Vec<String>,
 }
 
+/// The gold refresh that follows an ingest.
+#[derive(Debug, Args)]
+pub(crate) struct GoldStep {
+    /// Stop after silver; do not refresh gold.
+    #[arg(long)]
+    pub(crate) no_gold: bool,
+    #[command(flatten)]
+    pub(crate) gold: GoldArgs,
+}
+
 #[derive(Debug, Args)]
 pub(crate) struct RefreshArgs {
     /// Table root: a local path or URL.
@@ -149,11 +159,8 @@ pub(crate) struct IngestArgs {
     /// Records per bronze batch (one Delta commit per table per batch).
     #[arg(long, env = "PATIENTFLOW_BATCH_RECORDS")]
     pub(crate) batch_records: Option<usize>,
-    /// Stop after silver; do not refresh gold.
-    #[arg(long)]
-    pub(crate) no_gold: bool,
     #[command(flatten)]
-    pub(crate) gold: GoldArgs,
+    pub(crate) then: GoldStep,
     /// Output format of the summary.
     #[arg(long, value_enum, default_value = "text")]
     pub(crate) format: SummaryFormat,
@@ -182,11 +189,8 @@ pub(crate) struct BatchArgs {
     /// IANA time zone of timestamps without an offset (default UTC).
     #[arg(long, env = "PATIENTFLOW_SOURCE_TIMEZONE")]
     pub(crate) source_timezone: Option<String>,
-    /// Stop after silver; do not refresh gold.
-    #[arg(long)]
-    pub(crate) no_gold: bool,
     #[command(flatten)]
-    pub(crate) gold: GoldArgs,
+    pub(crate) then: GoldStep,
     /// Output format of the summary.
     #[arg(long, value_enum, default_value = "text")]
     pub(crate) format: SummaryFormat,

@@ -341,6 +341,12 @@ impl GoldRefresh {
                 col("month_key").in_list(months.iter().map(|m| lit(*m)).collect(), false),
             )
         };
+        // Patients not rebuilt keep their rows: carried over into the overwrite, or, when no
+        // patient was rebuilt, left alone by an empty append that only records the inputs.
+        let by_patient = || match &affected {
+            Some(ids) if ids.is_empty() => WriteMode::Append,
+            _ => WriteMode::Overwrite,
+        };
         let writes: [(&str, RecordBatch, WriteMode, &[&str]); 6] = [
             (
                 FACT_CENSUS_HOURLY,
@@ -348,22 +354,17 @@ impl GoldRefresh {
                 census_mode,
                 &["month_key"],
             ),
-            (
-                FACT_STAY_SEGMENT,
-                segments.finish()?,
-                WriteMode::Overwrite,
-                &[],
-            ),
+            (FACT_STAY_SEGMENT, segments.finish()?, by_patient(), &[]),
             (
                 FACT_ADMISSION,
                 admissions.finish(as_of)?,
-                WriteMode::Overwrite,
+                by_patient(),
                 &["admission_month"],
             ),
             (
                 DIM_PATIENT,
                 patients::to_batch(versions_written.iter(), &self.tracked)?,
-                WriteMode::Overwrite,
+                by_patient(),
                 &[],
             ),
             (DIM_DEPARTMENT, department_batch, WriteMode::Overwrite, &[]),
@@ -378,8 +379,7 @@ impl GoldRefresh {
             }
             let patient_keyed = matches!(name, FACT_STAY_SEGMENT | FACT_ADMISSION | DIM_PATIENT);
             let mut batches = vec![batch];
-            if let (true, Some(ids)) = (patient_keyed, &affected) {
-                // The rows of the patients not rebuilt stay as they are, in the same commit.
+            if let (true, WriteMode::Overwrite, Some(ids)) = (patient_keyed, &mode, &affected) {
                 batches.extend(kept_rows(&target.table, name, ids, &batches[0]).await?);
             }
             tracing::debug!(

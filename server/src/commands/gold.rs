@@ -2,7 +2,7 @@
 
 use patientflow_ingest::{GoldMetrics, GoldRefresh, TableRoot};
 
-use crate::cli::{GoldArgs, RefreshArgs, SummaryFormat};
+use crate::cli::{GoldArgs, GoldStep, RefreshArgs, SummaryFormat};
 use crate::config::Config;
 use crate::error::{Error, Result};
 
@@ -27,6 +27,17 @@ pub(crate) fn refresh_for(
         refresh = refresh.with_tracked_attributes(tracked.clone());
     }
     Ok(refresh)
+}
+
+/// The refresh an ingest runs after silver, unless told not to.
+pub(crate) fn after_ingest(
+    root: &TableRoot,
+    step: &GoldStep,
+    config: &Config,
+) -> Result<Option<GoldRefresh>> {
+    (!step.no_gold)
+        .then(|| refresh_for(root.clone(), &step.gold, config))
+        .transpose()
 }
 
 /// The summary as a JSON value.

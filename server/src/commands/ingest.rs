@@ -43,8 +43,8 @@ pub(crate) async fn run(args: IngestArgs, config: &Config) -> Result<()> {
     {
         ingest = ingest.with_reference(ReferenceData::from_path(path)?);
     }
-    if !args.no_gold {
-        ingest = ingest.with_gold(gold::refresh_for(root.clone(), &args.gold, config)?);
+    if let Some(refresh) = gold::after_ingest(&root, &args.then, config)? {
+        ingest = ingest.with_gold(refresh);
     }
     if let Some(tz) = source_timezone(args.source_timezone.as_ref(), config)? {
         ingest = ingest.with_source_timezone(tz);
@@ -138,8 +138,8 @@ async fn run_batch(args: BatchArgs, config: &Config) -> Result<()> {
     if let Some(tz) = source_timezone(args.source_timezone.as_ref(), config)? {
         batch = batch.with_source_timezone(tz);
     }
-    if !args.no_gold {
-        batch = batch.with_gold(gold::refresh_for(root.clone(), &args.gold, config)?);
+    if let Some(refresh) = gold::after_ingest(&root, &args.then, config)? {
+        batch = batch.with_gold(refresh);
     }
     let metrics = batch.run().await?;
     match args.format {
