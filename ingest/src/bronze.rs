@@ -32,12 +32,18 @@ pub(crate) struct BronzeChunk {
 
 impl BronzeChunk {
     pub(crate) fn new() -> Self {
+        Self::with_capacity(0, 0)
+    }
+
+    /// A chunk with room for `records` records of `bytes` raw bytes in all (sized from the
+    /// previous chunk, so large chunks do not grow by copying).
+    pub(crate) fn with_capacity(records: usize, bytes: usize) -> Self {
         Self {
             source: StringBuilder::new(),
-            partition: Int32Builder::new(),
-            line: Int64Builder::new(),
-            received_at: Vec::new(),
-            raw: BinaryBuilder::new(),
+            partition: Int32Builder::with_capacity(records),
+            line: Int64Builder::with_capacity(records),
+            received_at: Vec::with_capacity(records),
+            raw: BinaryBuilder::with_capacity(records, bytes + bytes / 8),
             bytes: 0,
             positions: Vec::new(),
         }
@@ -121,8 +127,8 @@ impl Bronze {
         txn_version(&self.table, self.name, app_id).await
     }
 
-    /// Commits a chunk with its positions; returns the batch as written, with its sequence.
-    pub(crate) async fn commit(&mut self, chunk: BronzeChunk) -> Result<(i64, RecordBatch)> {
+    /// Turns a chunk into the next bronze batch, not yet committed.
+    pub(crate) fn prepare(&self, chunk: BronzeChunk) -> Result<Landing> {
         let seq = self.seq + 1;
         let batch_id = uuid::Uuid::new_v4().to_string();
         let (batch, positions) = chunk.finish(seq, &batch_id, self.name)?;
@@ -131,15 +137,43 @@ impl Bronze {
             .map(|(id, pos)| Transaction::new(id, pos))
             .collect();
         txns.push(Transaction::new(BRONZE_SEQ_APP, seq));
-        self.table = append(
+        Ok(Landing { seq, batch, txns })
+    }
+
+    /// The commit of a prepared batch, as a future that owns what it needs (so it can run on
+    /// a task of its own); hand its table to [`Bronze::landed`].
+    pub(crate) fn write(
+        &self,
+        landing: &Landing,
+    ) -> impl Future<Output = Result<DeltaTable>> + Send + 'static {
+        append(
             self.table.clone(),
             self.name,
-            vec![batch.clone()],
-            txns,
+            vec![landing.batch.clone()],
+            landing.txns.clone(),
             &[],
         )
-        .await?;
-        self.seq = seq;
-        Ok((seq, batch))
     }
+
+    /// Records that `landing` was committed, leaving `table`.
+    pub(crate) fn landed(&mut self, table: DeltaTable, landing: &Landing) {
+        self.table = table;
+        self.seq = landing.seq;
+    }
+
+    /// Commits a chunk with its positions; returns the batch as written, with its sequence.
+    pub(crate) async fn commit(&mut self, chunk: BronzeChunk) -> Result<(i64, RecordBatch)> {
+        let landing = self.prepare(chunk)?;
+        let table = self.write(&landing).await?;
+        self.landed(table, &landing);
+        Ok((landing.seq, landing.batch))
+    }
+}
+
+/// A bronze batch with its sequence and the application transactions of its commit.
+#[derive(Debug)]
+pub(crate) struct Landing {
+    pub(crate) seq: i64,
+    pub(crate) batch: RecordBatch,
+    txns: Vec<Transaction>,
 }

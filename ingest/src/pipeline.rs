@@ -5,13 +5,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono_tz::Tz;
+use tokio::sync::mpsc::Sender;
+use tokio::task::{JoinError, JoinHandle};
 
 use crate::bronze::{Bronze, BronzeChunk};
 use crate::error::{Error, Result};
 use crate::gold::{GoldMetrics, GoldRefresh};
 use crate::quality::QualityRun;
 use crate::reference::ReferenceData;
-use crate::silver::{Counts, Silver};
+use crate::silver::{self, Counts, Outputs, Refiner};
 use crate::source::landing::{LandingFile, LineReader, discover};
 use crate::storage::TableRoot;
 use crate::tables::BRONZE_EVENTS;
@@ -92,7 +94,7 @@ impl std::fmt::Debug for Ingest {
 
 impl Ingest {
     /// Records per bronze batch by default.
-    pub const DEFAULT_BATCH_RECORDS: usize = 131_072;
+    pub const DEFAULT_BATCH_RECORDS: usize = 65_536;
     /// Raw bytes per bronze batch by default.
     pub const DEFAULT_BATCH_BYTES: usize = 96 * 1024 * 1024;
 
@@ -151,7 +153,7 @@ impl Ingest {
             None => crate::batch::departments_reference(&self.root).await?,
         };
         let mut bronze = Bronze::open(&self.root, BRONZE_EVENTS).await?;
-        let mut silver = Silver::open(&self.root, reference, self.tz).await?;
+        let (mut refiner, mut outputs) = silver::open(&self.root, reference, self.tz).await?;
         let run = QualityRun::start();
         let mut metrics = IngestMetrics {
             files: files.len(),
@@ -161,12 +163,13 @@ impl Ingest {
         };
 
         // Finish what an interrupted run left in bronze but not in silver.
-        for seq in silver.done() + 1..=bronze.seq {
+        for seq in outputs.done() + 1..=bronze.seq {
             tracing::info!(seq, "refining bronze batch left by an interrupted run");
-            let batch = Silver::read_bronze(&bronze.table, BRONZE_EVENTS, seq).await?;
-            metrics
-                .counts
-                .add(&silver.process(seq, &batch, &run).await?);
+            let batch = silver::read_bronze(&bronze.table, BRONZE_EVENTS, seq).await?;
+            let refined = refiner.refine(seq, &batch, &run)?;
+            let (committed, counts) = outputs.commit(refined).await?;
+            outputs = committed;
+            metrics.counts.add(&counts);
             metrics.recovered_batches += 1;
         }
 
@@ -184,44 +187,29 @@ impl Ingest {
             bytes_total: pending.iter().map(|(f, p)| f.len - p).sum(),
             ..Progress::default()
         };
+        // A thread of its own reads the files into chunks while the previous chunk is landed
+        // and refined.
+        let (tx, mut chunks) = tokio::sync::mpsc::channel(1);
+        let limits = (self.batch_records, self.batch_bytes);
+        std::thread::spawn(move || read_chunks(pending, limits, &tx));
         let mut stage = Stage {
             bronze: &mut bronze,
-            silver: &mut silver,
+            refiner: &mut refiner,
+            outputs: Some(outputs),
+            committing: None,
             run: &run,
             metrics: &mut metrics,
         };
-        let mut chunk = BronzeChunk::new();
-        let mut line = Vec::new();
-        for (file, pos) in pending {
-            let app_id = file.app_id();
-            let source = file.path.display().to_string();
-            let mut reader = LineReader::open(&file, pos)?;
-            let mut received_at = chrono::Utc::now().timestamp_micros();
-            let mut last_offset = reader.offset;
-            tracing::info!(file = %source, from_byte = pos, "reading");
-            while let Some(n) = reader.next_into(&mut line)? {
-                chunk.push(&source, n, received_at, &line);
-                if chunk.len() >= self.batch_records || chunk.bytes() >= self.batch_bytes {
-                    chunk.set_position(&app_id, reader.offset as i64);
-                    progress.bytes_done += reader.offset - last_offset;
-                    last_offset = reader.offset;
-                    progress.records += chunk.len() as u64;
-                    stage
-                        .flush(std::mem::replace(&mut chunk, BronzeChunk::new()))
-                        .await?;
-                    if let Some(p) = &self.progress {
-                        p(progress);
-                    }
-                    received_at = chrono::Utc::now().timestamp_micros();
-                }
-            }
-            chunk.set_position(&app_id, reader.offset as i64);
-            progress.bytes_done += reader.offset - last_offset;
-        }
-        if chunk.has_positions() {
+        while let Some(read) = chunks.recv().await {
+            let (chunk, bytes) = read?;
+            progress.bytes_done += bytes;
             progress.records += chunk.len() as u64;
             stage.flush(chunk).await?;
+            if let Some(p) = &self.progress {
+                p(progress);
+            }
         }
+        stage.settle().await?;
         if let Some(p) = &self.progress {
             p(progress);
         }
@@ -243,21 +231,96 @@ impl Ingest {
     }
 }
 
-/// The bronze → silver hand-off of one run.
+/// A chunk read from the landing files, with the number of landing bytes it covers.
+type Read = Result<(BronzeChunk, u64)>;
+
+/// Reads `pending` files (each from its consumed position) into chunks of at most `limits`
+/// (records, bytes) and sends them, an error ending the stream. Stops when nobody listens.
+fn read_chunks(pending: Vec<(LandingFile, u64)>, limits: (usize, usize), tx: &Sender<Read>) {
+    if let Err(e) = read_into(pending, limits, tx) {
+        // The receiver is gone only when the ingest already failed.
+        let _ = tx.blocking_send(Err(e));
+    }
+}
+
+fn read_into(
+    pending: Vec<(LandingFile, u64)>,
+    limits: (usize, usize),
+    tx: &Sender<Read>,
+) -> Result<()> {
+    let mut chunk = BronzeChunk::new();
+    let mut line = Vec::new();
+    let mut bytes = 0;
+    for (file, pos) in pending {
+        let app_id = file.app_id();
+        let source = file.path.display().to_string();
+        let mut reader = LineReader::open(&file, pos)?;
+        let mut received_at = chrono::Utc::now().timestamp_micros();
+        let mut last_offset = reader.offset;
+        tracing::info!(file = %source, from_byte = pos, "reading");
+        while let Some(n) = reader.next_into(&mut line)? {
+            chunk.push(&source, n, received_at, &line);
+            if chunk.len() >= limits.0 || chunk.bytes() >= limits.1 {
+                chunk.set_position(&app_id, reader.offset as i64);
+                bytes += reader.offset - last_offset;
+                last_offset = reader.offset;
+                let next = BronzeChunk::with_capacity(chunk.len(), chunk.bytes());
+                let full = std::mem::replace(&mut chunk, next);
+                if tx
+                    .blocking_send(Ok((full, std::mem::take(&mut bytes))))
+                    .is_err()
+                {
+                    return Ok(());
+                }
+                received_at = chrono::Utc::now().timestamp_micros();
+            }
+        }
+        chunk.set_position(&app_id, reader.offset as i64);
+        bytes += reader.offset - last_offset;
+    }
+    if chunk.has_positions() {
+        let _ = tx.blocking_send(Ok((chunk, bytes)));
+    }
+    Ok(())
+}
+
+/// The bronze → silver hand-off of one run, pipelined over the cores: while batch `n` is
+/// written to bronze (on a task) it is refined (here), and batch `n - 1` is still being
+/// committed to silver (on another task). Silver commits batch `n` only after bronze holds it,
+/// so a crash at any instant leaves silver at or behind bronze, never ahead.
 struct Stage<'a> {
     bronze: &'a mut Bronze,
-    silver: &'a mut Silver,
+    refiner: &'a mut Refiner,
+    /// The silver outputs while no commit is running.
+    outputs: Option<Outputs>,
+    /// The silver commit in flight, which hands the outputs back.
+    committing: Option<JoinHandle<Result<(Outputs, Counts)>>>,
     run: &'a QualityRun,
     metrics: &'a mut IngestMetrics,
 }
 
 impl Stage<'_> {
     async fn flush(&mut self, chunk: BronzeChunk) -> Result<()> {
-        let (seq, batch) = self.bronze.commit(chunk).await?;
+        let landing = self.bronze.prepare(chunk)?;
+        let writing = tokio::spawn(self.bronze.write(&landing));
+        let refined = self.refiner.refine(landing.seq, &landing.batch, self.run)?;
+        self.bronze.landed(joined(writing.await)?, &landing);
         self.metrics.bronze_batches += 1;
-        let counts = self.silver.process(seq, &batch, self.run).await?;
+        let outputs = self.settle().await?;
+        self.committing = Some(tokio::spawn(outputs.commit(refined)));
+        Ok(())
+    }
+
+    /// Waits for the silver commit in flight, counts it, and returns the outputs.
+    async fn settle(&mut self) -> Result<Outputs> {
+        let Some(committing) = self.committing.take() else {
+            return self
+                .outputs
+                .take()
+                .ok_or_else(|| Error::Internal("silver outputs lost".into()));
+        };
+        let (outputs, counts) = joined(committing.await)?;
         tracing::debug!(
-            seq,
             records = counts.records_in,
             silver = counts.silver_rows,
             quarantined = counts.quarantined,
@@ -265,6 +328,11 @@ impl Stage<'_> {
             "batch committed"
         );
         self.metrics.counts.add(&counts);
-        Ok(())
+        Ok(outputs)
     }
+}
+
+/// The result of a finished task; a task that panicked is an internal error.
+fn joined<T>(result: std::result::Result<Result<T>, JoinError>) -> Result<T> {
+    result.map_err(|e| Error::Internal(format!("a write task failed: {e}")))?
 }

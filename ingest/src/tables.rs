@@ -625,7 +625,7 @@ pub fn attribute_column(key: &str) -> String {
         .collect();
     if name.is_empty()
         || name.starts_with(|c: char| c.is_ascii_digit())
-        || SILVER_SCHEMA.field_with_name(&name).is_ok()
+        || SILVER_SCHEMA.fields().iter().any(|f| *f.name() == name)
     {
         name.insert_str(0, "attr_");
     }

@@ -11,6 +11,11 @@ use clap::Parser;
 use crate::cli::{Cli, Command, GoldCommand, QualityCommand};
 use crate::error::Result;
 
+/// mimalloc: ingest and queries allocate and free large Arrow and Parquet buffers at a high
+/// rate, which glibc's allocator turns into page faults (a fifth of ingest time).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.log);

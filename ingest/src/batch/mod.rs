@@ -9,7 +9,7 @@
 mod rows;
 pub mod rules;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,7 +30,7 @@ use crate::quality::QualityRun;
 use crate::reference::{DepartmentRow, ReferenceData};
 use crate::silver::record::{Field, gender};
 use crate::silver::refine::{lineage_columns, quarantine_rows};
-use crate::silver::{Counts, Outcome, Output, Silver};
+use crate::silver::{Counts, KeySet, Outcome, Output, dedupe_keys, read_bronze};
 use crate::storage::{TableRoot, column, scan};
 use crate::tables::{
     BRONZE_DEPARTMENTS, BRONZE_EHR, QUALITY_RUNS, QUARANTINE, SILVER_DEPARTMENTS,
@@ -185,30 +185,14 @@ struct Stage<'a> {
     reference: ReferenceData,
     tz: Tz,
     run: &'a QualityRun,
-    seen: HashSet<u128>,
+    seen: KeySet,
     extra_columns: Vec<String>,
 }
 
 impl<'a> Stage<'a> {
     async fn open(root: &TableRoot, dataset: Dataset, tz: Tz, run: &'a QualityRun) -> Result<Self> {
         let silver = Output::open(root, dataset.silver(), dataset.silver_app()).await?;
-        let mut seen = HashSet::new();
-        for b in scan(
-            &silver.table,
-            dataset.silver(),
-            &["dedupe_key"],
-            lit(true),
-            &[],
-        )
-        .await?
-        {
-            let keys = column::<StringArray>(&b, dataset.silver(), "dedupe_key")?;
-            seen.extend(
-                keys.iter()
-                    .flatten()
-                    .filter_map(|k| u128::from_str_radix(k, 16).ok()),
-            );
-        }
+        let seen = dedupe_keys(&silver.table, dataset.silver(), lit(true)).await?;
         let base = match dataset {
             Dataset::Departments => &*SILVER_DEPARTMENTS_SCHEMA,
             Dataset::Ehr => &*SILVER_EHR_SCHEMA,
@@ -252,7 +236,7 @@ impl<'a> Stage<'a> {
                 seq,
                 "refining a batch left by an interrupted run"
             );
-            let batch = Silver::read_bronze(&self.bronze.table, self.dataset.bronze(), seq).await?;
+            let batch = read_bronze(&self.bronze.table, self.dataset.bronze(), seq).await?;
             counts.add(&self.refine(seq, &batch).await?);
         }
         Ok(counts)

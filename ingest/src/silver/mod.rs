@@ -12,12 +12,13 @@ pub mod rules;
 pub(crate) mod time;
 
 use std::collections::HashSet;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use chrono_tz::Tz;
 use deltalake::DeltaTable;
-use deltalake::arrow::array::{Array, RecordBatch, StringArray};
+use deltalake::arrow::array::{RecordBatch, StringArray};
 use deltalake::arrow::compute::concat_batches;
-use deltalake::datafusion::prelude::{col, lit};
+use deltalake::datafusion::prelude::{Expr, col, lit};
 use deltalake::kernel::Transaction;
 
 pub use refine::Counts;
@@ -67,39 +68,40 @@ impl Output {
     }
 }
 
-/// The silver stage: its three output tables and the state refinement needs.
+/// A set of duplicate keys. The keys are already 128-bit hashes, so the set hashes them by
+/// taking their low bits instead of running SipHash again.
+pub(crate) type KeySet = HashSet<u128, BuildHasherDefault<KeyHasher>>;
+
+/// Hasher for [`KeySet`]: the low 64 bits of a key that is itself a hash.
+#[derive(Debug, Default)]
+pub(crate) struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+
+    fn write_u128(&mut self, key: u128) {
+        self.0 = key as u64;
+    }
+}
+
+/// The three tables a refined bronze batch goes to. Committing takes them by value so the
+/// commit can run on a task of its own while the next batch is landed and refined.
 #[derive(Debug)]
-pub(crate) struct Silver {
+pub(crate) struct Outputs {
     events: Output,
     quarantine: Output,
     quality: Output,
-    reference: ReferenceData,
-    tz: Tz,
-    ctx: rules::Context,
-    extra_columns: Vec<String>,
 }
 
-impl Silver {
-    pub(crate) async fn open(root: &TableRoot, reference: ReferenceData, tz: Tz) -> Result<Self> {
-        let events = Output::open(root, SILVER_EVENTS, SILVER_APP).await?;
-        let quarantine = Output::open(root, QUARANTINE, SILVER_APP).await?;
-        let quality = Output::open(root, QUALITY_RUNS, SILVER_APP).await?;
-        let mut silver = Self {
-            events,
-            quarantine,
-            quality,
-            reference,
-            tz,
-            ctx: rules::Context {
-                received_at: 0,
-                seen: HashSet::new(),
-            },
-            extra_columns: Vec::new(),
-        };
-        silver.load_state().await?;
-        Ok(silver)
-    }
-
+impl Outputs {
     /// The last bronze sequence that every output holds.
     pub(crate) fn done(&self) -> i64 {
         self.events
@@ -108,57 +110,48 @@ impl Silver {
             .min(self.quality.done)
     }
 
-    /// Loads the duplicate keys of every silver row from before the next sequence to refine,
-    /// and the attribute columns silver already has.
-    async fn load_state(&mut self) -> Result<()> {
-        let table = &self.events.table;
-        if table.version().is_some() {
-            let schema = table
-                .snapshot()
-                .map_err(|e| Error::delta(SILVER_EVENTS, e))?
-                .schema();
-            self.extra_columns = schema
-                .fields()
-                .map(|f| f.name().to_string())
-                .filter(|n| SILVER_SCHEMA.field_with_name(n).is_err())
-                .collect();
-        }
-        let before = self.done();
-        let batches = scan(
-            table,
-            SILVER_EVENTS,
-            &["dedupe_key"],
-            col("bronze_seq").lt_eq(lit(before)),
-            &[],
-        )
-        .await?;
-        for batch in batches {
-            let keys = batch
-                .column(0)
-                .as_any()
-                .downcast_ref::<StringArray>()
-                .ok_or_else(|| {
-                    Error::arrow(
-                        SILVER_EVENTS,
-                        std::io::Error::other("dedupe_key is not text"),
-                    )
-                })?;
-            for key in keys.iter().flatten() {
-                if let Ok(k) = u128::from_str_radix(key, 16) {
-                    self.ctx.seen.insert(k);
-                }
-            }
-        }
-        Ok(())
+    /// Commits a refined batch to every output that lacks it; returns the outputs and the
+    /// batch's counts.
+    pub(crate) async fn commit(mut self, batch: SilverBatch) -> Result<(Self, Counts)> {
+        // The three tables commit concurrently; each records the bronze sequence it holds, so
+        // after a crash at any point every table that lacks this batch gets it exactly once.
+        futures::try_join!(
+            self.quality.commit(batch.seq, batch.quality),
+            self.events.commit(batch.seq, batch.silver),
+            self.quarantine.commit(batch.seq, batch.quarantine),
+        )?;
+        Ok((self, batch.counts))
     }
+}
 
-    /// Refines bronze batch `seq` and commits it to every output that lacks it.
-    pub(crate) async fn process(
+/// One refined bronze batch, ready to commit.
+#[derive(Debug)]
+pub(crate) struct SilverBatch {
+    seq: i64,
+    silver: RecordBatch,
+    quarantine: RecordBatch,
+    quality: RecordBatch,
+    counts: Counts,
+}
+
+/// What refinement needs besides the batch: reference data, the duplicate keys already in
+/// silver and the attribute columns silver has.
+#[derive(Debug)]
+pub(crate) struct Refiner {
+    reference: ReferenceData,
+    tz: Tz,
+    ctx: rules::Context,
+    extra_columns: Vec<String>,
+}
+
+impl Refiner {
+    /// Refines bronze batch `seq` (CPU only; parsing runs on every core).
+    pub(crate) fn refine(
         &mut self,
         seq: i64,
         bronze: &RecordBatch,
         run: &QualityRun,
-    ) -> Result<Counts> {
+    ) -> Result<SilverBatch> {
         let refined = refine::refine(
             bronze,
             &self.reference,
@@ -166,41 +159,93 @@ impl Silver {
             &mut self.ctx,
             &mut self.extra_columns,
         )?;
-        // The three tables commit concurrently; each records the bronze sequence it holds, so
-        // after a crash at any point every table that lacks this batch gets it exactly once.
         let quality = run.batch(
             EVENTS_DATASET,
             seq,
             &refined.counts,
             RULES.iter().map(|r| r.name),
         )?;
-        futures::try_join!(
-            self.quality.commit(seq, quality),
-            self.events.commit(seq, refined.silver),
-            self.quarantine.commit(seq, refined.quarantine),
-        )?;
-        Ok(refined.counts)
+        Ok(SilverBatch {
+            seq,
+            silver: refined.silver,
+            quarantine: refined.quarantine,
+            quality,
+            counts: refined.counts,
+        })
     }
+}
 
-    /// Reads bronze batch `seq` back from the bronze table `name` in its original order.
-    pub(crate) async fn read_bronze(
-        bronze: &DeltaTable,
-        name: &str,
-        seq: i64,
-    ) -> Result<RecordBatch> {
-        let columns = crate::tables::BRONZE_SCHEMA
+/// Opens the silver outputs under `root` and loads the refinement state: the duplicate keys
+/// of every silver row up to the sequence all outputs hold, and silver's attribute columns.
+pub(crate) async fn open(
+    root: &TableRoot,
+    reference: ReferenceData,
+    tz: Tz,
+) -> Result<(Refiner, Outputs)> {
+    let outputs = Outputs {
+        events: Output::open(root, SILVER_EVENTS, SILVER_APP).await?,
+        quarantine: Output::open(root, QUARANTINE, SILVER_APP).await?,
+        quality: Output::open(root, QUALITY_RUNS, SILVER_APP).await?,
+    };
+    let table = &outputs.events.table;
+    let mut extra_columns = Vec::new();
+    if table.version().is_some() {
+        let schema = table
+            .snapshot()
+            .map_err(|e| Error::delta(SILVER_EVENTS, e))?
+            .schema();
+        extra_columns = schema
             .fields()
-            .iter()
-            .map(|f| f.name().as_str())
-            .collect::<Vec<_>>();
-        let batches = scan(
-            bronze,
-            name,
-            &columns,
-            col("bronze_seq").eq(lit(seq)),
-            &["source", "source_line"],
-        )
-        .await?;
-        concat_batches(&crate::tables::BRONZE_SCHEMA, &batches).map_err(|e| Error::arrow(name, e))
+            .map(|f| f.name().to_string())
+            .filter(|n| SILVER_SCHEMA.field_with_name(n).is_err())
+            .collect();
     }
+    let seen = dedupe_keys(
+        table,
+        SILVER_EVENTS,
+        col("bronze_seq").lt_eq(lit(outputs.done())),
+    )
+    .await?;
+    let refiner = Refiner {
+        reference,
+        tz,
+        ctx: rules::Context {
+            received_at: 0,
+            seen,
+        },
+        extra_columns,
+    };
+    Ok((refiner, outputs))
+}
+
+/// The `dedupe_key`s of the rows of `table` that match `filter`.
+pub(crate) async fn dedupe_keys(table: &DeltaTable, name: &str, filter: Expr) -> Result<KeySet> {
+    let mut seen = KeySet::default();
+    for batch in scan(table, name, &["dedupe_key"], filter, &[]).await? {
+        let keys: &StringArray = crate::storage::column(&batch, name, "dedupe_key")?;
+        seen.extend(
+            keys.iter()
+                .flatten()
+                .filter_map(|k| u128::from_str_radix(k, 16).ok()),
+        );
+    }
+    Ok(seen)
+}
+
+/// Reads bronze batch `seq` back from the bronze table `name` in its original order.
+pub(crate) async fn read_bronze(bronze: &DeltaTable, name: &str, seq: i64) -> Result<RecordBatch> {
+    let columns = crate::tables::BRONZE_SCHEMA
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .collect::<Vec<_>>();
+    let batches = scan(
+        bronze,
+        name,
+        &columns,
+        col("bronze_seq").eq(lit(seq)),
+        &["source", "source_line"],
+    )
+    .await?;
+    concat_batches(&crate::tables::BRONZE_SCHEMA, &batches).map_err(|e| Error::arrow(name, e))
 }

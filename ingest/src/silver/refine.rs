@@ -254,14 +254,18 @@ fn silver_batch(
         .enumerate()
         .map(|(i, c)| (c.clone(), i))
         .collect();
+    // Column of each raw key seen in this batch (several keys may share a column).
+    let mut key_column: HashMap<&str, usize> = HashMap::new();
     let mut values: Vec<Vec<Option<&str>>> = vec![vec![None; n]; extra_columns.len()];
     for (row, r) in rows.iter().enumerate() {
         for (key, text) in &r.extras {
-            let name = attribute_column(key);
-            let col = *position.entry(name.clone()).or_insert_with(|| {
-                extra_columns.push(name);
-                values.push(vec![None; n]);
-                values.len() - 1
+            let col = *key_column.entry(key.as_str()).or_insert_with(|| {
+                let name = attribute_column(key);
+                *position.entry(name.clone()).or_insert_with(|| {
+                    extra_columns.push(name);
+                    values.push(vec![None; n]);
+                    values.len() - 1
+                })
             });
             values[col][row] = Some(text.as_str());
         }

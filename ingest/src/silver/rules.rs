@@ -4,8 +4,6 @@
 //! report counts by its names, and `patientflow quality rules` renders the documentation
 //! from it. A rule is a name, the records it applies to, a check and an outcome.
 
-use std::collections::HashSet;
-
 use super::record::{Field, Record, Shape};
 
 /// Which records a rule looks at.
@@ -59,7 +57,7 @@ pub(crate) struct Context {
     /// When the record reached bronze, UTC microseconds.
     pub(crate) received_at: i64,
     /// Duplicate keys already in silver (and earlier in this batch).
-    pub(crate) seen: HashSet<u128>,
+    pub(crate) seen: super::KeySet,
 }
 
 /// One named rule.
