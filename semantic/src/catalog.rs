@@ -1,0 +1,257 @@
+//! The `patientflow` DataFusion catalog: the Delta tables under a table root as schemas `gold`,
+//! `silver` and `ops`, and the model's views as schema `kpi`.
+//!
+//! Tables are looked up per query and brought up to their latest Delta version on the way, so
+//! new commits are visible without a restart; the versions read are remembered for result
+//! caching.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
+use datafusion::datasource::ViewTable;
+use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::prelude::SessionContext;
+use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
+use patientflow_ingest::TableRoot;
+use patientflow_ingest::tables;
+
+use crate::compile::compile;
+use crate::model::Model;
+
+/// Name of the catalog.
+pub const CATALOG: &str = "patientflow";
+/// Schema of the model's views.
+pub const KPI_SCHEMA: &str = "kpi";
+
+/// Every Delta table the query service exposes, as `schema/table` under the root. Bronze
+/// stays internal: its raw payloads are for reprocessing, not for analysts.
+pub const EXPOSED_TABLES: [&str; 11] = [
+    tables::DIM_DEPARTMENT,
+    tables::DIM_PATIENT,
+    tables::DIM_DATE,
+    tables::FACT_ADMISSION,
+    tables::FACT_STAY_SEGMENT,
+    tables::FACT_CENSUS_HOURLY,
+    tables::SILVER_EVENTS,
+    tables::QUARANTINE,
+    tables::SILVER_DEPARTMENTS,
+    tables::SILVER_EHR,
+    tables::QUALITY_RUNS,
+];
+
+/// One Delta table of the catalog, opened on first use.
+#[derive(Debug)]
+struct Slot {
+    path: &'static str,
+    table: Mutex<Option<DeltaTable>>,
+}
+
+/// The Delta tables under a root, by schema and table name.
+#[derive(Debug)]
+pub struct DeltaCatalog {
+    schemas: BTreeMap<String, Arc<DeltaSchema>>,
+}
+
+impl DeltaCatalog {
+    /// The catalog of the tables under `root` (tables that do not exist yet appear once they
+    /// are written).
+    pub fn new(root: TableRoot) -> Arc<Self> {
+        let mut by_schema: BTreeMap<String, BTreeMap<String, Arc<Slot>>> = BTreeMap::new();
+        for path in EXPOSED_TABLES {
+            let (schema, table) = path.split_once('/').unwrap_or(("gold", path));
+            by_schema.entry(schema.to_string()).or_default().insert(
+                table.to_string(),
+                Arc::new(Slot {
+                    path,
+                    table: Mutex::new(None),
+                }),
+            );
+        }
+        let schemas = by_schema
+            .into_iter()
+            .map(|(name, tables)| {
+                let schema = DeltaSchema {
+                    root: root.clone(),
+                    tables,
+                };
+                (name, Arc::new(schema))
+            })
+            .collect();
+        Arc::new(Self { schemas })
+    }
+
+    /// The Delta version last read of `schema.table`, if it is a Delta table and was read.
+    pub fn version(&self, schema: &str, table: &str) -> Option<u64> {
+        let slot = self.schemas.get(schema)?.tables.get(table)?;
+        let guard = slot.table.lock().ok()?;
+        guard.as_ref()?.version()
+    }
+
+    /// Brings `schema.table` up to its latest version and returns that version (`None` when
+    /// the table is not exposed or not written yet).
+    pub async fn latest_version(&self, schema: &str, table: &str) -> crate::Result<Option<u64>> {
+        let Some((schema, slot)) = self
+            .schemas
+            .get(schema)
+            .and_then(|s| Some((s, s.tables.get(table)?)))
+        else {
+            return Ok(None);
+        };
+        let latest = schema
+            .latest(slot)
+            .await
+            .map_err(|source| crate::Error::Table {
+                table: slot.path.replace('/', "."),
+                source,
+            })?;
+        Ok(latest.and_then(|t| t.version()))
+    }
+}
+
+impl CatalogProvider for DeltaCatalog {
+    fn schema_names(&self) -> Vec<String> {
+        self.schemas.keys().cloned().collect()
+    }
+
+    fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
+        self.schemas
+            .get(name)
+            .map(|s| Arc::clone(s) as Arc<dyn SchemaProvider>)
+    }
+}
+
+/// One schema of Delta tables.
+#[derive(Debug)]
+pub(crate) struct DeltaSchema {
+    root: TableRoot,
+    tables: BTreeMap<String, Arc<Slot>>,
+}
+
+impl DeltaSchema {
+    /// The table at its latest version, or `None` when it has not been written yet.
+    async fn latest(&self, slot: &Slot) -> Result<Option<DeltaTable>, DeltaTableError> {
+        let cached = slot.table.lock().map_err(poisoned)?.clone();
+        let table = match cached {
+            Some(mut table) => {
+                table.update_incremental(None).await?;
+                table
+            }
+            None => {
+                let url = self
+                    .root
+                    .table_url(slot.path)
+                    .map_err(|e| DeltaTableError::Generic(e.to_string()))?;
+                let mut table = DeltaTableBuilder::from_url(url)?.build()?;
+                match table.load().await {
+                    Ok(()) => table,
+                    Err(
+                        DeltaTableError::NotATable(_) | DeltaTableError::InvalidTableLocation(_),
+                    ) => {
+                        return Ok(None);
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        };
+        *slot.table.lock().map_err(poisoned)? = Some(table.clone());
+        Ok(Some(table))
+    }
+}
+
+fn poisoned<T>(_: std::sync::PoisonError<T>) -> DeltaTableError {
+    DeltaTableError::Generic("a table slot was poisoned by a panic".into())
+}
+
+#[async_trait]
+impl SchemaProvider for DeltaSchema {
+    fn table_names(&self) -> Vec<String> {
+        self.tables.keys().cloned().collect()
+    }
+
+    async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
+        let Some(slot) = self.tables.get(name) else {
+            return Ok(None);
+        };
+        let external = |e: DeltaTableError| DataFusionError::External(Box::new(e));
+        match self.latest(slot).await.map_err(external)? {
+            Some(table) => Ok(Some(table.table_provider().await?)),
+            None => Ok(None),
+        }
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        self.tables.contains_key(name)
+    }
+}
+
+/// The model's views, compiled against a base catalog each time they are used, so they read
+/// the tables' latest versions (and, when the base is secured, only what it lets through).
+#[derive(Debug)]
+pub(crate) struct KpiSchema {
+    model: Arc<Model>,
+    base: Arc<dyn CatalogProvider>,
+}
+
+impl KpiSchema {
+    /// Views of `model` over the tables of `base`.
+    pub(crate) fn new(model: Arc<Model>, base: Arc<dyn CatalogProvider>) -> Self {
+        Self { model, base }
+    }
+}
+
+#[async_trait]
+impl SchemaProvider for KpiSchema {
+    fn table_names(&self) -> Vec<String> {
+        self.model.views.keys().cloned().collect()
+    }
+
+    async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
+        let Some(query) = self.model.views.get(name) else {
+            return Ok(None);
+        };
+        let ctx = SessionContext::new();
+        ctx.register_catalog(CATALOG, Arc::clone(&self.base));
+        let plan = compile(&self.model, &ctx, query)
+            .await?
+            .into_unoptimized_plan();
+        let definition = serde_json::to_string(query).ok();
+        Ok(Some(Arc::new(ViewTable::new(plan, definition))))
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        self.model.views.contains_key(name)
+    }
+}
+
+/// The `patientflow` catalog: a base catalog's schemas plus `kpi`.
+#[derive(Debug)]
+pub struct PatientflowCatalog {
+    base: Arc<dyn CatalogProvider>,
+    kpi: Arc<KpiSchema>,
+}
+
+impl PatientflowCatalog {
+    /// `base`'s schemas and the views of `model` over them.
+    pub fn new(model: Arc<Model>, base: Arc<dyn CatalogProvider>) -> Self {
+        let kpi = Arc::new(KpiSchema::new(model, Arc::clone(&base)));
+        Self { base, kpi }
+    }
+}
+
+impl CatalogProvider for PatientflowCatalog {
+    fn schema_names(&self) -> Vec<String> {
+        let mut names = self.base.schema_names();
+        names.push(KPI_SCHEMA.to_string());
+        names
+    }
+
+    fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
+        if name == KPI_SCHEMA {
+            Some(Arc::clone(&self.kpi) as Arc<dyn SchemaProvider>)
+        } else {
+            self.base.schema(name)
+        }
+    }
+}

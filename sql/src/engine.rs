@@ -1,0 +1,340 @@
+//! The query engine: one DataFusion context over the `patientflow` catalog, running read-only
+//! SQL and semantic queries under a time limit and a memory pool, with a result cache keyed
+//! by the query and the Delta versions it read.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::datasource::source_as_provider;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::prelude::{DataFrame, SQLOptions, SessionConfig, SessionContext};
+use futures::TryStreamExt;
+use patientflow_ingest::TableRoot;
+use patientflow_semantic::{
+    CATALOG, DeltaCatalog, MetricQuery, Model, PatientflowCatalog, compile,
+};
+
+use crate::error::{Error, Result};
+use crate::validate;
+
+/// Limits and sizes of the engine.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// A query running longer is cancelled.
+    pub query_timeout: Duration,
+    /// Memory pool shared by all running queries (joins, sorts, aggregates), bytes.
+    pub memory_limit: usize,
+    /// Largest result a query may return, bytes of Arrow arrays.
+    pub max_result_bytes: usize,
+    /// Results kept in the cache.
+    pub cache_entries: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            query_timeout: Duration::from_secs(30),
+            memory_limit: 2 << 30,
+            max_result_bytes: 512 << 20,
+            cache_entries: 256,
+        }
+    }
+}
+
+/// A query's result: its batches, shared with the cache.
+#[derive(Debug, Clone)]
+pub struct QueryResult {
+    /// The result schema.
+    pub schema: SchemaRef,
+    /// The result rows.
+    pub batches: Arc<[RecordBatch]>,
+    /// Whether it came from the cache.
+    pub cached: bool,
+}
+
+impl QueryResult {
+    /// Number of rows.
+    pub fn rows(&self) -> usize {
+        self.batches.iter().map(RecordBatch::num_rows).sum()
+    }
+}
+
+/// Counters for `/metrics`.
+#[derive(Debug, Default)]
+pub struct EngineStats {
+    /// Queries answered (from the cache or not).
+    pub queries: AtomicU64,
+    /// Queries that failed.
+    pub failures: AtomicU64,
+    /// Queries answered from the cache.
+    pub cache_hits: AtomicU64,
+    /// Queries cancelled by the time limit.
+    pub timeouts: AtomicU64,
+    /// Microseconds spent answering queries.
+    pub micros: AtomicU64,
+}
+
+/// The query engine.
+pub struct Engine {
+    ctx: SessionContext,
+    delta: Arc<DeltaCatalog>,
+    model: Arc<Model>,
+    config: EngineConfig,
+    cache: Cache,
+    stats: EngineStats,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("session", &self.ctx.session_id())
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A Delta table a result was computed from, at the version it was read.
+type Read = (String, String, u64);
+
+impl Engine {
+    /// An engine over the tables under `root`, with the KPIs of `model`.
+    pub fn new(root: TableRoot, model: Model, config: EngineConfig) -> Result<Self> {
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_limit(config.memory_limit, 1.0)
+            .build_arc()?;
+        let session = SessionConfig::new()
+            .with_default_catalog_and_schema(CATALOG, "gold")
+            .with_create_default_catalog_and_schema(false)
+            .with_information_schema(true);
+        let ctx = SessionContext::new_with_config_rt(session, runtime);
+        let model = Arc::new(model);
+        let delta = DeltaCatalog::new(root);
+        ctx.register_catalog(
+            CATALOG,
+            Arc::new(PatientflowCatalog::new(Arc::clone(&model), delta.clone())),
+        );
+        Ok(Self {
+            ctx,
+            delta,
+            model,
+            cache: Cache::new(config.cache_entries),
+            config,
+            stats: EngineStats::default(),
+        })
+    }
+
+    /// The semantic model.
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// The DataFusion context (catalog `patientflow`, default schema `gold`).
+    pub fn context(&self) -> &SessionContext {
+        &self.ctx
+    }
+
+    /// The engine's counters.
+    pub fn stats(&self) -> &EngineStats {
+        &self.stats
+    }
+
+    /// Plans one read-only SQL statement without running it.
+    pub async fn plan_sql(&self, sql: &str) -> Result<DataFrame> {
+        validate::read_only(sql)?;
+        let options = SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false);
+        Ok(self.ctx.sql_with_options(sql, options).await?)
+    }
+
+    /// Runs one read-only SQL statement.
+    pub async fn sql(&self, sql: &str) -> Result<QueryResult> {
+        let key = format!("sql\u{0}{sql}");
+        self.answer(key, async { self.plan_sql(sql).await }).await
+    }
+
+    /// Runs a semantic query.
+    pub async fn metric(&self, query: &MetricQuery) -> Result<QueryResult> {
+        let text = serde_json::to_string(query).map_err(|e| Error::Internal(e.to_string()))?;
+        self.answer(format!("metric\u{0}{text}"), async {
+            Ok(compile(&self.model, &self.ctx, query).await?)
+        })
+        .await
+    }
+
+    /// Runs a planned DataFrame (for callers that plan themselves, such as prepared
+    /// statements); `key` identifies the query for the cache.
+    pub async fn run(&self, key: String, df: DataFrame) -> Result<QueryResult> {
+        self.answer(key, async { Ok(df) }).await
+    }
+
+    async fn answer(
+        &self,
+        key: String,
+        plan: impl Future<Output = Result<DataFrame>>,
+    ) -> Result<QueryResult> {
+        let started = Instant::now();
+        self.stats.queries.fetch_add(1, Ordering::Relaxed);
+        let result = match self.cached(&key).await {
+            Some(hit) => {
+                self.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
+                Ok(hit)
+            }
+            None => self.execute(key, plan).await,
+        };
+        if let Err(e) = &result {
+            self.stats.failures.fetch_add(1, Ordering::Relaxed);
+            if matches!(e, Error::Timeout(_)) {
+                self.stats.timeouts.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.stats
+            .micros
+            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        result
+    }
+
+    async fn execute(
+        &self,
+        key: String,
+        plan: impl Future<Output = Result<DataFrame>>,
+    ) -> Result<QueryResult> {
+        let limit = self.config.query_timeout;
+        let max_bytes = self.config.max_result_bytes;
+        let run = async {
+            let df = plan.await?;
+            let reads = self.reads(df.logical_plan());
+            let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+            let mut stream = df.execute_stream().await?;
+            let mut batches = Vec::new();
+            let mut bytes = 0;
+            while let Some(batch) = stream.try_next().await? {
+                bytes += batch.get_array_memory_size();
+                if bytes > max_bytes {
+                    return Err(Error::ResourcesExhausted(format!(
+                        "the result is larger than {} MiB; aggregate it or add a LIMIT",
+                        max_bytes >> 20
+                    )));
+                }
+                batches.push(batch);
+            }
+            Ok((
+                reads,
+                QueryResult {
+                    schema,
+                    batches: batches.into(),
+                    cached: false,
+                },
+            ))
+        };
+        let (reads, result) = tokio::time::timeout(limit, run)
+            .await
+            .map_err(|_| Error::Timeout(limit))??;
+        if let Some(reads) = reads {
+            self.cache.put(key, reads, result.clone());
+        }
+        Ok(result)
+    }
+
+    /// The Delta tables `plan` reads with their versions, or `None` when it reads anything
+    /// else too (information_schema, literal tables): such results are not cached.
+    fn reads(&self, plan: &LogicalPlan) -> Option<Vec<Read>> {
+        let mut reads = Vec::new();
+        let mut cacheable = true;
+        collect_reads(
+            plan,
+            &mut |schema, table| match self.delta.version(schema, table) {
+                Some(v) => reads.push((schema.to_string(), table.to_string(), v)),
+                None => cacheable = false,
+            },
+        );
+        (cacheable && !reads.is_empty()).then_some(reads)
+    }
+
+    /// A cached result whose tables are all still at the versions it read.
+    async fn cached(&self, key: &str) -> Option<QueryResult> {
+        let (reads, result) = self.cache.get(key)?;
+        for (schema, table, version) in &reads {
+            match self.delta.latest_version(schema, table).await {
+                Ok(Some(v)) if v == *version => {}
+                _ => return None,
+            }
+        }
+        Some(QueryResult {
+            cached: true,
+            ..result
+        })
+    }
+}
+
+/// Calls `found(schema, table)` for every table `plan` scans, looking through views and
+/// subqueries; tables of other catalogs are reported with schema `""`.
+fn collect_reads(plan: &LogicalPlan, found: &mut dyn FnMut(&str, &str)) {
+    let _ = plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::TableScan(scan) = node {
+            let view = source_as_provider(&scan.source)
+                .ok()
+                .and_then(|p| p.get_logical_plan().map(|p| p.into_owned()));
+            match view {
+                Some(inner) => collect_reads(&inner, found),
+                None => {
+                    let name = scan.table_name.clone().resolve(CATALOG, "gold");
+                    if name.catalog.as_ref() == CATALOG {
+                        found(&name.schema, &name.table);
+                    } else {
+                        found("", &name.table);
+                    }
+                }
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+}
+
+/// A cached result with the tables (and versions) it was computed from.
+type Entry = (Vec<Read>, QueryResult);
+
+/// Results by query key, oldest evicted first.
+#[derive(Debug)]
+struct Cache {
+    capacity: usize,
+    inner: Mutex<(HashMap<String, Entry>, VecDeque<String>)>,
+}
+
+impl Cache {
+    fn new(capacity: usize) -> Self {
+        Self {
+            capacity,
+            inner: Mutex::new((HashMap::new(), VecDeque::new())),
+        }
+    }
+
+    fn get(&self, key: &str) -> Option<Entry> {
+        self.inner.lock().ok()?.0.get(key).cloned()
+    }
+
+    fn put(&self, key: String, reads: Vec<Read>, result: QueryResult) {
+        if self.capacity == 0 {
+            return;
+        }
+        let Ok(mut inner) = self.inner.lock() else {
+            return;
+        };
+        let (entries, order) = &mut *inner;
+        if entries.insert(key.clone(), (reads, result)).is_none() {
+            order.push_back(key);
+        }
+        while order.len() > self.capacity {
+            if let Some(old) = order.pop_front() {
+                entries.remove(&old);
+            }
+        }
+    }
+}

@@ -1,0 +1,72 @@
+//! Errors of the query engine.
+
+use std::time::Duration;
+
+use datafusion::error::DataFusionError;
+
+/// A query-engine error; the variants say whose fault it is.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The statement is not SQL, or not one statement.
+    #[error("SQL does not parse: {0}")]
+    Syntax(String),
+    /// The statement would change something; only reads run.
+    #[error(
+        "`{statement}` statements are not allowed: only read-only statements run (SELECT, WITH, EXPLAIN, SHOW, DESCRIBE)"
+    )]
+    NotReadOnly {
+        /// The statement's leading keyword(s), e.g. `INSERT`.
+        statement: String,
+    },
+    /// The query is wrong: unknown table or column, type error, unknown metric…
+    #[error("{0}")]
+    InvalidQuery(String),
+    /// The query ran past its time limit and was cancelled.
+    #[error(
+        "query cancelled after {0:?} (the query time limit); narrow it with filters or a LIMIT"
+    )]
+    Timeout(Duration),
+    /// The query needed more memory than its limit, or its result is too large.
+    #[error("query cancelled: {0}")]
+    ResourcesExhausted(String),
+    /// Something failed inside the engine (I/O, a corrupt table); details are logged.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// The query engine's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<DataFusionError> for Error {
+    fn from(e: DataFusionError) -> Self {
+        use datafusion::arrow::error::ArrowError;
+        let root = e.find_root();
+        match root {
+            DataFusionError::ResourcesExhausted(m) => Error::ResourcesExhausted(m.clone()),
+            DataFusionError::SQL(..)
+            | DataFusionError::Plan(_)
+            | DataFusionError::SchemaError(..) => Error::InvalidQuery(root.to_string()),
+            DataFusionError::NotImplemented(m) => {
+                Error::InvalidQuery(format!("not supported: {m}"))
+            }
+            DataFusionError::ArrowError(inner, _) => match inner.as_ref() {
+                ArrowError::CastError(m) | ArrowError::ParseError(m) => {
+                    Error::InvalidQuery(m.clone())
+                }
+                ArrowError::DivideByZero => Error::InvalidQuery("division by zero".into()),
+                _ => Error::Internal(root.to_string()),
+            },
+            _ => Error::Internal(root.to_string()),
+        }
+    }
+}
+
+impl From<patientflow_semantic::Error> for Error {
+    fn from(e: patientflow_semantic::Error) -> Self {
+        match e {
+            patientflow_semantic::Error::Plan(df) => df.into(),
+            patientflow_semantic::Error::Table { .. } => Error::Internal(e.to_string()),
+            other => Error::InvalidQuery(other.to_string()),
+        }
+    }
+}

@@ -1,0 +1,53 @@
+//! Loads a fixture folder of gold CSVs (`tests/fixtures/<name>/<table>.csv`) into real Delta
+//! tables under a temporary root, typed by the gold table specs.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use datafusion::arrow::csv::ReaderBuilder;
+use patientflow_ingest::TableRoot;
+use patientflow_ingest::tables::GOLD_SPECS;
+use patientflow_semantic::Model;
+use patientflow_sql::{Engine, EngineConfig};
+use tempfile::TempDir;
+
+/// A table root holding one fixture, and an engine over it.
+pub(crate) struct Fixture {
+    _dir: TempDir,
+    pub(crate) engine: Arc<Engine>,
+}
+
+/// Writes every CSV of fixture `name` as the gold table of the same name.
+pub(crate) async fn load(name: &str) -> Fixture {
+    load_with(name, EngineConfig::default()).await
+}
+
+pub(crate) async fn load_with(name: &str, config: EngineConfig) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let root = TableRoot::parse(dir.path().to_str().unwrap()).unwrap();
+    let folder = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
+    for spec in GOLD_SPECS {
+        let file = folder.join(format!("{}.csv", spec.name.trim_start_matches("gold/")));
+        if !file.exists() {
+            continue;
+        }
+        let reader = ReaderBuilder::new(spec.schema())
+            .with_header(true)
+            .build(std::fs::File::open(&file).unwrap())
+            .unwrap();
+        let batches: Vec<_> = reader.map(Result::unwrap).collect();
+        let table = root.open(spec.name).await.unwrap();
+        table
+            .write(batches)
+            .with_partition_columns(spec.partition_by.iter().map(|c| c.to_string()))
+            .await
+            .unwrap();
+    }
+    let engine = Engine::new(root, Model::built_in().unwrap(), config).unwrap();
+    Fixture {
+        _dir: dir,
+        engine: Arc::new(engine),
+    }
+}
