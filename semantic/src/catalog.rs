@@ -104,7 +104,7 @@ impl DeltaCatalog {
             .await
             .map_err(|source| crate::Error::Table {
                 table: slot.path.replace('/', "."),
-                source,
+                source: Box::new(source),
             })?;
         Ok(latest.and_then(|t| t.version()))
     }

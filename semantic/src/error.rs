@@ -24,11 +24,17 @@ pub enum Error {
         table: String,
         /// The Delta error.
         #[source]
-        source: deltalake::DeltaTableError,
+        source: Box<deltalake::DeltaTableError>,
     },
     /// Building the plan failed inside DataFusion.
     #[error(transparent)]
-    Plan(#[from] DataFusionError),
+    Plan(Box<DataFusionError>),
+}
+
+impl From<DataFusionError> for Error {
+    fn from(e: DataFusionError) -> Self {
+        Error::Plan(Box::new(e))
+    }
 }
 
 /// The semantic layer's result type.
@@ -37,7 +43,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl From<Error> for DataFusionError {
     fn from(e: Error) -> Self {
         match e {
-            Error::Plan(e) => e,
+            Error::Plan(e) => *e,
             other => DataFusionError::Plan(other.to_string()),
         }
     }

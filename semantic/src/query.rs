@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 
 /// `{metrics, dimensions, filters, time range, grain, order, limit}` — the semantic layer's
 /// query, as REST's `POST /api/v1/query` takes it and as views are declared.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MetricQuery {
     /// Metric names; each becomes a column.
@@ -19,6 +19,7 @@ pub struct MetricQuery {
     pub dimensions: Vec<String>,
     /// Dimension name → the values to keep.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schema(value_type = BTreeMap<String, Vec<Object>>)]
     pub filters: BTreeMap<String, Vec<serde_json::Value>>,
     /// The half-open time range `[from, to)`; open on a side that is missing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -35,7 +36,7 @@ pub struct MetricQuery {
 }
 
 /// A half-open time range; bounds are RFC 3339 timestamps or `YYYY-MM-DD` dates (midnight UTC).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TimeRange {
     /// Inclusive start.
@@ -70,7 +71,7 @@ fn bound(text: Option<&str>) -> Result<Option<i64>> {
 }
 
 /// A time grain.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Grain {
     /// Hours.

@@ -9,9 +9,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// admissions and discharges, length of stay, ED waits and demographics — on Delta Lake.
 ///
 /// Typical first run:
+///   patientflow demo                                   (all of the below, then serve)
 ///   patientflow produce --out landing --events 100000
 ///   patientflow ingest --from landing --data data      (bronze → silver → gold)
 ///   patientflow quality report --data data
+///   patientflow serve --data data                      (dashboard, REST, Flight SQL)
 #[derive(Debug, Parser)]
 #[command(name = "patientflow", version, about, long_about)]
 pub(crate) struct Cli {
@@ -45,6 +47,67 @@ pub(crate) enum Command {
     /// The gold star schema (dimensions and facts).
     #[command(subcommand)]
     Gold(GoldCommand),
+    /// Serve the tables: the dashboard and REST API over HTTP, Arrow Flight SQL for BI tools
+    /// (ADBC, JDBC, Grafana), KPIs from the semantic model. New Delta commits show without a
+    /// restart.
+    Serve(ServeArgs),
+    /// The whole thing on the embedded default, no external services: simulate events into
+    /// a landing folder, ingest them through bronze, silver and gold, then serve. Re-running
+    /// reuses what is there.
+    Demo(DemoArgs),
+}
+
+/// How the query service listens and what it limits.
+#[derive(Debug, Args)]
+pub(crate) struct ServiceArgs {
+    /// Address of the dashboard and REST API (port 0 picks a free one).
+    #[arg(long, env = "PATIENTFLOW_HTTP_ADDR")]
+    pub(crate) http_addr: Option<String>,
+    /// Address of Arrow Flight SQL (port 0 picks a free one).
+    #[arg(long, env = "PATIENTFLOW_FLIGHT_ADDR")]
+    pub(crate) flight_addr: Option<String>,
+    /// Semantic model (YAML) instead of the built-in one.
+    #[arg(long, env = "PATIENTFLOW_MODEL")]
+    pub(crate) model: Option<PathBuf>,
+    /// Occupancy rate from which a department is a bottleneck (default 0.85).
+    #[arg(long, env = "PATIENTFLOW_BOTTLENECK_THRESHOLD")]
+    pub(crate) bottleneck_threshold: Option<f64>,
+    /// Seconds a query may run before it is cancelled (default 30).
+    #[arg(long, env = "PATIENTFLOW_QUERY_TIMEOUT")]
+    pub(crate) query_timeout: Option<u64>,
+    /// Memory pool for all running queries, MiB (default 2048).
+    #[arg(long, env = "PATIENTFLOW_MEMORY_LIMIT_MB")]
+    pub(crate) memory_limit_mb: Option<usize>,
+    /// PEM certificate for Flight SQL over TLS (with --tls-key).
+    #[arg(long, env = "PATIENTFLOW_TLS_CERT", requires = "tls_key")]
+    pub(crate) tls_cert: Option<PathBuf>,
+    /// PEM private key for Flight SQL over TLS (with --tls-cert).
+    #[arg(long, env = "PATIENTFLOW_TLS_KEY", requires = "tls_cert")]
+    pub(crate) tls_key: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// Table root: a local path or URL.
+    #[arg(long, env = "PATIENTFLOW_DATA")]
+    pub(crate) data: Option<String>,
+    #[command(flatten)]
+    pub(crate) service: ServiceArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DemoArgs {
+    /// Folder for the demo's landing files and tables.
+    #[arg(long, default_value = "demo")]
+    pub(crate) dir: PathBuf,
+    /// Events to simulate when the landing folder is empty.
+    #[arg(long, default_value_t = 200_000)]
+    pub(crate) events: u64,
+    /// Prepare the tables, print what would be served, and exit.
+    #[arg(long)]
+    pub(crate) no_serve: bool,
+    #[command(flatten)]
+    pub(crate) service: ServiceArgs,
 }
 
 #[derive(Debug, Subcommand)]

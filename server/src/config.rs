@@ -19,6 +19,30 @@ pub(crate) struct Config {
     pub(crate) ingest: IngestConfig,
     #[serde(default)]
     pub(crate) gold: GoldConfig,
+    #[serde(default)]
+    pub(crate) serve: ServeConfig,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ServeConfig {
+    /// Address of the dashboard and REST API (default 127.0.0.1:8080).
+    pub(crate) http_addr: Option<String>,
+    /// Address of Arrow Flight SQL (default 127.0.0.1:50051).
+    pub(crate) flight_addr: Option<String>,
+    /// Semantic model file (default: the built-in model).
+    pub(crate) model: Option<PathBuf>,
+    /// Bottleneck occupancy threshold (default 0.85, from the model).
+    pub(crate) bottleneck_threshold: Option<f64>,
+    /// Seconds before a query is cancelled (default 30).
+    pub(crate) query_timeout: Option<u64>,
+    /// Memory pool for running queries, MiB (default 2048).
+    pub(crate) memory_limit_mb: Option<usize>,
+    /// Results kept in the result cache (default 256).
+    pub(crate) cache_entries: Option<usize>,
+    /// PEM certificate and key for Flight SQL over TLS.
+    pub(crate) tls_cert: Option<PathBuf>,
+    pub(crate) tls_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]

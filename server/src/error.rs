@@ -1,4 +1,4 @@
-//! Errors of the binary: the ingest crate's, plus configuration and runtime failures.
+//! Errors of the binary: the library crates', plus configuration, runtime and server failures.
 
 use std::path::PathBuf;
 
@@ -16,4 +16,10 @@ pub(crate) enum Error {
     Runtime(std::io::Error),
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
+    #[error(transparent)]
+    Query(#[from] patientflow_sql::Error),
+    #[error(transparent)]
+    Model(#[from] patientflow_semantic::Error),
+    #[error("query service: {0}")]
+    Serve(String),
 }

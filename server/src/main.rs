@@ -1,10 +1,13 @@
-//! The `patientflow` binary: one command line for producing, ingesting, building gold and
-//! reporting.
+//! The `patientflow` binary: one command line for producing, ingesting, building gold,
+//! reporting, and serving the tables (dashboard, REST, Flight SQL).
 
+mod app;
 mod cli;
 mod commands;
 mod config;
 mod error;
+mod flight;
+mod http;
 
 use clap::Parser;
 
@@ -53,6 +56,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Gold(GoldCommand::Refresh(args)) => {
             runtime.block_on(commands::gold::refresh(args, &config))
         }
+        Command::Serve(args) => runtime.block_on(commands::serve::run(args, &config)),
+        Command::Demo(args) => runtime.block_on(commands::demo::run(args, &config)),
         Command::Gold(GoldCommand::Schema) => {
             print!("{}", patientflow_ingest::tables::star_schema_markdown());
             Ok(())

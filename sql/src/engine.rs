@@ -8,11 +8,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef};
+use datafusion::common::Column;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::datasource::source_as_provider;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
-use datafusion::logical_expr::LogicalPlan;
+use datafusion::logical_expr::{Expr, LogicalPlan, cast};
 use datafusion::prelude::{DataFrame, SQLOptions, SessionConfig, SessionContext};
 use futures::TryStreamExt;
 use patientflow_ingest::TableRoot;
@@ -108,10 +109,15 @@ impl Engine {
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_limit(config.memory_limit, 1.0)
             .build_arc()?;
-        let session = SessionConfig::new()
+        let mut session = SessionConfig::new()
             .with_default_catalog_and_schema(CATALOG, "gold")
             .with_create_default_catalog_and_schema(false)
             .with_information_schema(true);
+        session
+            .options_mut()
+            .execution
+            .parquet
+            .schema_force_view_types = false;
         let ctx = SessionContext::new_with_config_rt(session, runtime);
         let model = Arc::new(model);
         let delta = DeltaCatalog::new(root);
@@ -145,13 +151,19 @@ impl Engine {
     }
 
     /// Plans one read-only SQL statement without running it.
+    /// `?` parameters are numbered `$1`, `$2`, …; bind them with
+    /// [`DataFrame::with_param_values`].
     pub async fn plan_sql(&self, sql: &str) -> Result<DataFrame> {
-        validate::read_only(sql)?;
-        let options = SQLOptions::new()
+        let statement = validate::parse_read_only(sql)?;
+        let state = self.ctx.state();
+        let plan = state.statement_to_plan(statement).await?;
+        // Defence in depth: DataFusion's own check of what the plan may do.
+        SQLOptions::new()
             .with_allow_ddl(false)
             .with_allow_dml(false)
-            .with_allow_statements(false);
-        Ok(self.ctx.sql_with_options(sql, options).await?)
+            .with_allow_statements(false)
+            .verify_plan(&plan)?;
+        plain_frame(DataFrame::new(state, plan))
     }
 
     /// Runs one read-only SQL statement.
@@ -164,7 +176,7 @@ impl Engine {
     pub async fn metric(&self, query: &MetricQuery) -> Result<QueryResult> {
         let text = serde_json::to_string(query).map_err(|e| Error::Internal(e.to_string()))?;
         self.answer(format!("metric\u{0}{text}"), async {
-            Ok(compile(&self.model, &self.ctx, query).await?)
+            plain_frame(compile(&self.model, &self.ctx, query).await?)
         })
         .await
     }
@@ -272,6 +284,55 @@ impl Engine {
             ..result
         })
     }
+}
+
+/// The plain type for a string or binary view type.
+fn plain(t: &DataType) -> Option<DataType> {
+    match t {
+        DataType::Utf8View => Some(DataType::Utf8),
+        DataType::BinaryView => Some(DataType::Binary),
+        _ => None,
+    }
+}
+
+/// `schema` with view types replaced by plain ones, as query results have them (for
+/// metadata calls that describe tables).
+pub fn plain_schema(schema: &Schema) -> Schema {
+    Schema::new(
+        schema
+            .fields()
+            .iter()
+            .map(|f| match plain(f.data_type()) {
+                Some(t) => f.as_ref().clone().with_data_type(t),
+                None => f.as_ref().clone(),
+            })
+            .collect::<Vec<_>>(),
+    )
+}
+
+/// `df` with string and binary view columns cast to plain Utf8 and Binary: the Delta scan
+/// reads views, but the JDBC driver and older BI clients know only the plain types.
+fn plain_frame(df: DataFrame) -> Result<DataFrame> {
+    if !df
+        .schema()
+        .fields()
+        .iter()
+        .any(|f| plain(f.data_type()).is_some())
+    {
+        return Ok(df);
+    }
+    let columns: Vec<Expr> = df
+        .schema()
+        .iter()
+        .map(|(qualifier, field)| {
+            let column = Expr::Column(Column::new(qualifier.cloned(), field.name()));
+            match plain(field.data_type()) {
+                Some(t) => cast(column, t).alias_qualified(qualifier.cloned(), field.name()),
+                None => column,
+            }
+        })
+        .collect();
+    Ok(df.select(columns)?)
 }
 
 /// Calls `found(schema, table)` for every table `plan` scans, looking through views and

@@ -64,7 +64,7 @@ impl From<DataFusionError> for Error {
 impl From<patientflow_semantic::Error> for Error {
     fn from(e: patientflow_semantic::Error) -> Self {
         match e {
-            patientflow_semantic::Error::Plan(df) => df.into(),
+            patientflow_semantic::Error::Plan(df) => (*df).into(),
             patientflow_semantic::Error::Table { .. } => Error::Internal(e.to_string()),
             other => Error::InvalidQuery(other.to_string()),
         }

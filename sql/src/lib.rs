@@ -26,6 +26,6 @@ mod engine;
 mod error;
 mod validate;
 
-pub use engine::{Engine, EngineConfig, EngineStats, QueryResult};
+pub use engine::{Engine, EngineConfig, EngineStats, QueryResult, plain_schema};
 pub use error::{Error, Result};
 pub use validate::read_only;

@@ -1,14 +1,22 @@
 //! The SQL front door: client SQL is parsed (DataFusion's sqlparser) and only one read-only
 //! statement runs.
 
+use std::ops::ControlFlow;
+
 use datafusion::sql::parser::{DFParser, Statement as DfStatement};
-use datafusion::sql::sqlparser::ast::Statement;
+use datafusion::sql::sqlparser::ast::{Expr, Statement, Value, visit_expressions_mut};
 
 use crate::error::{Error, Result};
 
 /// Parses `sql` and checks that it is exactly one read-only statement: SELECT, WITH, EXPLAIN
 /// (of a read-only statement), SHOW or DESCRIBE.
 pub fn read_only(sql: &str) -> Result<()> {
+    parse_read_only(sql).map(|_| ())
+}
+
+/// [`read_only`], returning the parsed statement with JDBC/ODBC-style `?` parameters numbered
+/// `$1`, `$2`, … in order of appearance (the form DataFusion binds).
+pub(crate) fn parse_read_only(sql: &str) -> Result<DfStatement> {
     let mut statements = DFParser::parse_sql(sql).map_err(|e| Error::Syntax(e.to_string()))?;
     let statement = match (statements.pop_front(), statements.is_empty()) {
         (Some(s), true) => s,
@@ -20,13 +28,41 @@ pub fn read_only(sql: &str) -> Result<()> {
         }
     };
     match &statement {
-        DfStatement::Statement(s) => check(s),
+        DfStatement::Statement(s) => check(s)?,
         DfStatement::Explain(explain) => match explain.statement.as_ref() {
-            DfStatement::Statement(s) => check(s),
-            other => refuse(&other.to_string()),
+            DfStatement::Statement(s) => check(s)?,
+            other => refuse(&other.to_string())?,
         },
-        other => refuse(&other.to_string()),
+        other => refuse(&other.to_string())?,
     }
+    Ok(number_parameters(statement))
+}
+
+/// Numbers `?` placeholders `$1`, `$2`, … in the order they appear.
+fn number_parameters(mut statement: DfStatement) -> DfStatement {
+    let mut n = 0;
+    let mut number = |s: &mut Statement| {
+        let _ = visit_expressions_mut(s, |e: &mut Expr| {
+            if let Expr::Value(v) = e
+                && let Value::Placeholder(p) = &mut v.value
+                && p == "?"
+            {
+                n += 1;
+                *p = format!("${n}");
+            }
+            ControlFlow::<()>::Continue(())
+        });
+    };
+    match &mut statement {
+        DfStatement::Statement(s) => number(s),
+        DfStatement::Explain(explain) => {
+            if let DfStatement::Statement(s) = explain.statement.as_mut() {
+                number(s);
+            }
+        }
+        _ => {}
+    }
+    statement
 }
 
 fn check(statement: &Statement) -> Result<()> {
@@ -108,6 +144,15 @@ mod tests {
             );
             assert!(err.to_string().contains("only read-only statements run"));
         }
+    }
+
+    #[test]
+    fn question_marks_become_numbered_parameters() {
+        let s = parse_read_only("SELECT * FROM t WHERE a = ? AND b IN (?, $9)").unwrap();
+        assert_eq!(
+            s.to_string(),
+            "SELECT * FROM t WHERE a = $1 AND b IN ($2, $9)"
+        );
     }
 
     #[test]

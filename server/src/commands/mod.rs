@@ -1,6 +1,8 @@
 //! One module per command.
 
+pub(crate) mod demo;
 pub(crate) mod gold;
 pub(crate) mod ingest;
 pub(crate) mod produce;
 pub(crate) mod quality;
+pub(crate) mod serve;

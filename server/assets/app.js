@@ -1,0 +1,201 @@
+// The patientflow dashboard: reads the REST API of the server that serves it and draws SVG
+// charts. No libraries, no build step.
+"use strict";
+
+const PALETTE = ["#2f6db5", "#e67e22", "#27ae60", "#8e44ad", "#c0392b", "#16a085", "#7f8c8d"];
+const $ = (id) => document.getElementById(id);
+const errors = [];
+
+window.addEventListener("error", (e) => reportError(e.message));
+window.addEventListener("unhandledrejection", (e) => reportError(String(e.reason)));
+
+function reportError(message) {
+  errors.push(message);
+  const pre = $("errors");
+  pre.hidden = false;
+  pre.textContent = errors.join("\n");
+}
+
+async function api(path, body) {
+  const response = await fetch(path, body === undefined ? {} : {
+    method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body),
+  });
+  const json = await response.json();
+  if (!response.ok) throw new Error(`${path}: ${json.message || response.status}`);
+  return json;
+}
+
+function svg(tag, attrs, text) {
+  const el = document.createElementNS("http://www.w3.org/2000/svg", tag);
+  for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, v);
+  if (text !== undefined) el.textContent = text;
+  return el;
+}
+
+function empty(el, message) {
+  el.innerHTML = `<p class="empty">${message}</p>`;
+}
+
+// Horizontal bars: items [{label, value, alert}], values formatted by fmt.
+function hbars(el, items, { max, fmt = (v) => v.toFixed(1), marker } = {}) {
+  if (!items.length) return empty(el, "no data in this period");
+  const row = 20, left = 170, width = 640, height = items.length * row + 24;
+  const top = max || Math.max(...items.map((i) => i.value), 1e-9);
+  const root = svg("svg", { viewBox: `0 0 ${width} ${height}`, "data-marks": items.length });
+  const x = (v) => left + (width - left - 60) * Math.min(v / top, 1.2) / 1.2;
+  items.forEach((item, i) => {
+    const y = i * row + 4;
+    root.append(svg("text", { x: left - 6, y: y + 13, "text-anchor": "end" }, item.label));
+    root.append(svg("rect", { x: left, y, width: Math.max(x(item.value) - left, 1), height: row - 6,
+      class: item.alert ? "bottleneck" : "bar" }));
+    root.append(svg("text", { x: x(item.value) + 4, y: y + 13 }, fmt(item.value)));
+  });
+  if (marker !== undefined) {
+    root.append(svg("line", { x1: x(marker), x2: x(marker), y1: 0, y2: height - 20, stroke: "#c0392b", "stroke-dasharray": "4 3" }));
+    root.append(svg("text", { x: x(marker) + 3, y: height - 6 }, `threshold ${marker}`));
+  }
+  el.replaceChildren(root);
+}
+
+// Lines over time: series {name: [[Date, value], …]}.
+function lines(el, series, { fmt = (v) => v.toFixed(2) } = {}) {
+  const names = Object.keys(series);
+  const points = names.flatMap((n) => series[n]);
+  if (!points.length) return empty(el, "no data in this period");
+  const width = 900, height = 260, left = 50, bottom = 24;
+  const t0 = Math.min(...points.map((p) => p[0])), t1 = Math.max(...points.map((p) => p[0]));
+  const vmax = Math.max(...points.map((p) => p[1]), 1e-9);
+  const x = (t) => left + (width - left - 10) * (t1 === t0 ? 0.5 : (t - t0) / (t1 - t0));
+  const y = (v) => height - bottom - (height - bottom - 10) * v / vmax;
+  const root = svg("svg", { viewBox: `0 0 ${width} ${height}`, "data-marks": points.length });
+  for (const f of [0, 0.5, 1]) {
+    root.append(svg("line", { x1: left, x2: width, y1: y(vmax * f), y2: y(vmax * f), class: "axis" }));
+    root.append(svg("text", { x: left - 6, y: y(vmax * f) + 4, "text-anchor": "end" }, fmt(vmax * f)));
+  }
+  for (const t of [t0, t1]) {
+    root.append(svg("text", { x: x(t), y: height - 6, "text-anchor": t === t0 ? "start" : "end" },
+      new Date(t).toISOString().slice(0, 16).replace("T", " ")));
+  }
+  names.forEach((name, i) => {
+    const d = series[name].sort((a, b) => a[0] - b[0]).map((p, j) => `${j ? "L" : "M"}${x(p[0]).toFixed(1)},${y(p[1]).toFixed(1)}`).join("");
+    root.append(svg("path", { d, fill: "none", stroke: PALETTE[i % PALETTE.length], "stroke-width": 1.6 }));
+  });
+  el.replaceChildren(root, legend(names));
+}
+
+// Grouped vertical bars: categories with two series.
+function vbars(el, categories, a, b, names) {
+  if (!categories.length) return empty(el, "no data in this period");
+  const width = 640, height = 220, bottom = 30, slot = (width - 40) / categories.length;
+  const vmax = Math.max(...a, ...b, 1);
+  const y = (v) => (height - bottom - 10) * v / vmax;
+  const root = svg("svg", { viewBox: `0 0 ${width} ${height}`, "data-marks": categories.length * 2 });
+  categories.forEach((c, i) => {
+    const x = 40 + i * slot, w = Math.max(slot / 2 - 2, 1);
+    root.append(svg("rect", { x, y: height - bottom - y(a[i]), width: w, height: y(a[i]), class: "bar" }));
+    root.append(svg("rect", { x: x + w + 1, y: height - bottom - y(b[i]), width: w, height: y(b[i]), class: "bar2" }));
+    if (categories.length <= 16 || i % Math.ceil(categories.length / 16) === 0) {
+      root.append(svg("text", { x: x + w, y: height - 12, "text-anchor": "middle" }, c));
+    }
+  });
+  root.append(svg("text", { x: 36, y: 14, "text-anchor": "end" }, String(vmax)));
+  el.replaceChildren(root, legend(names, ["#2f6db5", "#7aa6d8"]));
+}
+
+function legend(names, colors = PALETTE) {
+  const div = document.createElement("div");
+  div.className = "legend";
+  names.forEach((n, i) => {
+    const span = document.createElement("span");
+    span.innerHTML = `<i style="background:${colors[i % colors.length]}"></i>`;
+    span.append(n);
+    div.append(span);
+  });
+  return div;
+}
+
+const state = { asOf: null, threshold: 0.85, hospitals: [] };
+
+function filters() {
+  const hospital = $("hospital").value;
+  return hospital ? { hospital: [Number(hospital)] } : {};
+}
+
+function range(days) {
+  const to = new Date(state.asOf.getTime() + 3600e3);
+  return { from: new Date(to.getTime() - days * 86400e3).toISOString(), to: to.toISOString() };
+}
+
+const label = (r) => `${r.hospital} · ${r.department}`;
+
+async function refresh() {
+  document.body.dataset.status = "loading";
+  const latest = await api("/api/v1/sql", { sql: "SELECT max(hour_start) AS as_of FROM gold.fact_census_hourly" });
+  const asOf = latest.rows[0] && latest.rows[0].as_of;
+  if (!asOf) {
+    $("asof").textContent = "No gold data yet: run `patientflow ingest`.";
+    document.body.dataset.status = "ready";
+    return;
+  }
+  state.asOf = new Date(asOf.endsWith("Z") ? asOf : asOf + "Z");
+  $("asof").textContent = `as of ${state.asOf.toISOString().slice(0, 16).replace("T", " ")} UTC`;
+  const days = Number($("range").value);
+  const time_range = range(days);
+  const base = { filters: filters(), time_range };
+
+  const [now, trend, flow, alos, gender, age, quality] = await Promise.all([
+    api("/api/v1/query", { metrics: ["occupancy_rate_point", "census", "bottleneck"], dimensions: ["hospital", "department"], filters: filters(), order: ["-occupancy_rate_point"] }),
+    api("/api/v1/query", { ...base, metrics: ["occupancy_rate"], dimensions: ["department"], grain: days <= 1 ? "hour" : "day" }),
+    api("/api/v1/query", { ...base, metrics: ["admissions", "discharges"], grain: "day" }),
+    api("/api/v1/query", { ...base, metrics: ["alos_hours"], dimensions: ["department"], order: ["-alos_hours"] }),
+    api("/api/v1/query", { ...base, metrics: ["admissions"], dimensions: ["gender"] }),
+    api("/api/v1/query", { ...base, metrics: ["admissions"], dimensions: ["age_band"] }),
+    api("/api/v1/quality/latest"),
+  ]);
+
+  if (!state.hospitals.length) {
+    state.hospitals = [...new Set(now.rows.map((r) => r.hospital))].sort((a, b) => a - b);
+    for (const h of state.hospitals) $("hospital").append(new Option(`Hospital ${h}`, h));
+  }
+  $("threshold").textContent = `(bottleneck at ≥ ${state.threshold * 100}% of beds)`;
+  hbars($("now"), now.rows.filter((r) => r.occupancy_rate_point !== undefined).map((r) => ({
+    label: label(r), value: r.occupancy_rate_point, alert: r.bottleneck,
+  })), { fmt: (v) => `${(v * 100).toFixed(0)}%`, marker: state.threshold });
+  const hot = now.rows.filter((r) => r.bottleneck);
+  $("bottlenecks").innerHTML = "";
+  for (const r of hot) {
+    const li = document.createElement("li");
+    li.textContent = `${label(r)}: ${r.census} patients, ${(r.occupancy_rate_point * 100).toFixed(0)}% of beds`;
+    $("bottlenecks").append(li);
+  }
+
+  const series = {};
+  for (const r of trend.rows) {
+    if (r.occupancy_rate === undefined) continue;
+    (series[r.department] ||= []).push([Date.parse(r.period.endsWith("Z") ? r.period : r.period + "Z"), r.occupancy_rate]);
+  }
+  lines($("trend"), series);
+
+  vbars($("flow"), flow.rows.map((r) => r.period.slice(5, 10)), flow.rows.map((r) => r.admissions), flow.rows.map((r) => r.discharges), ["admissions", "discharges"]);
+  hbars($("alos"), alos.rows.filter((r) => r.alos_hours !== undefined).map((r) => ({ label: r.department, value: r.alos_hours })));
+  hbars($("gender"), gender.rows.map((r) => ({ label: r.gender, value: r.admissions })), { fmt: (v) => String(v) });
+  hbars($("age"), age.rows.map((r) => ({ label: r.age_band, value: r.admissions })), { fmt: (v) => String(v) });
+
+  const latestRun = quality.latest || {};
+  const rules = Object.entries(latestRun.rules || {}).filter(([, n]) => n > 0).sort((a, b) => b[1] - a[1]);
+  $("quality").innerHTML = `<table>
+    <tr><th>records in</th><th>silver</th><th>quarantined</th><th>duplicates</th></tr>
+    <tr><td class="n">${latestRun.records_in ?? 0}</td><td class="n">${latestRun.silver_rows ?? 0}</td>
+        <td class="n">${latestRun.quarantined ?? 0}</td><td class="n">${latestRun.duplicates ?? 0}</td></tr></table>
+    <p class="muted">${rules.map(([n, c]) => `${n}: ${c}`).join(" · ") || "no rule fired"}</p>`;
+  document.body.dataset.status = errors.length ? "error" : "ready";
+}
+
+function run() {
+  refresh().catch((e) => { reportError(e.message); document.body.dataset.status = "error"; });
+}
+
+$("hospital").addEventListener("change", run);
+$("range").addEventListener("change", run);
+run();
+setInterval(run, 30000);

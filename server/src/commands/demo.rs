@@ -1,0 +1,70 @@
+//! `patientflow demo`: produce → ingest → gold → serve on the embedded default.
+
+use std::path::Path;
+
+use patientflow_ingest::producer::write_ledger;
+use patientflow_ingest::{FileSink, Ingest, Producer, Shape, TableRoot};
+
+use super::{gold, serve};
+use crate::cli::{DemoArgs, GoldStep};
+use crate::config::Config;
+use crate::error::{Error, Result};
+
+fn is_empty(dir: &Path) -> bool {
+    std::fs::read_dir(dir).map_or(true, |mut entries| entries.next().is_none())
+}
+
+pub(crate) async fn run(args: DemoArgs, config: &Config) -> Result<()> {
+    let landing = args.dir.join("landing");
+    if is_empty(&landing) {
+        eprintln!(
+            "demo: simulating {} events into {}",
+            args.events,
+            landing.display()
+        );
+        let mut sink = FileSink::new(&landing, "events", 100_000)?;
+        let ledger = Producer::new(args.events, Shape::Adt)
+            .with_seed(42)
+            .run(&mut sink)?;
+        write_ledger(&ledger, &landing.join("_producer_ledger.json"))?;
+    }
+    let data = args.dir.join("data");
+    let root = TableRoot::parse(
+        data.to_str()
+            .ok_or_else(|| Error::InvalidArgument(format!("{} is not UTF-8", data.display())))?,
+    )?;
+    eprintln!(
+        "demo: ingesting {} into {} (bronze → silver → gold)",
+        landing.display(),
+        data.display()
+    );
+    let step = GoldStep {
+        no_gold: false,
+        gold: crate::cli::GoldArgs {
+            as_of: None,
+            tracked: Vec::new(),
+        },
+    };
+    let mut ingest = Ingest::new(root.clone(), &landing);
+    if let Some(refresh) = gold::after_ingest(&root, &step, config)? {
+        ingest = ingest.with_gold(refresh);
+    }
+    let metrics = ingest.run().await?;
+    eprintln!(
+        "demo: {} records in, {} to silver, {} quarantined, {} duplicates",
+        metrics.counts.records_in,
+        metrics.counts.silver_rows,
+        metrics.counts.quarantined,
+        metrics.counts.duplicates
+    );
+    let settings = serve::settings(root, &args.service, config)?;
+    if args.no_serve {
+        println!(
+            "tables ready under {}; serve them with `patientflow serve --data {}`",
+            data.display(),
+            data.display()
+        );
+        return Ok(());
+    }
+    serve::serve(settings).await
+}

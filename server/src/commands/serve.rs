@@ -1,0 +1,103 @@
+//! `patientflow serve`: the query service over a table root.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use patientflow_ingest::TableRoot;
+use patientflow_semantic::Model;
+use patientflow_sql::EngineConfig;
+
+use crate::app::{App, Settings, stop_signal};
+use crate::cli::{ServeArgs, ServiceArgs};
+use crate::config::Config;
+use crate::error::{Error, Result};
+
+/// The service settings from flags, then environment (clap), then the config file, then
+/// defaults.
+pub(crate) fn settings(root: TableRoot, args: &ServiceArgs, config: &Config) -> Result<Settings> {
+    let c = &config.serve;
+    let addr = |flag: &Option<String>,
+                file: &Option<String>,
+                default: &str,
+                what: &str|
+     -> Result<SocketAddr> {
+        let text = flag.as_deref().or(file.as_deref()).unwrap_or(default);
+        text.parse().map_err(|_| {
+            Error::InvalidArgument(format!(
+                "--{what}-addr `{text}` is not an address such as 127.0.0.1:8080"
+            ))
+        })
+    };
+    let mut model = match args.model.as_ref().or(c.model.as_ref()) {
+        Some(path) => Model::from_file(path)?,
+        None => Model::built_in()?,
+    };
+    if let Some(t) = args.bottleneck_threshold.or(c.bottleneck_threshold) {
+        if !(0.0..=10.0).contains(&t) {
+            return Err(Error::InvalidArgument(format!(
+                "bottleneck threshold {t} is not a rate; use e.g. 0.85"
+            )));
+        }
+        model.bottleneck_threshold = t;
+    }
+    let defaults = EngineConfig::default();
+    let engine = EngineConfig {
+        query_timeout: args
+            .query_timeout
+            .or(c.query_timeout)
+            .map_or(defaults.query_timeout, Duration::from_secs),
+        memory_limit: args
+            .memory_limit_mb
+            .or(c.memory_limit_mb)
+            .map_or(defaults.memory_limit, |mb| mb << 20),
+        cache_entries: c.cache_entries.unwrap_or(defaults.cache_entries),
+        ..defaults
+    };
+    let tls = match (
+        args.tls_cert.clone().or(c.tls_cert.clone()),
+        args.tls_key.clone().or(c.tls_key.clone()),
+    ) {
+        (Some(cert), Some(key)) => Some((cert, key)),
+        (None, None) => None,
+        _ => {
+            return Err(Error::InvalidArgument(
+                "TLS needs both a certificate and a key (--tls-cert and --tls-key)".into(),
+            ));
+        }
+    };
+    Ok(Settings {
+        root,
+        http_addr: addr(&args.http_addr, &c.http_addr, "127.0.0.1:8080", "http")?,
+        flight_addr: addr(
+            &args.flight_addr,
+            &c.flight_addr,
+            "127.0.0.1:50051",
+            "flight",
+        )?,
+        model,
+        engine,
+        tls,
+    })
+}
+
+pub(crate) async fn run(args: ServeArgs, config: &Config) -> Result<()> {
+    let root = TableRoot::parse(&config.data_root(args.data.as_deref())?)?;
+    serve(settings(root, &args.service, config)?).await
+}
+
+/// Binds, says where, and serves until Ctrl-C or SIGTERM.
+pub(crate) async fn serve(settings: Settings) -> Result<()> {
+    let tls = settings.tls.is_some();
+    let app = App::build(settings).await?;
+    let http = app.http_addr()?;
+    let flight = app.flight_addr()?;
+    // On stdout, one line each, so scripts (and the tests) can find the ports.
+    println!("dashboard: http://{http}/");
+    println!("REST API: http://{http}/api/v1 (OpenAPI: http://{http}/api/openapi.json)");
+    println!(
+        "Flight SQL: grpc{}://{flight}",
+        if tls { "+tls" } else { "" }
+    );
+    tracing::info!(%http, %flight, "serving; Ctrl-C to stop");
+    app.run_until_stopped(stop_signal()).await
+}

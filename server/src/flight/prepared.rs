@@ -1,0 +1,180 @@
+//! Prepared statements: create (schema of the result and of the parameters), bind
+//! parameters (DoPut), describe (GetFlightInfo) and run (DoGet), close. JDBC prepares every
+//! query, DBeaver and Tableau included; `?` parameters are numbered `$1`, `$2`, ….
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use arrow_flight::decode::FlightRecordBatchStream;
+use arrow_flight::sql::server::PeekableFlightDataStream;
+use arrow_flight::sql::{
+    ActionCreatePreparedStatementRequest, ActionCreatePreparedStatementResult,
+    CommandPreparedStatementQuery, DoPutPreparedStatementResult, ProstMessageExt,
+};
+use arrow_flight::{FlightDescriptor, IpcMessage, SchemaAsIpc};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::arrow::ipc::writer::IpcWriteOptions;
+use datafusion::common::{ParamValues, ScalarValue};
+use futures::TryStreamExt;
+use tonic::{Response, Status};
+
+use super::{DoGetStream, FlightSql, flight_info as info, stream_result, to_status};
+
+/// An open prepared statement.
+#[derive(Debug, Clone)]
+struct Prepared {
+    sql: String,
+    /// Bound parameter values, `$1` first.
+    params: Vec<ScalarValue>,
+}
+
+/// Open prepared statements by handle.
+#[derive(Debug, Default)]
+pub(super) struct Statements(Mutex<HashMap<Vec<u8>, Prepared>>);
+
+impl Statements {
+    fn get(&self, handle: &[u8]) -> Result<Prepared, Status> {
+        self.0
+            .lock()
+            .map_err(|_| Status::internal("prepared statements poisoned"))?
+            .get(handle)
+            .cloned()
+            .ok_or_else(|| {
+                Status::not_found(
+                    "no such prepared statement; it was closed or the server restarted",
+                )
+            })
+    }
+
+    fn put(&self, handle: Vec<u8>, prepared: Prepared) -> Result<(), Status> {
+        self.0
+            .lock()
+            .map_err(|_| Status::internal("prepared statements poisoned"))?
+            .insert(handle, prepared);
+        Ok(())
+    }
+
+    pub(super) fn close(&self, handle: &[u8]) {
+        if let Ok(mut map) = self.0.lock() {
+            map.remove(handle);
+        }
+    }
+}
+
+fn schema_bytes(schema: &Schema) -> Result<bytes::Bytes, Status> {
+    let IpcMessage(bytes) = SchemaAsIpc::new(schema, &IpcWriteOptions::default())
+        .try_into()
+        .map_err(|e| Status::internal(format!("cannot encode the schema: {e}")))?;
+    Ok(bytes)
+}
+
+pub(super) async fn create(
+    flight: &FlightSql,
+    query: ActionCreatePreparedStatementRequest,
+) -> Result<ActionCreatePreparedStatementResult, Status> {
+    let df = flight
+        .engine
+        .plan_sql(&query.query)
+        .await
+        .map_err(to_status)?;
+    let types = df
+        .logical_plan()
+        .get_parameter_types()
+        .map_err(|e| to_status(e.into()))?;
+    let mut params: Vec<(usize, DataType)> = types
+        .into_iter()
+        .filter_map(|(id, t)| {
+            Some((
+                id.strip_prefix('$')?.parse().ok()?,
+                t.unwrap_or(DataType::Utf8),
+            ))
+        })
+        .collect();
+    params.sort_by_key(|(n, _)| *n);
+    let parameter_schema = Schema::new(
+        params
+            .iter()
+            .map(|(n, t)| Field::new(format!("${n}"), t.clone(), true))
+            .collect::<Vec<_>>(),
+    );
+    let handle = uuid::Uuid::new_v4().as_bytes().to_vec();
+    flight.prepared.put(
+        handle.clone(),
+        Prepared {
+            sql: query.query,
+            params: Vec::new(),
+        },
+    )?;
+    Ok(ActionCreatePreparedStatementResult {
+        prepared_statement_handle: handle.into(),
+        dataset_schema: schema_bytes(df.schema().as_arrow())?,
+        parameter_schema: schema_bytes(&parameter_schema)?,
+    })
+}
+
+/// Binds the first row of the uploaded batch as the parameters `$1`, `$2`, ….
+pub(super) async fn bind(
+    flight: &FlightSql,
+    query: CommandPreparedStatementQuery,
+    data: PeekableFlightDataStream,
+) -> Result<DoPutPreparedStatementResult, Status> {
+    let handle = query.prepared_statement_handle.to_vec();
+    let mut prepared = flight.prepared.get(&handle)?;
+    let batches: Vec<_> = FlightRecordBatchStream::new_from_flight_data(data.map_err(Into::into))
+        .try_collect()
+        .await
+        .map_err(|e| Status::invalid_argument(format!("cannot read the parameters: {e}")))?;
+    prepared.params = match batches.iter().find(|b| b.num_rows() > 0) {
+        Some(batch) => batch
+            .columns()
+            .iter()
+            .map(|c| ScalarValue::try_from_array(c, 0))
+            .collect::<Result<_, _>>()
+            .map_err(|e| Status::invalid_argument(format!("unusable parameter: {e}")))?,
+        None => Vec::new(),
+    };
+    flight.prepared.put(handle.clone(), prepared)?;
+    Ok(DoPutPreparedStatementResult {
+        prepared_statement_handle: Some(handle.into()),
+    })
+}
+
+/// The statement planned with its bound parameters.
+async fn planned(
+    flight: &FlightSql,
+    handle: &[u8],
+) -> Result<(Prepared, datafusion::prelude::DataFrame), Status> {
+    let prepared = flight.prepared.get(handle)?;
+    let mut df = flight
+        .engine
+        .plan_sql(&prepared.sql)
+        .await
+        .map_err(to_status)?;
+    if !prepared.params.is_empty() {
+        df = df
+            .with_param_values(ParamValues::List(
+                prepared.params.iter().cloned().map(Into::into).collect(),
+            ))
+            .map_err(|e| to_status(e.into()))?;
+    }
+    Ok((prepared, df))
+}
+
+pub(super) async fn flight_info(
+    flight: &FlightSql,
+    query: CommandPreparedStatementQuery,
+    descriptor: FlightDescriptor,
+) -> Result<Response<arrow_flight::FlightInfo>, Status> {
+    let (_, df) = planned(flight, &query.prepared_statement_handle).await?;
+    info(df.schema().as_arrow(), query.as_any(), descriptor)
+}
+
+pub(super) async fn do_get(
+    flight: &FlightSql,
+    query: CommandPreparedStatementQuery,
+) -> Result<Response<DoGetStream>, Status> {
+    let (prepared, df) = planned(flight, &query.prepared_statement_handle).await?;
+    let key = format!("prepared\u{0}{}\u{0}{:?}", prepared.sql, prepared.params);
+    let result = flight.engine.run(key, df).await.map_err(to_status)?;
+    Ok(stream_result(result))
+}

@@ -1,0 +1,72 @@
+//! One error type for the REST API, with stable machine-readable codes. 5xx bodies are
+//! generic; the detail goes to the log.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+/// An API error: HTTP status, stable code, message for the client.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct ErrorBody {
+    /// Stable code: `invalid_query`, `not_read_only`, `syntax_error`, `query_timeout`,
+    /// `resources_exhausted`, `not_found`, `internal`.
+    code: &'static str,
+    /// What went wrong and how to fix it.
+    message: String,
+}
+
+impl ApiError {
+    pub(crate) fn bad_request(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            code: "invalid_query",
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn internal(detail: impl std::fmt::Display) -> Self {
+        tracing::error!(%detail, "request failed");
+        Self {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            code: "internal",
+            message: "internal error; the server log has the details".into(),
+        }
+    }
+}
+
+impl From<patientflow_sql::Error> for ApiError {
+    fn from(e: patientflow_sql::Error) -> Self {
+        use patientflow_sql::Error as E;
+        let (status, code) = match &e {
+            E::Syntax(_) => (StatusCode::BAD_REQUEST, "syntax_error"),
+            E::NotReadOnly { .. } => (StatusCode::FORBIDDEN, "not_read_only"),
+            E::InvalidQuery(_) => (StatusCode::BAD_REQUEST, "invalid_query"),
+            E::Timeout(_) => (StatusCode::SERVICE_UNAVAILABLE, "query_timeout"),
+            E::ResourcesExhausted(_) => (StatusCode::SERVICE_UNAVAILABLE, "resources_exhausted"),
+            E::Internal(_) => return Self::internal(e),
+        };
+        Self {
+            status,
+            code,
+            message: e.to_string(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            code: self.code,
+            message: self.message,
+        };
+        (self.status, Json(body)).into_response()
+    }
+}

@@ -1,0 +1,82 @@
+//! The REST API, the dashboard and the operational endpoints (axum).
+//!
+//! `router(state)` builds everything, so tests can drive it without a socket.
+
+mod dashboard;
+mod encode;
+mod error;
+mod ops;
+mod v1;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{get, post};
+use patientflow_ingest::TableRoot;
+use patientflow_sql::Engine;
+use utoipa::OpenApi;
+
+pub(crate) use ops::HttpStats;
+
+/// What every handler shares.
+#[derive(Debug, Clone)]
+pub(crate) struct AppState {
+    pub(crate) engine: Arc<Engine>,
+    pub(crate) root: TableRoot,
+    pub(crate) stats: Arc<HttpStats>,
+}
+
+/// The OpenAPI 3 document, generated from the handlers' annotations.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "patientflow",
+        description = "Patient-flow KPIs over the gold star schema: occupancy, census, admissions and discharges, length of stay, ED waits, demographics; read-only SQL; data quality."
+    ),
+    paths(
+        v1::kpis::kpi,
+        v1::query::query,
+        v1::sql::sql,
+        v1::quality::latest,
+        v1::catalog::catalog,
+        ops::healthz,
+        ops::readyz,
+        ops::metrics,
+    ),
+    tags(
+        (name = "kpis", description = "named KPIs of the semantic model"),
+        (name = "sql", description = "read-only SQL over the patientflow catalog"),
+        (name = "quality", description = "data-quality counts"),
+        (name = "catalog", description = "tables, metrics and dimensions"),
+        (name = "ops", description = "health, readiness and Prometheus metrics"),
+    )
+)]
+struct ApiDoc;
+
+/// The OpenAPI document as JSON.
+pub(crate) fn openapi_json() -> String {
+    ApiDoc::openapi()
+        .to_pretty_json()
+        .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+}
+
+/// Every route.
+pub(crate) fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(dashboard::index))
+        .route("/assets/{file}", get(dashboard::asset))
+        .route("/api/openapi.json", get(ops::openapi))
+        .route("/api/v1/kpis/{metric}", get(v1::kpis::kpi))
+        .route("/api/v1/query", post(v1::query::query))
+        .route("/api/v1/sql", post(v1::sql::sql))
+        .route("/api/v1/quality/latest", get(v1::quality::latest))
+        .route("/api/v1/catalog", get(v1::catalog::catalog))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            ops::count_requests,
+        ))
+        .with_state(state)
+}

@@ -1,0 +1,7 @@
+//! `/api/v1`: one file per resource.
+
+pub(crate) mod catalog;
+pub(crate) mod kpis;
+pub(crate) mod quality;
+pub(crate) mod query;
+pub(crate) mod sql;

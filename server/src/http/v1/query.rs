@@ -1,0 +1,28 @@
+//! `POST /api/v1/query`: a semantic query as JSON.
+
+use axum::Json;
+use axum::extract::State;
+use patientflow_semantic::MetricQuery;
+
+use crate::http::AppState;
+use crate::http::encode::{JsonResult, json};
+use crate::http::error::ApiError;
+
+/// Runs a semantic query: metrics by dimensions over a time range and grain.
+#[utoipa::path(
+    post,
+    path = "/api/v1/query",
+    tag = "kpis",
+    request_body = MetricQuery,
+    responses(
+        (status = 200, description = "the query's rows", body = JsonResult),
+        (status = 400, description = "unknown metric or dimension, bad time range", body = crate::http::error::ErrorBody),
+    )
+)]
+pub(crate) async fn query(
+    State(state): State<AppState>,
+    Json(query): Json<MetricQuery>,
+) -> Result<Json<JsonResult>, ApiError> {
+    let result = state.engine.metric(&query).await?;
+    Ok(Json(json(&result)?))
+}
