@@ -37,9 +37,9 @@ function empty(el, message) {
 }
 
 // Horizontal bars: items [{label, value, alert}], values formatted by fmt.
-function hbars(el, items, { max, fmt = (v) => v.toFixed(1), marker } = {}) {
+function hbars(el, items, { max, fmt = (v) => v.toFixed(1) } = {}) {
   if (!items.length) return empty(el, "no data in this period");
-  const row = 20, left = 170, width = 640, height = items.length * row + 24;
+  const row = 22, left = 100, width = 420, height = items.length * row + 8;
   const top = max || Math.max(...items.map((i) => i.value), 1e-9);
   const root = svg("svg", { viewBox: `0 0 ${width} ${height}`, "data-marks": items.length });
   const x = (v) => left + (width - left - 60) * Math.min(v / top, 1.2) / 1.2;
@@ -50,11 +50,37 @@ function hbars(el, items, { max, fmt = (v) => v.toFixed(1), marker } = {}) {
       class: item.alert ? "bottleneck" : "bar" }));
     root.append(svg("text", { x: x(item.value) + 4, y: y + 13 }, fmt(item.value)));
   });
-  if (marker !== undefined) {
-    root.append(svg("line", { x1: x(marker), x2: x(marker), y1: 0, y2: height - 20, stroke: "#c0392b", "stroke-dasharray": "4 3" }));
-    root.append(svg("text", { x: x(marker) + 3, y: height - 6 }, `threshold ${marker}`));
-  }
   el.replaceChildren(root);
+}
+
+// Hospital × department grid of point occupancy; bottlenecks marked.
+function heatmap(el, rows) {
+  if (!rows.length) return empty(el, "no census at the as-of hour");
+  const hospitals = [...new Set(rows.map((r) => r.hospital))].sort((a, b) => a - b);
+  const departments = [...new Set(rows.map((r) => r.department))].sort();
+  const cell = new Map(rows.map((r) => [`${r.hospital}|${r.department}`, r]));
+  const table = document.createElement("table");
+  table.className = "heatmap";
+  table.dataset.marks = rows.length;
+  const head = table.insertRow();
+  head.append(document.createElement("th"));
+  for (const d of departments) head.append(Object.assign(document.createElement("th"), { textContent: d }));
+  for (const h of hospitals) {
+    const tr = table.insertRow();
+    tr.append(Object.assign(document.createElement("th"), { textContent: `Hospital ${h}` }));
+    for (const d of departments) {
+      const td = tr.insertCell();
+      const r = cell.get(`${h}|${d}`);
+      if (!r || r.occupancy_rate_point === undefined) { td.textContent = "–"; continue; }
+      const v = r.occupancy_rate_point;
+      td.textContent = `${(v * 100).toFixed(0)}%`;
+      td.title = `${r.census} patients`;
+      const hue = Math.max(0, 120 - 120 * Math.min(v / 1.2, 1));
+      td.style.background = `hsl(${hue}, 70%, 85%)`;
+      if (r.bottleneck) td.className = "hot";
+    }
+  }
+  el.replaceChildren(table);
 }
 
 // Lines over time: series {name: [[Date, value], …]}.
@@ -86,7 +112,7 @@ function lines(el, series, { fmt = (v) => v.toFixed(2) } = {}) {
 // Grouped vertical bars: categories with two series.
 function vbars(el, categories, a, b, names) {
   if (!categories.length) return empty(el, "no data in this period");
-  const width = 640, height = 220, bottom = 30, slot = (width - 40) / categories.length;
+  const width = 460, height = 220, bottom = 30, slot = (width - 40) / categories.length;
   const vmax = Math.max(...a, ...b, 1);
   const y = (v) => (height - bottom - 10) * v / vmax;
   const root = svg("svg", { viewBox: `0 0 ${width} ${height}`, "data-marks": categories.length * 2 });
@@ -114,7 +140,7 @@ function legend(names, colors = PALETTE) {
   return div;
 }
 
-const state = { asOf: null, threshold: 0.85, hospitals: [] };
+const state = { asOf: null, threshold: null, hospitals: [] };
 
 function filters() {
   const hospital = $("hospital").value;
@@ -126,10 +152,13 @@ function range(days) {
   return { from: new Date(to.getTime() - days * 86400e3).toISOString(), to: to.toISOString() };
 }
 
+// Arrow JSON timestamps may come without an offset; they are UTC.
+const toDate = (s) => new Date(/(Z|[+-]\d\d:?\d\d)$/.test(s) ? s : s + "Z");
 const label = (r) => `${r.hospital} · ${r.department}`;
 
 async function refresh() {
   document.body.dataset.status = "loading";
+  if (state.threshold === null) state.threshold = (await api("/api/v1/catalog")).bottleneck_threshold;
   const latest = await api("/api/v1/sql", { sql: "SELECT max(hour_start) AS as_of FROM gold.fact_census_hourly" });
   const asOf = latest.rows[0] && latest.rows[0].as_of;
   if (!asOf) {
@@ -137,7 +166,7 @@ async function refresh() {
     document.body.dataset.status = "ready";
     return;
   }
-  state.asOf = new Date(asOf.endsWith("Z") ? asOf : asOf + "Z");
+  state.asOf = toDate(asOf);
   $("asof").textContent = `as of ${state.asOf.toISOString().slice(0, 16).replace("T", " ")} UTC`;
   const days = Number($("range").value);
   const time_range = range(days);
@@ -157,11 +186,9 @@ async function refresh() {
     state.hospitals = [...new Set(now.rows.map((r) => r.hospital))].sort((a, b) => a - b);
     for (const h of state.hospitals) $("hospital").append(new Option(`Hospital ${h}`, h));
   }
-  $("threshold").textContent = `(bottleneck at ≥ ${state.threshold * 100}% of beds)`;
-  hbars($("now"), now.rows.filter((r) => r.occupancy_rate_point !== undefined).map((r) => ({
-    label: label(r), value: r.occupancy_rate_point, alert: r.bottleneck,
-  })), { fmt: (v) => `${(v * 100).toFixed(0)}%`, marker: state.threshold });
-  const hot = now.rows.filter((r) => r.bottleneck);
+  const hot = now.rows.filter((r) => r.bottleneck).slice(0, 10);
+  $("threshold").textContent = `(bottleneck at ≥ ${Math.round(state.threshold * 100)}% of beds; top ${hot.length} listed)`;
+  heatmap($("now"), now.rows);
   $("bottlenecks").innerHTML = "";
   for (const r of hot) {
     const li = document.createElement("li");
@@ -172,7 +199,7 @@ async function refresh() {
   const series = {};
   for (const r of trend.rows) {
     if (r.occupancy_rate === undefined) continue;
-    (series[r.department] ||= []).push([Date.parse(r.period.endsWith("Z") ? r.period : r.period + "Z"), r.occupancy_rate]);
+    (series[r.department] ||= []).push([toDate(r.period).getTime(), r.occupancy_rate]);
   }
   lines($("trend"), series);
 

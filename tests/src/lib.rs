@@ -221,3 +221,80 @@ pub fn assert_report_matches_ledger(report: &Value, ledger: &Value, context: &st
         );
     }
 }
+
+/// A `patientflow serve` on free loopback ports, killed when dropped.
+#[derive(Debug)]
+pub struct Server {
+    child: std::process::Child,
+    /// `host:port` of the dashboard and REST API.
+    pub http: String,
+    /// `host:port` of Flight SQL.
+    pub flight: String,
+}
+
+impl Server {
+    /// Starts `patientflow serve --data <data>` plus `extra` flags and waits until it has
+    /// bound both ports (it prints them on stdout).
+    pub fn start(data: &Path, extra: &[&str]) -> Server {
+        use std::io::{BufRead, BufReader};
+        let mut child = patientflow()
+            .args(["serve", "--data", path(data)])
+            .args(["--http-addr", "127.0.0.1:0", "--flight-addr", "127.0.0.1:0"])
+            .args(extra)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("start patientflow serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let mut http = None;
+        let mut flight = None;
+        while http.is_none() || flight.is_none() {
+            let line = lines
+                .next()
+                .expect("serve exited before printing its addresses")
+                .expect("read serve output");
+            if let Some(rest) = line.strip_prefix("dashboard: http://") {
+                http = Some(rest.trim_end_matches('/').to_string());
+            } else if let Some(rest) = line.strip_prefix("Flight SQL: grpc://") {
+                flight = Some(rest.to_string());
+            }
+        }
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Server {
+            child,
+            http: http.unwrap_or_default(),
+            flight: flight.unwrap_or_default(),
+        }
+    }
+
+    /// `http://host:port` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.http)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs a Python script in the test venv with `args`; returns its stdout parsed as JSON.
+pub fn python_json(script: &str, args: &[&str]) -> Value {
+    let out = Command::new(python())
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "python failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    parse_json(&String::from_utf8_lossy(&out.stdout))
+}

@@ -9,3 +9,4 @@ mod gold;
 mod gold_scale;
 mod pipeline;
 mod python_reader;
+mod serve;

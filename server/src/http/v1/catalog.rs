@@ -11,6 +11,8 @@ use crate::http::error::ApiError;
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct Catalog {
+    /// Occupancy rate from which a department counts as a bottleneck.
+    bottleneck_threshold: f64,
     /// Tables and views of the `patientflow` catalog that exist.
     tables: Vec<Table>,
     /// Metrics of the semantic model.
@@ -86,6 +88,7 @@ pub(crate) async fn catalog(State(state): State<AppState>) -> Result<Json<Catalo
     }
     let model = state.engine.model();
     Ok(Json(Catalog {
+        bottleneck_threshold: model.bottleneck_threshold,
         tables,
         metrics: model
             .metrics
