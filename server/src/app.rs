@@ -58,6 +58,9 @@ impl App {
         };
         let tls = match settings.tls {
             Some((cert, key)) => {
+                // Several TLS backends are compiled in (object_store's and tonic's); pick one.
+                // An error means a provider is installed already, which is as good.
+                let _ = rustls::crypto::ring::default_provider().install_default();
                 let read = |p: &PathBuf| {
                     std::fs::read(p)
                         .map_err(|e| Error::Serve(format!("TLS file {}: {e}", p.display())))

@@ -168,8 +168,18 @@ impl Engine {
 
     /// Runs one read-only SQL statement.
     pub async fn sql(&self, sql: &str) -> Result<QueryResult> {
-        let key = format!("sql\u{0}{sql}");
-        self.answer(key, async { self.plan_sql(sql).await }).await
+        self.answer(sql_key(sql), async { self.plan_sql(sql).await })
+            .await
+    }
+
+    /// The result schema of one read-only SQL statement: from the cache when its result is
+    /// there and current, else by planning it (Flight SQL asks before it fetches).
+    pub async fn sql_schema(&self, sql: &str) -> Result<SchemaRef> {
+        if let Some(hit) = self.cached(&sql_key(sql)).await {
+            return Ok(hit.schema);
+        }
+        let df = self.plan_sql(sql).await?;
+        Ok(Arc::new(df.schema().as_arrow().clone()))
     }
 
     /// Runs a semantic query.
@@ -284,6 +294,11 @@ impl Engine {
             ..result
         })
     }
+}
+
+/// The cache key of a SQL statement.
+fn sql_key(sql: &str) -> String {
+    format!("sql\u{0}{sql}")
 }
 
 /// The plain type for a string or binary view type.

@@ -23,6 +23,14 @@ fn network(dir: &Path, seed: &str) -> std::path::PathBuf {
     data
 }
 
+/// A served network: the folder (kept alive with it), the table root and the server.
+fn serving(seed: &str, extra: &[&str]) -> (tempfile::TempDir, std::path::PathBuf, Server) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = network(dir.path(), seed);
+    let server = Server::start(&data, extra);
+    (dir, data, server)
+}
+
 /// Through Flight SQL with ADBC, and straight from the Delta tables with pyarrow.
 const ADBC: &str = r#"
 import json, sys, warnings
@@ -121,9 +129,7 @@ fn as_map(v: &Value) -> BTreeMap<String, i64> {
 
 #[test]
 fn flight_sql_and_rest_answer_the_same_kpis_as_an_independent_reader() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = network(dir.path(), "11");
-    let server = Server::start(&data, &[]);
+    let (_dir, data, server) = serving("11", &[]);
     let client = Client::new();
 
     let adbc = python_json(ADBC, &[&format!("grpc://{}", server.flight), path(&data)]);
@@ -296,9 +302,7 @@ fn flight_sql_and_rest_answer_the_same_kpis_as_an_independent_reader() {
 
 #[test]
 fn cached_results_last_until_a_new_commit() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = network(dir.path(), "12");
-    let server = Server::start(&data, &[]);
+    let (dir, data, server) = serving("12", &[]);
     let client = Client::new();
     let url = server.url("/api/v1/kpis/admissions");
     let (_, first) = get(&client, &url);
@@ -324,9 +328,7 @@ fn cached_results_last_until_a_new_commit() {
 
 #[test]
 fn a_runaway_query_is_cancelled_while_kpi_queries_still_answer() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = network(dir.path(), "14");
-    let server = Server::start(&data, &["--query-timeout", "4"]);
+    let (_dir, _data, server) = serving("14", &["--query-timeout", "4"]);
     let client = Client::builder()
         .timeout(Duration::from_secs(60))
         .build()
@@ -390,9 +392,7 @@ fn a_runaway_query_is_cancelled_while_kpi_queries_still_answer() {
 
 #[test]
 fn the_dashboard_renders_live_data_in_headless_chromium() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = network(dir.path(), "15");
-    let server = Server::start(&data, &[]);
+    let (_dir, _data, server) = serving("15", &[]);
     let chromium = |extra: &[&str]| {
         let profile = tempfile::tempdir().unwrap();
         std::process::Command::new("chromium")
@@ -466,5 +466,54 @@ fn the_dashboard_renders_live_data_in_headless_chromium() {
         png.len() > 50_000,
         "a screenshot of drawn charts, not a blank page ({} bytes)",
         png.len()
+    );
+}
+
+#[test]
+fn flight_sql_serves_over_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = network(dir.path(), "16");
+    let (cert, key) = (dir.path().join("server.pem"), dir.path().join("server.key"));
+    let openssl = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+        ])
+        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+        .args(["-keyout", path(&key), "-out", path(&cert)])
+        .output()
+        .expect("openssl");
+    assert!(
+        openssl.status.success(),
+        "{}",
+        String::from_utf8_lossy(&openssl.stderr)
+    );
+    let server = Server::start(&data, &["--tls-cert", path(&cert), "--tls-key", path(&key)]);
+    let script = r#"
+import json, sys, warnings
+warnings.simplefilter("ignore")
+import adbc_driver_flightsql.dbapi as flight_sql
+from adbc_driver_flightsql import DatabaseOptions
+conn = flight_sql.connect(sys.argv[1], db_kwargs={DatabaseOptions.TLS_ROOT_CERTS.value: open(sys.argv[2]).read()})
+cur = conn.cursor()
+cur.execute("SELECT count(*) FROM gold.dim_department")
+n = cur.fetchone()[0]
+cur.close(); conn.close()
+print(json.dumps({"departments": n}))
+"#;
+    let out = python_json(
+        script,
+        &[&format!("grpc+tls://{}", server.flight), path(&cert)],
+    );
+    assert_eq!(
+        out["departments"], 49,
+        "7 hospitals x 7 departments over TLS"
     );
 }
