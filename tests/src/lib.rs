@@ -256,8 +256,9 @@ impl Server {
                 .expect("read serve output");
             if let Some(rest) = line.strip_prefix("dashboard: http://") {
                 http = Some(rest.trim_end_matches('/').to_string());
-            } else if let Some(rest) = line.strip_prefix("Flight SQL: grpc://") {
-                flight = Some(rest.to_string());
+            } else if let Some(rest) = line.strip_prefix("Flight SQL: ") {
+                // grpc://host:port, or grpc+tls://host:port
+                flight = rest.split_once("://").map(|(_, addr)| addr.to_string());
             }
         }
         // Keep draining stdout so the server never blocks on a full pipe.
