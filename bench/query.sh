@@ -8,10 +8,15 @@ source "$(dirname "$0")/common.sh"
 PY="$TOOLS/venv/bin/python"
 printf '[serve]\ncache_entries = 0\n' > "$WORK/uncached.toml"
 
-serve() { # config file → "http flight" addresses of a server started in the background
+PIDS=()
+trap 'kill "${PIDS[@]}" 2>/dev/null; rm -rf "$WORK"' EXIT
+start() { # config file, name: a server in the background, on free ports
   "$BIN" --config "$1" --log off serve --data "$WORK/data" --http-addr 127.0.0.1:0 --flight-addr 127.0.0.1:0 > "$WORK/$2.out" &
-  until grep -q "Flight SQL" "$WORK/$2.out" 2>/dev/null; do sleep 0.2; done
-  echo "$(sed -n 's|^dashboard: http://\(.*\)/$|\1|p' "$WORK/$2.out") $(sed -n 's|^Flight SQL: grpc://||p' "$WORK/$2.out")"
+  PIDS+=($!)
+}
+addresses() { # name → "http flight" once the server has printed them
+  until grep -q "Flight SQL" "$WORK/$1.out" 2>/dev/null; do sleep 0.2; done
+  echo "$(sed -n 's|^dashboard: http://\(.*\)/$|\1|p' "$WORK/$1.out") $(sed -n 's|^Flight SQL: grpc://||p' "$WORK/$1.out")"
 }
 
 echo "| stays | KPI | engine | rows | p50 ms | p99 ms |"
@@ -20,8 +25,12 @@ for n in ${SIZES[@]}; do
   rm -rf "$WORK/data"
   "$PY" bench/gold_synth.py "$WORK/data" "$n" >&2
   printf '[serve]\n' > "$WORK/cached.toml"
-  read -r HU FU < <(serve "$WORK/uncached.toml" uncached)
-  read -r HC FC < <(serve "$WORK/cached.toml" cached)
+  start "$WORK/uncached.toml" uncached
+  start "$WORK/cached.toml" cached
+  read -r HU FU < <(addresses uncached)
+  read -r HC FC < <(addresses cached)
   "$PY" bench/query_bench.py "$WORK/data" "$n" "$FU" "$HU" "$FC" "$HC"
-  kill %1 %2 2>/dev/null; wait 2>/dev/null || true
+  kill "${PIDS[@]}" 2>/dev/null || true
+  wait "${PIDS[@]}" 2>/dev/null || true
+  PIDS=()
 done

@@ -115,7 +115,11 @@ impl App {
         }
         let flight = builder
             .add_service(flight::service(self.flight_service))
-            .serve_with_incoming_shutdown(TcpIncoming::from(self.flight), stopped(rx.clone()));
+            .serve_with_incoming_shutdown(
+                // No Nagle: small gRPC frames otherwise wait for the peer's delayed ACK (40 ms).
+                TcpIncoming::from(self.flight).with_nodelay(Some(true)),
+                stopped(rx.clone()),
+            );
         let serve = async {
             tokio::try_join!(
                 async { http.await.map_err(|e| Error::Serve(format!("HTTP: {e}"))) },
