@@ -9,7 +9,7 @@ PY="$TOOLS/venv/bin/python"
 printf '[serve]\ncache_entries = 0\n' > "$WORK/uncached.toml"
 
 PIDS=()
-trap 'kill "${PIDS[@]}" 2>/dev/null; rm -rf "$WORK"' EXIT
+trap 'kill "${PIDS[@]}" 2>/dev/null || true; rm -rf "$WORK"' EXIT
 start() { # config file, name: a server in the background, on free ports
   "$BIN" --config "$1" --log off serve --data "$WORK/data" --http-addr 127.0.0.1:0 --flight-addr 127.0.0.1:0 > "$WORK/$2.out" &
   PIDS+=($!)

@@ -109,7 +109,9 @@ impl Engine {
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_limit(config.memory_limit, 1.0)
             .build_arc()?;
-        let mut session = SessionConfig::new()
+        // DataFusion's own options can be tuned with DATAFUSION_* environment variables
+        // (e.g. DATAFUSION_EXECUTION_TARGET_PARTITIONS).
+        let mut session = SessionConfig::from_env()?
             .with_default_catalog_and_schema(CATALOG, "gold")
             .with_create_default_catalog_and_schema(false)
             .with_information_schema(true);
