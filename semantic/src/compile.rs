@@ -6,13 +6,14 @@
 
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::ScalarValue;
-use datafusion::functions::expr_fn::{coalesce, date_trunc, nullif};
+use datafusion::functions::expr_fn::{coalesce, nullif};
 use datafusion::functions_aggregate::expr_fn::{avg, count, max, median, percentile_cont, sum};
 use datafusion::logical_expr::{Expr, JoinType, SortExpr, cast, lit, when};
 use datafusion::prelude::{DataFrame, SessionContext, col};
 
 use crate::catalog::CATALOG;
 use crate::error::{Error, Result};
+use crate::functions::date_trunc as utc_date_trunc;
 use crate::model::{Aggregate, At, Metric, MetricKind, Model, Source, listing};
 use crate::query::{Grain, MetricQuery};
 
@@ -401,6 +402,11 @@ fn aggregate(a: &Aggregate) -> Expr {
         Aggregate::Median(_) => median(c),
         Aggregate::Percentile(_, p) => percentile_cont(c.sort(true, false), lit(*p)),
     }
+}
+
+/// `date_trunc(unit, t)` with the UTC fast path.
+fn date_trunc(unit: Expr, t: Expr) -> Expr {
+    utc_date_trunc().call(vec![unit, t])
 }
 
 /// `schema.table` as a name in the `patientflow` catalog.

@@ -31,11 +31,13 @@
 mod catalog;
 mod compile;
 mod error;
+mod functions;
 mod model;
 mod query;
 
 pub use catalog::{CATALOG, DeltaCatalog, EXPOSED_TABLES, KPI_SCHEMA, PatientflowCatalog};
 pub use compile::{PERIOD, compile};
 pub use error::{Error, Result};
+pub use functions::date_trunc;
 pub use model::{Aggregate, At, Band, Dimension, Metric, MetricKind, Model, Source};
 pub use query::{Grain, MetricQuery, TimeRange};

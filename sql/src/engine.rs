@@ -121,6 +121,8 @@ impl Engine {
             .parquet
             .schema_force_view_types = false;
         let ctx = SessionContext::new_with_config_rt(session, runtime);
+        // SQL gets the same UTC fast path for `date_trunc` as semantic queries.
+        ctx.register_udf(patientflow_semantic::date_trunc().as_ref().clone());
         let model = Arc::new(model);
         let delta = DeltaCatalog::new(root);
         ctx.register_catalog(
