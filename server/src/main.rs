@@ -43,7 +43,12 @@ fn init_logging(filter: &str) {
 
 fn run(cli: Cli) -> Result<()> {
     let config = config::Config::load(cli.config.as_deref())?;
+    // Twice as many workers as cores (at least four): a query whose operators run long between
+    // yields occupies a worker, and the others must stay free to answer HTTP and Flight
+    // requests and to fire the query time limit.
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads((2 * cores).max(4))
         .enable_all()
         .build()
         .map_err(error::Error::Runtime)?;
