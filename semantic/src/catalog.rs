@@ -188,16 +188,26 @@ impl SchemaProvider for DeltaSchema {
 
 /// The model's views, compiled against a base catalog each time they are used, so they read
 /// the tables' latest versions (and, when the base is secured, only what it lets through).
-#[derive(Debug)]
 pub(crate) struct KpiSchema {
     model: Arc<Model>,
-    base: Arc<dyn CatalogProvider>,
+    /// A context whose `patientflow` catalog is the base; views are compiled in it.
+    ctx: SessionContext,
+}
+
+impl std::fmt::Debug for KpiSchema {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KpiSchema")
+            .field("views", &self.model.views.len())
+            .finish()
+    }
 }
 
 impl KpiSchema {
     /// Views of `model` over the tables of `base`.
     pub(crate) fn new(model: Arc<Model>, base: Arc<dyn CatalogProvider>) -> Self {
-        Self { model, base }
+        let ctx = SessionContext::new();
+        ctx.register_catalog(CATALOG, base);
+        Self { model, ctx }
     }
 }
 
@@ -211,9 +221,7 @@ impl SchemaProvider for KpiSchema {
         let Some(query) = self.model.views.get(name) else {
             return Ok(None);
         };
-        let ctx = SessionContext::new();
-        ctx.register_catalog(CATALOG, Arc::clone(&self.base));
-        let plan = compile(&self.model, &ctx, query)
+        let plan = compile(&self.model, &self.ctx, query)
             .await?
             .into_unoptimized_plan();
         let definition = serde_json::to_string(query).ok();

@@ -60,19 +60,11 @@ pub(crate) async fn healthz() -> &'static str {
 pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
     match state
         .engine
-        .context()
-        .table_exist("patientflow.gold.fact_census_hourly")
+        .sql("SELECT 1 FROM gold.fact_census_hourly LIMIT 1")
+        .await
     {
-        Ok(true)
-            if state
-                .engine
-                .sql("SELECT 1 FROM gold.fact_census_hourly LIMIT 1")
-                .await
-                .is_ok() =>
-        {
-            (StatusCode::OK, "ready").into_response()
-        }
-        _ => (
+        Ok(_) => (StatusCode::OK, "ready").into_response(),
+        Err(_) => (
             StatusCode::SERVICE_UNAVAILABLE,
             format!(
                 "not ready: no gold tables under {} yet; run `patientflow ingest --data {}`",

@@ -1,9 +1,7 @@
 //! The tables read correctly with an independent reader: Python `deltalake` (delta-rs's
 //! Python binding, a separate build) in the venv that `.ci/setup` makes.
 
-use std::process::Command;
-
-use patientflow_e2e::{ingest, path, produce, python, scalar};
+use patientflow_e2e::{ingest, path, produce, python_json, scalar};
 
 /// Every table patientflow writes.
 const TABLES: [&str; 10] = [
@@ -49,19 +47,8 @@ fn python_deltalake_reads_every_table() {
     let (landing, data) = (dir.path().join("landing"), dir.path().join("data"));
     let ledger = produce(&landing, 5_000, &["--evolve-at", "0.5"]);
     ingest(&landing, &data, &[]);
-    let out = Command::new(python())
-        .arg("-c")
-        .arg(READER)
-        .arg(path(&data))
-        .args(TABLES)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v = patientflow_e2e::parse_json(&String::from_utf8_lossy(&out.stdout));
+    let args: Vec<&str> = std::iter::once(path(&data)).chain(TABLES).collect();
+    let v = python_json(READER, &args);
     assert_eq!(v["bronze/patient_events"]["rows"], 5_000);
     assert_eq!(v["silver/patient_events"]["rows"], ledger["silver_rows"]);
     assert_eq!(v["silver/quarantine"]["rows"], ledger["quarantined"]);

@@ -100,6 +100,16 @@ fn post(client: &Client, url: &str, body: &Value) -> (u16, Value) {
     (status, response.json().unwrap_or(Value::Null))
 }
 
+/// The Prometheus text of `/metrics`.
+fn metrics(client: &Client, server: &Server) -> String {
+    client
+        .get(server.url("/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap()
+}
+
 /// `rows` of a JSON result as `hospital|department` → `metric`.
 fn by_department(result: &Value, metric: &str) -> BTreeMap<String, i64> {
     result["rows"]
@@ -276,12 +286,7 @@ fn flight_sql_and_rest_answer_the_same_kpis_as_an_independent_reader() {
         client.get(server.url("/readyz")).send().unwrap().status(),
         200
     );
-    let metrics = client
-        .get(server.url("/metrics"))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let metrics = metrics(&client, &server);
     assert!(metrics.contains("patientflow_queries_total"), "{metrics}");
     let openapi = python_json(OPENAPI, &[&server.url("/api/openapi.json")]);
     assert_eq!(openapi["valid"], true);
@@ -378,12 +383,7 @@ fn a_runaway_query_is_cancelled_while_kpi_queries_still_answer() {
     assert!(answered >= 1, "no KPI query finished while the runaway ran");
     // The server keeps serving.
     assert_eq!(get(&client, &server.url("/api/v1/kpis/census")).0, 200);
-    let metrics = client
-        .get(server.url("/metrics"))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let metrics = metrics(&client, &server);
     assert!(
         metrics.contains("patientflow_query_timeouts_total 1"),
         "{metrics}"
