@@ -100,6 +100,12 @@ impl TableRoot {
             .map_err(|e| Error::delta(name, e))
     }
 
+    /// Appends `batches` to the table `name` in one commit (creating it on the first write).
+    pub async fn append(&self, name: &str, batches: Vec<RecordBatch>) -> Result<()> {
+        append(self.open(name).await?, name, batches, Vec::new(), &[]).await?;
+        Ok(())
+    }
+
     /// Takes the exclusive writer lock of this root, failing at once when another process
     /// holds it. Remote roots rely on Delta's optimistic concurrency instead.
     pub fn lock_writer(&self) -> Result<WriterLock> {

@@ -13,6 +13,9 @@ pub const QUARANTINE: &str = "silver/quarantine";
 /// Per-run, per-rule data-quality counts.
 pub const QUALITY_RUNS: &str = "ops/quality_runs";
 
+/// Every query the query service answered or refused: who, what, how many rows, outcome.
+pub const AUDIT: &str = "ops/audit";
+
 /// Application-transaction id under which bronze records its own commit sequence.
 pub(crate) const BRONZE_SEQ_APP: &str = "patientflow:bronze_seq";
 /// Application-transaction id under which silver tables record the bronze sequence consumed.
@@ -98,6 +101,23 @@ pub static QUALITY_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new("kind", DataType::Utf8, false),
         Field::new("metric", DataType::Utf8, false),
         Field::new("value", DataType::Int64, false),
+    ]))
+});
+
+/// `ops/audit`: one row per query.
+pub static AUDIT_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    Arc::new(Schema::new(vec![
+        Field::new("recorded_at", timestamp_type(), false),
+        Field::new("principal_oid", DataType::Utf8, false),
+        Field::new("tenant_id", DataType::Utf8, false),
+        Field::new("roles", list_of_strings(), false),
+        Field::new("door", DataType::Utf8, false),
+        Field::new("statement_sha256", DataType::Utf8, false),
+        Field::new("tables", list_of_strings(), false),
+        Field::new("rows_returned", DataType::Int64, false),
+        Field::new("duration_ms", DataType::Float64, false),
+        Field::new("cached", DataType::Boolean, false),
+        Field::new("outcome", DataType::Utf8, false),
     ]))
 });
 

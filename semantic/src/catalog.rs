@@ -27,7 +27,7 @@ pub const KPI_SCHEMA: &str = "kpi";
 
 /// Every Delta table the query service exposes, as `schema/table` under the root. Bronze
 /// stays internal: its raw payloads are for reprocessing, not for analysts.
-pub const EXPOSED_TABLES: [&str; 11] = [
+pub const EXPOSED_TABLES: [&str; 12] = [
     tables::DIM_DEPARTMENT,
     tables::DIM_PATIENT,
     tables::DIM_DATE,
@@ -39,6 +39,7 @@ pub const EXPOSED_TABLES: [&str; 11] = [
     tables::SILVER_DEPARTMENTS,
     tables::SILVER_EHR,
     tables::QUALITY_RUNS,
+    tables::AUDIT,
 ];
 
 /// One Delta table of the catalog, opened on first use.

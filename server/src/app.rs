@@ -9,11 +9,14 @@ use std::time::Duration;
 
 use patientflow_ingest::TableRoot;
 use patientflow_semantic::Model;
+use patientflow_sql::rbac::Policies;
 use patientflow_sql::{Engine, EngineConfig};
 use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Identity, ServerTlsConfig};
 
+use crate::audit::AuditLog;
+use crate::auth::{Auth, AuthSettings};
 use crate::error::{Error, Result};
 use crate::flight::{self, FlightSql};
 use crate::http::{self, AppState, HttpStats};
@@ -28,6 +31,10 @@ pub(crate) struct Settings {
     pub(crate) engine: EngineConfig,
     /// PEM certificate and key for Flight SQL over TLS.
     pub(crate) tls: Option<(PathBuf, PathBuf)>,
+    /// Token issuers and keys.
+    pub(crate) auth: AuthSettings,
+    /// RBAC policies.
+    pub(crate) policies: Policies,
 }
 
 /// How long in-flight requests get to finish after a stop signal.
@@ -39,17 +46,19 @@ pub(crate) struct App {
     state: AppState,
     flight_service: FlightSql,
     tls: Option<ServerTlsConfig>,
+    audit: tokio::task::JoinHandle<()>,
 }
 
 impl App {
     pub(crate) async fn build(settings: Settings) -> Result<Self> {
         let timeout_secs = settings.engine.query_timeout.as_secs().min(i32::MAX as u64) as i32;
-        let engine = Arc::new(Engine::new(
-            settings.root.clone(),
-            settings.model,
-            settings.engine,
-        )?);
-        let flight_service = FlightSql::new(Arc::clone(&engine), timeout_secs)
+        let (audit_log, audit) = AuditLog::start(settings.root.clone());
+        let engine = Arc::new(
+            Engine::new(settings.root.clone(), settings.model, settings.engine)?
+                .with_audit(Arc::new(audit_log)),
+        );
+        let auth = Arc::new(Auth::new(settings.auth, settings.policies).await?);
+        let flight_service = FlightSql::new(Arc::clone(&engine), Arc::clone(&auth), timeout_secs)
             .map_err(|e| Error::Serve(format!("Flight SQL metadata: {e}")))?;
         let bind = |addr: SocketAddr, what: &'static str| async move {
             TcpListener::bind(addr).await.map_err(|e| {
@@ -76,9 +85,11 @@ impl App {
                 engine,
                 root: settings.root,
                 stats: Arc::new(HttpStats::new()),
+                auth,
             },
             flight_service,
             tls,
+            audit,
         })
     }
 
@@ -131,13 +142,19 @@ impl App {
             )
         };
         let mut rx = rx;
-        tokio::select! {
+        let served = tokio::select! {
             result = serve => result.map(|_| ()),
             () = async { let _ = rx.wait_for(|s| *s).await; tokio::time::sleep(DRAIN).await } => {
                 tracing::warn!("requests still running after {DRAIN:?}; stopping anyway");
                 Ok(())
             }
+        };
+        // The servers are gone, and with them the engine's audit sender: the writer makes
+        // its last flush and ends.
+        if tokio::time::timeout(DRAIN, self.audit).await.is_err() {
+            tracing::warn!("the audit writer did not finish its last flush in time");
         }
+        served
     }
 }
 

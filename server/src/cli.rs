@@ -55,6 +55,9 @@ pub(crate) enum Command {
     /// a landing folder, ingest them through bronze, silver and gold, then serve. Re-running
     /// reuses what is there.
     Demo(DemoArgs),
+    /// Mint a development token for a policy role (signed by the local development key;
+    /// trusted only by a server started with --dev-tokens). Prints the token.
+    Token(TokenArgs),
 }
 
 /// How the query service listens and what it limits.
@@ -84,6 +87,71 @@ pub(crate) struct ServiceArgs {
     /// PEM private key for Flight SQL over TLS (with --tls-cert).
     #[arg(long, env = "PATIENTFLOW_TLS_KEY", requires = "tls_cert")]
     pub(crate) tls_key: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) auth: AuthArgs,
+}
+
+/// Who may query: token issuers and the RBAC policies. Every data endpoint needs a bearer
+/// token; /healthz, /readyz, /metrics and the OpenAPI document stay open.
+#[derive(Debug, Args)]
+pub(crate) struct AuthArgs {
+    /// Microsoft Entra ID tenant id: tokens are checked against its OpenID discovery document
+    /// and keys, and must carry this `tid`.
+    #[arg(long, env = "PATIENTFLOW_ENTRA_TENANT")]
+    pub(crate) tenant: Option<String>,
+    /// OpenID discovery document URL (default: the tenant's v2.0 document).
+    #[arg(long, env = "PATIENTFLOW_OPENID_CONFIG")]
+    pub(crate) openid_config: Option<String>,
+    /// JWKS file with the signing keys, for sites without a route to Entra ID.
+    #[arg(long, env = "PATIENTFLOW_JWKS_FILE")]
+    pub(crate) jwks_file: Option<PathBuf>,
+    /// Accepted `iss` (repeatable; default: the tenant's v1 and v2 issuers).
+    #[arg(long = "issuer", env = "PATIENTFLOW_ISSUERS", value_delimiter = ',')]
+    pub(crate) issuers: Vec<String>,
+    /// Accepted `aud` (repeatable; default api://patientflow).
+    #[arg(
+        long = "audience",
+        env = "PATIENTFLOW_AUDIENCES",
+        value_delimiter = ','
+    )]
+    pub(crate) audiences: Vec<String>,
+    /// RBAC policy folder or file (default: the shipped example policies, rbac-policies/).
+    #[arg(long, env = "PATIENTFLOW_POLICIES")]
+    pub(crate) policies: Option<PathBuf>,
+    /// Also trust development tokens (`patientflow token`), signed by the local key. For
+    /// laptops, demos and tests only.
+    #[arg(long, env = "PATIENTFLOW_DEV_TOKENS")]
+    pub(crate) dev_tokens: bool,
+    /// The development signing key (created when missing; default
+    /// ~/.config/patientflow/dev-signing-key.pem).
+    #[arg(long, env = "PATIENTFLOW_DEV_KEY")]
+    pub(crate) dev_key: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct TokenArgs {
+    /// Policy role to mint a token for, e.g. network_admin, hospital_manager,
+    /// department_clinician, data_engineer.
+    #[arg(long)]
+    pub(crate) role: String,
+    /// Hospital number, for roles scoped to a hospital or department.
+    #[arg(long)]
+    pub(crate) hospital: Option<i32>,
+    /// Canonical department name (e.g. Emergency), for department roles.
+    #[arg(long)]
+    pub(crate) department: Option<String>,
+    /// The token's subject (`oid`).
+    #[arg(long, default_value = "dev-user")]
+    pub(crate) oid: String,
+    /// Minutes the token is valid.
+    #[arg(long, default_value_t = 480)]
+    pub(crate) minutes: u64,
+    /// RBAC policy folder or file (default: the shipped example policies).
+    #[arg(long, env = "PATIENTFLOW_POLICIES")]
+    pub(crate) policies: Option<PathBuf>,
+    /// The development signing key (created when missing).
+    #[arg(long, env = "PATIENTFLOW_DEV_KEY")]
+    pub(crate) dev_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

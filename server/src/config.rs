@@ -43,6 +43,18 @@ pub(crate) struct ServeConfig {
     /// PEM certificate and key for Flight SQL over TLS.
     pub(crate) tls_cert: Option<PathBuf>,
     pub(crate) tls_key: Option<PathBuf>,
+    /// Microsoft Entra ID tenant id.
+    pub(crate) tenant: Option<String>,
+    /// OpenID discovery document URL.
+    pub(crate) openid_config: Option<String>,
+    /// JWKS file for offline sites.
+    pub(crate) jwks_file: Option<PathBuf>,
+    /// Accepted token issuers.
+    pub(crate) issuers: Option<Vec<String>>,
+    /// Accepted token audiences.
+    pub(crate) audiences: Option<Vec<String>>,
+    /// RBAC policy folder or file.
+    pub(crate) policies: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]

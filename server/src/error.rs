@@ -20,6 +20,10 @@ pub(crate) enum Error {
     Query(#[from] patientflow_sql::Error),
     #[error(transparent)]
     Model(#[from] patientflow_semantic::Error),
+    #[error("authentication: {0}")]
+    Auth(String),
+    #[error(transparent)]
+    Policy(#[from] patientflow_sql::rbac::PolicyError),
     #[error("query service: {0}")]
     Serve(String),
 }

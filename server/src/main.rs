@@ -2,6 +2,8 @@
 //! reporting, and serving the tables (dashboard, REST, Flight SQL).
 
 mod app;
+mod audit;
+mod auth;
 mod cli;
 mod commands;
 mod config;
@@ -63,6 +65,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Serve(args) => runtime.block_on(commands::serve::run(args, &config)),
         Command::Demo(args) => runtime.block_on(commands::demo::run(args, &config)),
+        Command::Token(args) => commands::token::run(args),
         Command::Gold(GoldCommand::Schema) => {
             print!("{}", patientflow_ingest::tables::star_schema_markdown());
             Ok(())

@@ -9,9 +9,11 @@ use std::time::{Duration, Instant};
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef};
+use datafusion::catalog::{CatalogProvider, MemoryCatalogProviderList};
 use datafusion::common::Column;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::datasource::source_as_provider;
+use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::logical_expr::{Expr, LogicalPlan, cast};
 use datafusion::prelude::{DataFrame, SQLOptions, SessionConfig, SessionContext};
@@ -22,6 +24,7 @@ use patientflow_semantic::{
 };
 
 use crate::error::{Error, Result};
+use crate::rbac::{Access, Principal, SecuredCatalog};
 use crate::validate;
 
 /// Limits and sizes of the engine.
@@ -89,6 +92,9 @@ pub struct Engine {
     config: EngineConfig,
     cache: Cache,
     stats: EngineStats,
+    /// Secured contexts by access fingerprint.
+    contexts: Mutex<HashMap<String, SessionContext>>,
+    audit: Option<Arc<dyn AuditSink>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -136,7 +142,15 @@ impl Engine {
             cache: Cache::new(config.cache_entries),
             config,
             stats: EngineStats::default(),
+            contexts: Mutex::new(HashMap::new()),
+            audit: None,
         })
+    }
+
+    /// Sends every query's audit entry to `sink`.
+    pub fn with_audit(mut self, sink: Arc<dyn AuditSink>) -> Self {
+        self.audit = Some(sink);
+        self
     }
 
     /// The semantic model.
@@ -144,7 +158,8 @@ impl Engine {
         &self.model
     }
 
-    /// The DataFusion context (catalog `patientflow`, default schema `gold`).
+    /// The unsecured DataFusion context (catalog `patientflow`, default schema `gold`), for
+    /// tools and tests; requests go through [`Engine::session`].
     pub fn context(&self) -> &SessionContext {
         &self.ctx
     }
@@ -152,6 +167,116 @@ impl Engine {
     /// The engine's counters.
     pub fn stats(&self) -> &EngineStats {
         &self.stats
+    }
+
+    /// A session for `access`: its queries are planned against secured views of the tables
+    /// its grants reach. Fails when the access grants nothing.
+    /// `door` names the entry point for the audit (`rest`, `flight`).
+    pub fn session(&self, access: Arc<Access>, door: &'static str) -> Result<Session<'_>> {
+        if access.grants().is_empty() {
+            return Err(Error::Forbidden(
+                "your token carries no role or group that the server's policies grant; ask for an app role of patientflow".into(),
+            ));
+        }
+        let ctx = self.secured_context(&access)?;
+        Ok(Session {
+            engine: self,
+            ctx,
+            access,
+            door,
+        })
+    }
+
+    /// The context whose catalog is secured for `access`, shared by principals with equal
+    /// access.
+    fn secured_context(&self, access: &Arc<Access>) -> Result<SessionContext> {
+        let mut contexts = self
+            .contexts
+            .lock()
+            .map_err(|_| Error::Internal("session contexts poisoned".into()))?;
+        if let Some(ctx) = contexts.get(access.fingerprint()) {
+            return Ok(ctx.clone());
+        }
+        let rows = Arc::new(SecuredCatalog::rows(
+            Arc::clone(&self.delta) as Arc<dyn CatalogProvider>,
+            Arc::clone(access),
+        ));
+        let catalog = Arc::new(PatientflowCatalog::new(Arc::clone(&self.model), rows));
+        let state = SessionStateBuilder::new_from_existing(self.ctx.state())
+            .with_catalog_list(Arc::new(MemoryCatalogProviderList::new()))
+            .build();
+        let ctx = SessionContext::new_with_state(state);
+        ctx.register_catalog(
+            CATALOG,
+            Arc::new(SecuredCatalog::views_only(catalog, Arc::clone(access))),
+        );
+        if contexts.len() >= MAX_CONTEXTS {
+            contexts.clear();
+        }
+        contexts.insert(access.fingerprint().to_string(), ctx.clone());
+        Ok(ctx)
+    }
+
+    /// The Delta tables a plan reads with their versions, or `None` when it reads anything
+    /// else too (information_schema, literal tables): such results are not cached.
+    fn reads(&self, plan: &LogicalPlan) -> Option<Vec<Read>> {
+        let mut reads = Vec::new();
+        let mut cacheable = true;
+        collect_reads(
+            plan,
+            &mut |schema, table| match self.delta.version(schema, table) {
+                Some(v) => reads.push((schema.to_string(), table.to_string(), v)),
+                None => cacheable = false,
+            },
+        );
+        (cacheable && !reads.is_empty()).then_some(reads)
+    }
+
+    /// A cached result whose tables are all still at the versions it read.
+    async fn cached(&self, key: &str) -> Option<(Vec<Read>, QueryResult)> {
+        let (reads, result) = self.cache.get(key)?;
+        for (schema, table, version) in &reads {
+            match self.delta.latest_version(schema, table).await {
+                Ok(Some(v)) if v == *version => {}
+                _ => return None,
+            }
+        }
+        Some((
+            reads,
+            QueryResult {
+                cached: true,
+                ..result
+            },
+        ))
+    }
+}
+
+/// Secured contexts kept (one per distinct access); the map is cleared when full.
+const MAX_CONTEXTS: usize = 512;
+
+/// One principal's view of the engine: every query it runs is planned against the secured
+/// catalog, cached under its access, and audited.
+pub struct Session<'a> {
+    engine: &'a Engine,
+    ctx: SessionContext,
+    access: Arc<Access>,
+    door: &'static str,
+}
+
+impl std::fmt::Debug for Session<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("principal", &self.access.principal().oid)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Session<'_> {
+    /// The secured `patientflow` catalog (what metadata calls list).
+    pub fn catalog(&self) -> Result<Arc<dyn CatalogProvider>> {
+        self.ctx
+            .catalog(CATALOG)
+            .ok_or_else(|| Error::Internal("the patientflow catalog is not registered".into()))
     }
 
     /// Plans one read-only SQL statement without running it.
@@ -179,7 +304,7 @@ impl Engine {
     /// The result schema of one read-only SQL statement: from the cache when its result is
     /// there and current, else by planning it (Flight SQL asks before it fetches).
     pub async fn sql_schema(&self, sql: &str) -> Result<SchemaRef> {
-        if let Some(hit) = self.cached(&sql_key(sql)).await {
+        if let Some((_, hit)) = self.engine.cached(&self.cache_key(&sql_key(sql))).await {
             return Ok(hit.schema);
         }
         let df = self.plan_sql(sql).await?;
@@ -190,15 +315,19 @@ impl Engine {
     pub async fn metric(&self, query: &MetricQuery) -> Result<QueryResult> {
         let text = serde_json::to_string(query).map_err(|e| Error::Internal(e.to_string()))?;
         self.answer(format!("metric\u{0}{text}"), async {
-            plain_frame(compile(&self.model, &self.ctx, query).await?)
+            plain_frame(compile(&self.engine.model, &self.ctx, query).await?)
         })
         .await
     }
 
     /// Runs a planned DataFrame (for callers that plan themselves, such as prepared
-    /// statements); `key` identifies the query for the cache.
+    /// statements); `key` identifies the query for the cache and the audit.
     pub async fn run(&self, key: String, df: DataFrame) -> Result<QueryResult> {
         self.answer(key, async { Ok(df) }).await
+    }
+
+    fn cache_key(&self, key: &str) -> String {
+        format!("{}\u{0}{key}", self.access.fingerprint())
     }
 
     async fn answer(
@@ -206,37 +335,65 @@ impl Engine {
         key: String,
         plan: impl Future<Output = Result<DataFrame>>,
     ) -> Result<QueryResult> {
+        let engine = self.engine;
         let started = Instant::now();
-        self.stats.queries.fetch_add(1, Ordering::Relaxed);
-        let result = match self.cached(&key).await {
+        engine.stats.queries.fetch_add(1, Ordering::Relaxed);
+        let cache_key = self.cache_key(&key);
+        let answer = match engine.cached(&cache_key).await {
             Some(hit) => {
-                self.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
+                engine.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
                 Ok(hit)
             }
-            None => self.execute(key, plan).await,
+            None => self.execute(cache_key, plan).await,
         };
-        if let Err(e) = &result {
-            self.stats.failures.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = &answer {
+            engine.stats.failures.fetch_add(1, Ordering::Relaxed);
             if matches!(e, Error::Timeout(_)) {
-                self.stats.timeouts.fetch_add(1, Ordering::Relaxed);
+                engine.stats.timeouts.fetch_add(1, Ordering::Relaxed);
             }
         }
-        self.stats
+        let duration = started.elapsed();
+        engine
+            .stats
             .micros
-            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
-        result
+            .fetch_add(duration.as_micros() as u64, Ordering::Relaxed);
+        if let Some(audit) = &engine.audit {
+            let (tables, rows, cached) = match &answer {
+                Ok((reads, result)) => (
+                    reads.iter().map(|(s, t, _)| format!("{s}.{t}")).collect(),
+                    result.rows() as u64,
+                    result.cached,
+                ),
+                Err(_) => (Vec::new(), 0, false),
+            };
+            audit.record(AuditEntry {
+                principal: self.access.principal().clone(),
+                door: self.door,
+                statement: key,
+                tables,
+                rows,
+                duration,
+                cached,
+                outcome: match &answer {
+                    Ok(_) => "ok",
+                    Err(e) => e.outcome(),
+                },
+            });
+        }
+        answer.map(|(_, result)| result)
     }
 
     async fn execute(
         &self,
         key: String,
         plan: impl Future<Output = Result<DataFrame>>,
-    ) -> Result<QueryResult> {
-        let limit = self.config.query_timeout;
-        let max_bytes = self.config.max_result_bytes;
+    ) -> Result<(Vec<Read>, QueryResult)> {
+        let engine = self.engine;
+        let limit = engine.config.query_timeout;
+        let max_bytes = engine.config.max_result_bytes;
         let run = async {
             let df = plan.await?;
-            let reads = self.reads(df.logical_plan());
+            let reads = engine.reads(df.logical_plan());
             let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
             let mut stream = df.execute_stream().await?;
             let mut batches = Vec::new();
@@ -263,41 +420,39 @@ impl Engine {
         let (reads, result) = tokio::time::timeout(limit, run)
             .await
             .map_err(|_| Error::Timeout(limit))??;
-        if let Some(reads) = reads {
-            self.cache.put(key, reads, result.clone());
+        if let Some(reads) = &reads {
+            engine.cache.put(key, reads.clone(), result.clone());
         }
-        Ok(result)
+        Ok((reads.unwrap_or_default(), result))
     }
+}
 
-    /// The Delta tables `plan` reads with their versions, or `None` when it reads anything
-    /// else too (information_schema, literal tables): such results are not cached.
-    fn reads(&self, plan: &LogicalPlan) -> Option<Vec<Read>> {
-        let mut reads = Vec::new();
-        let mut cacheable = true;
-        collect_reads(
-            plan,
-            &mut |schema, table| match self.delta.version(schema, table) {
-                Some(v) => reads.push((schema.to_string(), table.to_string(), v)),
-                None => cacheable = false,
-            },
-        );
-        (cacheable && !reads.is_empty()).then_some(reads)
-    }
+/// One query as the audit records it.
+#[derive(Debug, Clone)]
+pub struct AuditEntry {
+    /// Who asked.
+    pub principal: Principal,
+    /// The entry point: `rest`, `flight`.
+    pub door: &'static str,
+    /// The statement: `sql`, `metric` or `prepared`, a NUL, then the SQL text or the
+    /// semantic query as JSON.
+    pub statement: String,
+    /// Delta tables read, `schema.table`.
+    pub tables: Vec<String>,
+    /// Rows returned.
+    pub rows: u64,
+    /// Time to answer.
+    pub duration: Duration,
+    /// Whether the result came from the cache.
+    pub cached: bool,
+    /// `ok`, `denied`, `invalid`, `timeout`, `resources_exhausted` or `failed`.
+    pub outcome: &'static str,
+}
 
-    /// A cached result whose tables are all still at the versions it read.
-    async fn cached(&self, key: &str) -> Option<QueryResult> {
-        let (reads, result) = self.cache.get(key)?;
-        for (schema, table, version) in &reads {
-            match self.delta.latest_version(schema, table).await {
-                Ok(Some(v)) if v == *version => {}
-                _ => return None,
-            }
-        }
-        Some(QueryResult {
-            cached: true,
-            ..result
-        })
-    }
+/// Where audit entries go (the server writes them to `ops/audit` and the log).
+pub trait AuditSink: Send + Sync + std::fmt::Debug {
+    /// Records one query; must not block.
+    fn record(&self, entry: AuditEntry);
 }
 
 /// The cache key of a SQL statement.

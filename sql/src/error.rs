@@ -26,6 +26,9 @@ pub enum Error {
         "query cancelled after {0:?} (the query time limit); narrow it with filters or a LIMIT"
     )]
     Timeout(Duration),
+    /// The principal is not granted what the query reads.
+    #[error("{0}")]
+    Forbidden(String),
     /// The query needed more memory than its limit, or its result is too large.
     #[error("query cancelled: {0}")]
     ResourcesExhausted(String),
@@ -40,6 +43,12 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl From<DataFusionError> for Error {
     fn from(e: DataFusionError) -> Self {
         use datafusion::arrow::error::ArrowError;
+        if let Some(denied) = e.iter().find_map(|e| match e {
+            DataFusionError::External(inner) => inner.downcast_ref::<crate::rbac::AccessDenied>(),
+            _ => None,
+        }) {
+            return Error::Forbidden(denied.to_string());
+        }
         let root = e.find_root();
         match root {
             DataFusionError::ResourcesExhausted(m) => Error::ResourcesExhausted(m.clone()),
@@ -57,6 +66,19 @@ impl From<DataFusionError> for Error {
                 _ => Error::Internal(root.to_string()),
             },
             _ => Error::Internal(root.to_string()),
+        }
+    }
+}
+
+impl Error {
+    /// The outcome the audit records for this error.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            Error::Forbidden(_) => "denied",
+            Error::Syntax(_) | Error::NotReadOnly { .. } | Error::InvalidQuery(_) => "invalid",
+            Error::Timeout(_) => "timeout",
+            Error::ResourcesExhausted(_) => "resources_exhausted",
+            Error::Internal(_) => "failed",
         }
     }
 }

@@ -24,8 +24,11 @@
 
 mod engine;
 mod error;
+pub mod rbac;
 mod validate;
 
-pub use engine::{Engine, EngineConfig, EngineStats, QueryResult, plain_schema};
+pub use engine::{
+    AuditEntry, AuditSink, Engine, EngineConfig, EngineStats, QueryResult, Session, plain_schema,
+};
 pub use error::{Error, Result};
 pub use validate::read_only;

@@ -5,10 +5,23 @@ use std::path::Path;
 use patientflow_ingest::producer::write_ledger;
 use patientflow_ingest::{FileSink, Ingest, Producer, Shape, TableRoot};
 
-use super::{gold, serve};
+use std::time::Duration;
+
+use patientflow_sql::rbac::Binding;
+
+use super::{gold, serve, token};
+use crate::auth::dev::DevKey;
 use crate::cli::{DemoArgs, GoldStep};
 use crate::config::Config;
 use crate::error::{Error, Result};
+
+/// The example roles the demo prints a token for, with their scope.
+const DEMO_ROLES: [(&str, Option<i32>, Option<&str>); 4] = [
+    ("network_admin", None, None),
+    ("hospital_manager", Some(1), None),
+    ("department_clinician", Some(1), Some("Emergency")),
+    ("data_engineer", None, None),
+];
 
 fn is_empty(dir: &Path) -> bool {
     std::fs::read_dir(dir).map_or(true, |mut entries| entries.next().is_none())
@@ -57,7 +70,34 @@ pub(crate) async fn run(args: DemoArgs, config: &Config) -> Result<()> {
         metrics.counts.quarantined,
         metrics.counts.duplicates
     );
+    let mut args = args;
+    // The demo trusts development tokens, with its own key, and prints one per example role.
+    args.service.auth.dev_tokens = true;
+    let key_path = args
+        .service
+        .auth
+        .dev_key
+        .get_or_insert_with(|| args.dir.join("dev-signing-key.pem"))
+        .clone();
     let settings = serve::settings(root, &args.service, config)?;
+    let key = DevKey::load_or_create(&key_path)?;
+    let ttl = Duration::from_secs(12 * 3600);
+    let mut admin = String::new();
+    println!("development tokens (12 h; send as `Authorization: Bearer <token>`):");
+    for (role, hospital, department) in DEMO_ROLES {
+        let binding = Binding {
+            hospital,
+            department: department.map(String::from),
+        };
+        let token = token::mint(&key, &settings.policies, role, &binding, role, ttl)?;
+        println!("  {role}: {token}");
+        if role == "network_admin" {
+            admin = token;
+        }
+    }
+    println!(
+        "dashboard with the network_admin token: see the `dashboard:` line, add #token={admin}"
+    );
     if args.no_serve {
         println!(
             "tables ready under {}; serve them with `patientflow serve --data {}`",

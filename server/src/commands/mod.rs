@@ -6,3 +6,4 @@ pub(crate) mod ingest;
 pub(crate) mod produce;
 pub(crate) mod quality;
 pub(crate) mod serve;
+pub(crate) mod token;

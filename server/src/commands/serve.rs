@@ -7,8 +7,13 @@ use patientflow_ingest::TableRoot;
 use patientflow_semantic::Model;
 use patientflow_sql::EngineConfig;
 
+use std::path::Path;
+
+use patientflow_sql::rbac::Policies;
+
 use crate::app::{App, Settings, stop_signal};
-use crate::cli::{ServeArgs, ServiceArgs};
+use crate::auth::{AuthSettings, KeySource, dev};
+use crate::cli::{AuthArgs, ServeArgs, ServiceArgs};
 use crate::config::Config;
 use crate::error::{Error, Result};
 
@@ -66,6 +71,8 @@ pub(crate) fn settings(root: TableRoot, args: &ServiceArgs, config: &Config) -> 
         }
     };
     Ok(Settings {
+        auth: auth_settings(&args.auth, config)?,
+        policies: policies(args.auth.policies.as_deref().or(c.policies.as_deref()))?,
         root,
         http_addr: addr(&args.http_addr, &c.http_addr, "127.0.0.1:8080", "http")?,
         flight_addr: addr(
@@ -77,6 +84,105 @@ pub(crate) fn settings(root: TableRoot, args: &ServiceArgs, config: &Config) -> 
         model,
         engine,
         tls,
+    })
+}
+
+/// The example policies shipped in `rbac-policies/`, built in.
+const BUILT_IN_POLICIES: [(&str, &str); 4] = [
+    (
+        "rbac-policies/network_admin.yaml",
+        include_str!("../../../rbac-policies/network_admin.yaml"),
+    ),
+    (
+        "rbac-policies/hospital_manager.yaml",
+        include_str!("../../../rbac-policies/hospital_manager.yaml"),
+    ),
+    (
+        "rbac-policies/department_clinician.yaml",
+        include_str!("../../../rbac-policies/department_clinician.yaml"),
+    ),
+    (
+        "rbac-policies/data_engineer.yaml",
+        include_str!("../../../rbac-policies/data_engineer.yaml"),
+    ),
+];
+
+/// The policies at `path`, or the built-in example policies.
+pub(crate) fn policies(path: Option<&Path>) -> Result<Policies> {
+    match path {
+        Some(path) => Ok(Policies::load(path)?),
+        None => {
+            let mut policies = Policies::default();
+            for (file, text) in BUILT_IN_POLICIES {
+                policies.add(Path::new(file), text)?;
+            }
+            Ok(policies)
+        }
+    }
+}
+
+/// Token issuers, audiences and keys from flags, environment and the config file.
+fn auth_settings(args: &AuthArgs, config: &Config) -> Result<AuthSettings> {
+    let c = &config.serve;
+    let tenant = args.tenant.clone().or(c.tenant.clone());
+    let mut keys = Vec::new();
+    let mut issuers = if args.issuers.is_empty() {
+        c.issuers.clone().unwrap_or_default()
+    } else {
+        args.issuers.clone()
+    };
+    let mut tenants = Vec::new();
+    if let Some(tenant) = &tenant {
+        keys.push(KeySource::Discovery(
+            args.openid_config
+                .clone()
+                .or(c.openid_config.clone())
+                .unwrap_or_else(|| {
+                    format!("https://login.microsoftonline.com/{tenant}/v2.0/.well-known/openid-configuration")
+                }),
+        ));
+        if issuers.is_empty() {
+            issuers = vec![
+                format!("https://login.microsoftonline.com/{tenant}/v2.0"),
+                format!("https://sts.windows.net/{tenant}/"),
+            ];
+        }
+        tenants.push(tenant.clone());
+    }
+    if let Some(file) = args.jwks_file.clone().or(c.jwks_file.clone()) {
+        keys.push(KeySource::File(file));
+    }
+    if args.dev_tokens {
+        let path = args.dev_key.clone().unwrap_or_else(dev::default_path);
+        keys.push(KeySource::Inline(
+            dev::DevKey::load_or_create(&path)?.jwks(),
+        ));
+        issuers.push(dev::ISSUER.to_string());
+        tenants.push(dev::TENANT.to_string());
+        tracing::warn!(key = %path.display(), "trusting development tokens (--dev-tokens); never on a production server");
+    }
+    if keys.is_empty() {
+        return Err(Error::InvalidArgument(
+            "no token issuer: pass --tenant <Entra ID tenant id> (or --jwks-file for a site without a route to Entra ID); on a laptop, --dev-tokens with tokens from `patientflow token`".into(),
+        ));
+    }
+    if tenant.is_none() && args.jwks_file.is_some() && issuers.is_empty() {
+        return Err(Error::InvalidArgument(
+            "--jwks-file needs the issuers to accept: pass --tenant or --issuer".into(),
+        ));
+    }
+    let audiences = if args.audiences.is_empty() {
+        c.audiences
+            .clone()
+            .unwrap_or_else(|| vec![dev::AUDIENCE.to_string()])
+    } else {
+        args.audiences.clone()
+    };
+    Ok(AuthSettings {
+        issuers,
+        audiences,
+        tenants,
+        keys,
     })
 }
 

@@ -1,5 +1,6 @@
 //! Metadata commands: catalogs, schemas, tables (with their Arrow schemas), table types,
-//! primary keys. They read the `patientflow` catalog, so they list exactly what queries see.
+//! primary keys. They read the caller's secured `patientflow` catalog, so they list exactly
+//! what its queries may read.
 
 use std::sync::Arc;
 
@@ -13,15 +14,14 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::CatalogProvider;
 use datafusion::datasource::TableType;
 use patientflow_semantic::CATALOG;
-use patientflow_sql::{Engine, plain_schema};
+use patientflow_sql::{Session, plain_schema};
 
 type Result<T> = std::result::Result<T, FlightError>;
 
-fn catalog(engine: &Engine) -> Result<Arc<dyn CatalogProvider>> {
-    engine
-        .context()
-        .catalog(CATALOG)
-        .ok_or_else(|| FlightError::ProtocolError("the patientflow catalog is missing".into()))
+fn catalog(session: &Session<'_>) -> Result<Arc<dyn CatalogProvider>> {
+    session
+        .catalog()
+        .map_err(|e| FlightError::ExternalError(Box::new(e)))
 }
 
 pub(super) fn catalogs(query: CommandGetCatalogs) -> Result<RecordBatch> {
@@ -30,16 +30,16 @@ pub(super) fn catalogs(query: CommandGetCatalogs) -> Result<RecordBatch> {
     builder.build()
 }
 
-pub(super) fn schemas(engine: &Engine, query: CommandGetDbSchemas) -> Result<RecordBatch> {
+pub(super) fn schemas(session: &Session<'_>, query: CommandGetDbSchemas) -> Result<RecordBatch> {
     let mut builder = query.into_builder();
-    for schema in catalog(engine)?.schema_names() {
+    for schema in catalog(session)?.schema_names() {
         builder.append(CATALOG, schema);
     }
     builder.build()
 }
 
-pub(super) async fn tables(engine: &Engine, query: CommandGetTables) -> Result<RecordBatch> {
-    let catalog = catalog(engine)?;
+pub(super) async fn tables(session: &Session<'_>, query: CommandGetTables) -> Result<RecordBatch> {
+    let catalog = catalog(session)?;
     let mut builder = query.into_builder();
     for schema_name in catalog.schema_names() {
         let Some(schema) = catalog.schema(&schema_name) else {

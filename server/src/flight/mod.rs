@@ -27,13 +27,18 @@ use arrow_flight::{
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use futures::Stream;
-use patientflow_sql::{Engine, QueryResult};
+use patientflow_sql::{Engine, QueryResult, Session};
 use prost::Message;
+use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status, Streaming};
+
+use crate::audit;
+use crate::auth::Auth;
 
 /// The Flight SQL service over the query engine.
 pub(crate) struct FlightSql {
     engine: Arc<Engine>,
+    auth: Arc<Auth>,
     prepared: prepared::Statements,
     sql_info: SqlInfoData,
     xdbc_types: XdbcTypeInfoData,
@@ -48,14 +53,28 @@ impl std::fmt::Debug for FlightSql {
 impl FlightSql {
     pub(crate) fn new(
         engine: Arc<Engine>,
+        auth: Arc<Auth>,
         timeout_secs: i32,
     ) -> Result<Self, arrow_flight::error::FlightError> {
         Ok(Self {
             engine,
+            auth,
             prepared: prepared::Statements::default(),
             sql_info: sql_info::sql_info(timeout_secs)?,
             xdbc_types: sql_info::xdbc_types()?,
         })
+    }
+}
+
+impl FlightSql {
+    /// The caller's session, from the `authorization: Bearer` metadata every call carries.
+    async fn session(&self, metadata: &MetadataMap) -> Result<Session<'_>, Status> {
+        let header = metadata.get("authorization").and_then(|v| v.to_str().ok());
+        let access = self.auth.access(header).await.map_err(|e| {
+            audit::refused("flight", &e);
+            Status::unauthenticated(e.to_string())
+        })?;
+        self.engine.session(access, "flight").map_err(to_status)
     }
 }
 
@@ -67,7 +86,7 @@ fn to_status(e: patientflow_sql::Error) -> Status {
     use patientflow_sql::Error as E;
     match &e {
         E::Syntax(_) | E::InvalidQuery(_) => Status::invalid_argument(e.to_string()),
-        E::NotReadOnly { .. } => Status::permission_denied(e.to_string()),
+        E::NotReadOnly { .. } | E::Forbidden(_) => Status::permission_denied(e.to_string()),
         E::Timeout(_) => Status::deadline_exceeded(e.to_string()),
         E::ResourcesExhausted(_) => Status::resource_exhausted(e.to_string()),
         E::Internal(_) => {
@@ -142,23 +161,25 @@ impl FlightSqlService for FlightSql {
         query: CommandStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        statement::flight_info(self, query, request.into_inner()).await
+        let session = self.session(request.metadata()).await?;
+        statement::flight_info(&session, query, request.into_inner()).await
     }
 
     async fn do_get_statement(
         &self,
         ticket: TicketStatementQuery,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        statement::do_get(self, ticket).await
+        statement::do_get(&self.session(request.metadata()).await?, ticket).await
     }
 
     async fn do_action_create_prepared_statement(
         &self,
         query: ActionCreatePreparedStatementRequest,
-        _request: Request<Action>,
+        request: Request<Action>,
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
-        prepared::create(self, query).await
+        let session = self.session(request.metadata()).await?;
+        prepared::create(&self.prepared, &session, query).await
     }
 
     async fn do_put_prepared_statement_query(
@@ -166,7 +187,8 @@ impl FlightSqlService for FlightSql {
         query: CommandPreparedStatementQuery,
         request: Request<PeekableFlightDataStream>,
     ) -> Result<DoPutPreparedStatementResult, Status> {
-        prepared::bind(self, query, request.into_inner()).await
+        self.session(request.metadata()).await?;
+        prepared::bind(&self.prepared, query, request.into_inner()).await
     }
 
     async fn get_flight_info_prepared_statement(
@@ -174,22 +196,25 @@ impl FlightSqlService for FlightSql {
         query: CommandPreparedStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        prepared::flight_info(self, query, request.into_inner()).await
+        let session = self.session(request.metadata()).await?;
+        prepared::flight_info(&self.prepared, &session, query, request.into_inner()).await
     }
 
     async fn do_get_prepared_statement(
         &self,
         query: CommandPreparedStatementQuery,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        prepared::do_get(self, query).await
+        let session = self.session(request.metadata()).await?;
+        prepared::do_get(&self.prepared, &session, query).await
     }
 
     async fn do_action_close_prepared_statement(
         &self,
         query: ActionClosePreparedStatementRequest,
-        _request: Request<Action>,
+        request: Request<Action>,
     ) -> Result<(), Status> {
+        self.session(request.metadata()).await?;
         self.prepared.close(&query.prepared_statement_handle);
         Ok(())
     }
@@ -206,8 +231,9 @@ impl FlightSqlService for FlightSql {
     async fn do_get_catalogs(
         &self,
         query: CommandGetCatalogs,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
+        self.session(request.metadata()).await?;
         stream_batch(metadata::catalogs(query))
     }
 
@@ -223,9 +249,10 @@ impl FlightSqlService for FlightSql {
     async fn do_get_schemas(
         &self,
         query: CommandGetDbSchemas,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        stream_batch(metadata::schemas(&self.engine, query))
+        let session = self.session(request.metadata()).await?;
+        stream_batch(metadata::schemas(&session, query))
     }
 
     async fn get_flight_info_tables(
@@ -240,9 +267,10 @@ impl FlightSqlService for FlightSql {
     async fn do_get_tables(
         &self,
         query: CommandGetTables,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        stream_batch(metadata::tables(&self.engine, query).await)
+        let session = self.session(request.metadata()).await?;
+        stream_batch(metadata::tables(&session, query).await)
     }
 
     async fn get_flight_info_table_types(
@@ -257,8 +285,9 @@ impl FlightSqlService for FlightSql {
     async fn do_get_table_types(
         &self,
         query: CommandGetTableTypes,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
+        self.session(request.metadata()).await?;
         stream_batch(metadata::table_types(query))
     }
 
@@ -277,8 +306,9 @@ impl FlightSqlService for FlightSql {
     async fn do_get_primary_keys(
         &self,
         query: CommandGetPrimaryKeys,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
+        self.session(request.metadata()).await?;
         stream_batch(metadata::primary_keys(&query))
     }
 
@@ -294,8 +324,9 @@ impl FlightSqlService for FlightSql {
     async fn do_get_sql_info(
         &self,
         query: CommandGetSqlInfo,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
+        self.session(request.metadata()).await?;
         stream_batch(query.into_builder(&self.sql_info).build())
     }
 
@@ -311,8 +342,9 @@ impl FlightSqlService for FlightSql {
     async fn do_get_xdbc_type_info(
         &self,
         query: CommandGetXdbcTypeInfo,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
+        self.session(request.metadata()).await?;
         stream_batch(query.into_builder(&self.xdbc_types).build())
     }
 

@@ -18,7 +18,9 @@ use datafusion::common::{ParamValues, ScalarValue};
 use futures::TryStreamExt;
 use tonic::{Response, Status};
 
-use super::{DoGetStream, FlightSql, flight_info as info, stream_result, to_status};
+use patientflow_sql::Session;
+
+use super::{DoGetStream, flight_info as info, stream_result, to_status};
 
 /// An open prepared statement.
 #[derive(Debug, Clone)]
@@ -69,14 +71,11 @@ fn schema_bytes(schema: &Schema) -> Result<bytes::Bytes, Status> {
 }
 
 pub(super) async fn create(
-    flight: &FlightSql,
+    statements: &Statements,
+    session: &Session<'_>,
     query: ActionCreatePreparedStatementRequest,
 ) -> Result<ActionCreatePreparedStatementResult, Status> {
-    let df = flight
-        .engine
-        .plan_sql(&query.query)
-        .await
-        .map_err(to_status)?;
+    let df = session.plan_sql(&query.query).await.map_err(to_status)?;
     let types = df
         .logical_plan()
         .get_parameter_types()
@@ -98,7 +97,7 @@ pub(super) async fn create(
             .collect::<Vec<_>>(),
     );
     let handle = uuid::Uuid::new_v4().as_bytes().to_vec();
-    flight.prepared.put(
+    statements.put(
         handle.clone(),
         Prepared {
             sql: query.query,
@@ -114,12 +113,12 @@ pub(super) async fn create(
 
 /// Binds the first row of the uploaded batch as the parameters `$1`, `$2`, ….
 pub(super) async fn bind(
-    flight: &FlightSql,
+    statements: &Statements,
     query: CommandPreparedStatementQuery,
     data: PeekableFlightDataStream,
 ) -> Result<DoPutPreparedStatementResult, Status> {
     let handle = query.prepared_statement_handle.to_vec();
-    let mut prepared = flight.prepared.get(&handle)?;
+    let mut prepared = statements.get(&handle)?;
     let batches: Vec<_> = FlightRecordBatchStream::new_from_flight_data(data.map_err(Into::into))
         .try_collect()
         .await
@@ -133,23 +132,20 @@ pub(super) async fn bind(
             .map_err(|e| Status::invalid_argument(format!("unusable parameter: {e}")))?,
         None => Vec::new(),
     };
-    flight.prepared.put(handle.clone(), prepared)?;
+    statements.put(handle.clone(), prepared)?;
     Ok(DoPutPreparedStatementResult {
         prepared_statement_handle: Some(handle.into()),
     })
 }
 
-/// The statement planned with its bound parameters.
+/// The statement planned for the caller, with its bound parameters.
 async fn planned(
-    flight: &FlightSql,
+    statements: &Statements,
+    session: &Session<'_>,
     handle: &[u8],
 ) -> Result<(Prepared, datafusion::prelude::DataFrame), Status> {
-    let prepared = flight.prepared.get(handle)?;
-    let mut df = flight
-        .engine
-        .plan_sql(&prepared.sql)
-        .await
-        .map_err(to_status)?;
+    let prepared = statements.get(handle)?;
+    let mut df = session.plan_sql(&prepared.sql).await.map_err(to_status)?;
     if !prepared.params.is_empty() {
         df = df
             .with_param_values(ParamValues::List(
@@ -161,20 +157,22 @@ async fn planned(
 }
 
 pub(super) async fn flight_info(
-    flight: &FlightSql,
+    statements: &Statements,
+    session: &Session<'_>,
     query: CommandPreparedStatementQuery,
     descriptor: FlightDescriptor,
 ) -> Result<Response<arrow_flight::FlightInfo>, Status> {
-    let (_, df) = planned(flight, &query.prepared_statement_handle).await?;
+    let (_, df) = planned(statements, session, &query.prepared_statement_handle).await?;
     info(df.schema().as_arrow(), query.as_any(), descriptor)
 }
 
 pub(super) async fn do_get(
-    flight: &FlightSql,
+    statements: &Statements,
+    session: &Session<'_>,
     query: CommandPreparedStatementQuery,
 ) -> Result<Response<DoGetStream>, Status> {
-    let (prepared, df) = planned(flight, &query.prepared_statement_handle).await?;
+    let (prepared, df) = planned(statements, session, &query.prepared_statement_handle).await?;
     let key = format!("prepared\u{0}{}\u{0}{:?}", prepared.sql, prepared.params);
-    let result = flight.engine.run(key, df).await.map_err(to_status)?;
+    let result = session.run(key, df).await.map_err(to_status)?;
     Ok(stream_result(result))
 }

@@ -5,18 +5,16 @@ use arrow_flight::FlightDescriptor;
 use arrow_flight::sql::{CommandStatementQuery, ProstMessageExt, TicketStatementQuery};
 use tonic::{Response, Status};
 
-use super::{DoGetStream, FlightSql, flight_info as info, stream_result, to_status};
+use patientflow_sql::Session;
+
+use super::{DoGetStream, flight_info as info, stream_result, to_status};
 
 pub(super) async fn flight_info(
-    flight: &FlightSql,
+    session: &Session<'_>,
     query: CommandStatementQuery,
     descriptor: FlightDescriptor,
 ) -> Result<Response<arrow_flight::FlightInfo>, Status> {
-    let df = flight
-        .engine
-        .plan_sql(&query.query)
-        .await
-        .map_err(to_status)?;
+    let df = session.plan_sql(&query.query).await.map_err(to_status)?;
     let schema = df.schema().as_arrow().clone();
     let ticket = TicketStatementQuery {
         statement_handle: query.query.into_bytes().into(),
@@ -25,11 +23,11 @@ pub(super) async fn flight_info(
 }
 
 pub(super) async fn do_get(
-    flight: &FlightSql,
+    session: &Session<'_>,
     ticket: TicketStatementQuery,
 ) -> Result<Response<DoGetStream>, Status> {
     let sql = std::str::from_utf8(&ticket.statement_handle)
         .map_err(|_| Status::invalid_argument("the statement ticket is not UTF-8 SQL"))?;
-    let result = flight.engine.sql(sql).await.map_err(to_status)?;
+    let result = session.sql(sql).await.map_err(to_status)?;
     Ok(stream_result(result))
 }

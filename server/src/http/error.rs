@@ -16,8 +16,8 @@ pub(crate) struct ApiError {
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct ErrorBody {
-    /// Stable code: `invalid_query`, `not_read_only`, `syntax_error`, `query_timeout`,
-    /// `resources_exhausted`, `not_found`, `internal`.
+    /// Stable code: `unauthenticated`, `forbidden`, `invalid_query`, `not_read_only`,
+    /// `syntax_error`, `query_timeout`, `resources_exhausted`, `not_found`, `internal`.
     code: &'static str,
     /// What went wrong and how to fix it.
     message: String,
@@ -29,6 +29,24 @@ impl ApiError {
             status: StatusCode::BAD_REQUEST,
             code: "invalid_query",
             message: message.into(),
+        }
+    }
+
+    /// 401: no usable token.
+    pub(crate) fn unauthenticated(message: String) -> Self {
+        Self {
+            status: StatusCode::UNAUTHORIZED,
+            code: "unauthenticated",
+            message,
+        }
+    }
+
+    /// 403: the caller is not granted what it asked for.
+    pub(crate) fn forbidden(message: String) -> Self {
+        Self {
+            status: StatusCode::FORBIDDEN,
+            code: "forbidden",
+            message,
         }
     }
 
@@ -48,6 +66,7 @@ impl From<patientflow_sql::Error> for ApiError {
         let (status, code) = match &e {
             E::Syntax(_) => (StatusCode::BAD_REQUEST, "syntax_error"),
             E::NotReadOnly { .. } => (StatusCode::FORBIDDEN, "not_read_only"),
+            E::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             E::InvalidQuery(_) => (StatusCode::BAD_REQUEST, "invalid_query"),
             E::Timeout(_) => (StatusCode::SERVICE_UNAVAILABLE, "query_timeout"),
             E::ResourcesExhausted(_) => (StatusCode::SERVICE_UNAVAILABLE, "resources_exhausted"),
@@ -67,6 +86,13 @@ impl IntoResponse for ApiError {
             code: self.code,
             message: self.message,
         };
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer"),
+            );
+        }
+        response
     }
 }

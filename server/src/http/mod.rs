@@ -2,6 +2,7 @@
 //!
 //! `router(state)` builds everything, so tests can drive it without a socket.
 
+mod caller;
 mod dashboard;
 mod encode;
 mod error;
@@ -14,9 +15,13 @@ use axum::Router;
 use axum::routing::{get, post};
 use patientflow_ingest::TableRoot;
 use patientflow_sql::Engine;
+
+use crate::auth::Auth;
 use utoipa::OpenApi;
 
 pub(crate) use ops::HttpStats;
+
+use caller::BearerAuth;
 
 /// What every handler shares.
 #[derive(Debug, Clone)]
@@ -24,6 +29,7 @@ pub(crate) struct AppState {
     pub(crate) engine: Arc<Engine>,
     pub(crate) root: TableRoot,
     pub(crate) stats: Arc<HttpStats>,
+    pub(crate) auth: Arc<Auth>,
 }
 
 /// The OpenAPI 3 document, generated from the handlers' annotations.
@@ -43,6 +49,8 @@ pub(crate) struct AppState {
         ops::readyz,
         ops::metrics,
     ),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
     tags(
         (name = "kpis", description = "named KPIs of the semantic model"),
         (name = "sql", description = "read-only SQL over the patientflow catalog"),

@@ -1,6 +1,7 @@
 //! Health, readiness, Prometheus metrics and the OpenAPI document.
 
 use std::fmt::Write;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
@@ -9,6 +10,8 @@ use axum::http::StatusCode;
 use axum::http::header::CONTENT_TYPE;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+
+use patientflow_sql::rbac::{Access, Principal};
 
 use super::AppState;
 
@@ -58,11 +61,18 @@ pub(crate) async fn healthz() -> &'static str {
     )
 )]
 pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
-    match state
-        .engine
-        .sql("SELECT 1 FROM gold.fact_census_hourly LIMIT 1")
-        .await
-    {
+    let probe = Arc::new(Access::unrestricted(Principal {
+        oid: "patientflow-readyz".into(),
+        ..Principal::default()
+    }));
+    let answer = match state.engine.session(probe, "probe") {
+        Ok(session) => session
+            .sql("SELECT 1 FROM gold.fact_census_hourly LIMIT 1")
+            .await
+            .map(|_| ()),
+        Err(e) => Err(e),
+    };
+    match answer {
         Ok(_) => (StatusCode::OK, "ready").into_response(),
         Err(_) => (
             StatusCode::SERVICE_UNAVAILABLE,

@@ -2,18 +2,18 @@
 
 use axum::Json;
 use axum::extract::State;
-use patientflow_semantic::CATALOG;
 use patientflow_sql::plain_schema;
 use serde::Serialize;
 
 use crate::http::AppState;
+use crate::http::caller::Caller;
 use crate::http::error::ApiError;
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct Catalog {
     /// Occupancy rate from which a department counts as a bottleneck.
     bottleneck_threshold: f64,
-    /// Tables and views of the `patientflow` catalog that exist.
+    /// Tables and views of the `patientflow` catalog that exist and the caller is granted.
     tables: Vec<Table>,
     /// Metrics of the semantic model.
     metrics: Vec<MetricInfo>,
@@ -57,11 +57,11 @@ struct Named {
     tag = "catalog",
     responses((status = 200, description = "the catalog", body = Catalog))
 )]
-pub(crate) async fn catalog(State(state): State<AppState>) -> Result<Json<Catalog>, ApiError> {
-    let ctx = state.engine.context();
-    let catalog = ctx
-        .catalog(CATALOG)
-        .ok_or_else(|| ApiError::internal("the patientflow catalog is not registered"))?;
+pub(crate) async fn catalog(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Catalog>, ApiError> {
+    let catalog = caller.session(&state)?.catalog()?;
     let mut tables = Vec::new();
     for schema_name in catalog.schema_names() {
         let Some(schema) = catalog.schema(&schema_name) else {

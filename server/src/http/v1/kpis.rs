@@ -7,6 +7,7 @@ use axum::extract::{Path, Query, State};
 use patientflow_semantic::{Grain, MetricQuery, TimeRange};
 
 use crate::http::AppState;
+use crate::http::caller::Caller;
 use crate::http::encode::{JsonResult, json};
 use crate::http::error::ApiError;
 
@@ -34,15 +35,18 @@ const RESERVED: [&str; 6] = ["dimensions", "from", "to", "grain", "order", "limi
     responses(
         (status = 200, description = "the KPI rows", body = JsonResult),
         (status = 400, description = "unknown metric, dimension or parameter", body = crate::http::error::ErrorBody),
+        (status = 401, description = "missing or invalid token", body = crate::http::error::ErrorBody),
+        (status = 403, description = "the caller is not granted the tables the metric reads", body = crate::http::error::ErrorBody),
     )
 )]
 pub(crate) async fn kpi(
     State(state): State<AppState>,
+    caller: Caller,
     Path(metric): Path<String>,
     Query(params): Query<BTreeMap<String, String>>,
 ) -> Result<Json<JsonResult>, ApiError> {
     let query = metric_query(metric, &params)?;
-    let result = state.engine.metric(&query).await?;
+    let result = caller.session(&state)?.metric(&query).await?;
     Ok(Json(json(&result)?))
 }
 

@@ -5,6 +5,7 @@ use axum::extract::State;
 use patientflow_ingest::QualityReport;
 
 use crate::http::AppState;
+use crate::http::caller::Caller;
 use crate::http::error::ApiError;
 
 /// The latest run's counts and the totals over all runs (the JSON of
@@ -15,11 +16,20 @@ use crate::http::error::ApiError;
     tag = "quality",
     responses(
         (status = 200, description = "the report: records_in, silver_rows, quarantined, duplicates, rules, per dataset", body = Object),
+        (status = 401, description = "missing or invalid token", body = crate::http::error::ErrorBody),
+        (status = 403, description = "the caller is not granted ops.quality_runs", body = crate::http::error::ErrorBody),
     )
 )]
 pub(crate) async fn latest(
     State(state): State<AppState>,
+    Caller(access): Caller,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    // The counts carry no patient rows, so a grant of the table is all it takes.
+    if !access.may_read("ops", "quality_runs") {
+        return Err(ApiError::forbidden(
+            "permission denied: your roles do not grant `ops.quality_runs`".into(),
+        ));
+    }
     let report = QualityReport::load(&state.root)
         .await
         .map_err(ApiError::internal)?;

@@ -7,6 +7,7 @@ use axum::response::Response;
 use serde::Deserialize;
 
 use crate::http::AppState;
+use crate::http::caller::Caller;
 use crate::http::encode::negotiate;
 use crate::http::error::ApiError;
 
@@ -29,15 +30,17 @@ pub(crate) struct SqlRequest {
     responses(
         (status = 200, description = "the result: JSON by default, CSV for `Accept: text/csv`, an Arrow IPC stream for `Accept: application/vnd.apache.arrow.stream`", body = crate::http::encode::JsonResult),
         (status = 400, description = "syntax error or invalid query", body = crate::http::error::ErrorBody),
-        (status = 403, description = "not a read-only statement", body = crate::http::error::ErrorBody),
+        (status = 401, description = "missing or invalid token", body = crate::http::error::ErrorBody),
+        (status = 403, description = "not a read-only statement, or a table the caller is not granted", body = crate::http::error::ErrorBody),
         (status = 503, description = "cancelled by the time or memory limit", body = crate::http::error::ErrorBody),
     )
 )]
 pub(crate) async fn sql(
     State(state): State<AppState>,
+    caller: Caller,
     headers: HeaderMap,
     Json(request): Json<SqlRequest>,
 ) -> Result<Response, ApiError> {
-    let result = state.engine.sql(&request.sql).await?;
+    let result = caller.session(&state)?.sql(&request.sql).await?;
     negotiate(&headers, &result)
 }

@@ -1,0 +1,166 @@
+//! Authentication: Microsoft Entra ID access tokens (or, with `--dev-tokens`, development
+//! tokens signed by a local key) → a [`Principal`] → its [`Access`] under the policies.
+//!
+//! Only RS256 is accepted. Signing keys come from the tenant's OpenID discovery document
+//! (its `jwks_uri`; cached, fetched again on an unknown `kid` at most once a minute) or from a
+//! JWKS file for offline sites. `iss` (v1 and v2 forms), `aud`, `exp` and `nbf` are checked
+//! with a minute of leeway.
+
+pub(crate) mod dev;
+mod keys;
+
+use std::sync::Arc;
+
+use jsonwebtoken::{Algorithm, Validation};
+use patientflow_sql::rbac::{Access, Policies, Principal};
+use serde::Deserialize;
+
+pub(crate) use keys::{KeySource, Keys};
+
+/// Clock skew tolerated on `exp` and `nbf`, seconds.
+const LEEWAY_SECS: u64 = 60;
+
+/// Why a request carries no usable token. The message is for the client; it says what to do
+/// and never which check a forged token failed in detail beyond that.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum AuthError {
+    /// No `Authorization: Bearer` token.
+    #[error("missing bearer token: send `Authorization: Bearer <Entra ID access token>`")]
+    Missing,
+    /// The token is not valid.
+    #[error("invalid token: {0}")]
+    Invalid(String),
+}
+
+/// Where tokens are trusted from and what they must say.
+#[derive(Debug, Clone)]
+pub(crate) struct AuthSettings {
+    /// Accepted `iss` values.
+    pub(crate) issuers: Vec<String>,
+    /// Accepted `aud` values.
+    pub(crate) audiences: Vec<String>,
+    /// Tenants whose tokens are accepted (`tid`).
+    pub(crate) tenants: Vec<String>,
+    /// Signing keys.
+    pub(crate) keys: Vec<KeySource>,
+}
+
+/// The claims patientflow reads.
+#[derive(Debug, Deserialize)]
+struct Claims {
+    oid: Option<String>,
+    sub: Option<String>,
+    tid: Option<String>,
+    #[serde(default)]
+    roles: Vec<String>,
+    #[serde(default)]
+    groups: Vec<String>,
+    /// Present when the user is in too many groups to list (the "groups overage").
+    #[serde(rename = "_claim_names", default)]
+    claim_names: Option<serde_json::Map<String, serde_json::Value>>,
+    #[serde(default)]
+    hasgroups: bool,
+}
+
+/// Validates tokens and resolves principals' access.
+#[derive(Debug)]
+pub(crate) struct Auth {
+    keys: Keys,
+    validation: Validation,
+    tenants: Vec<String>,
+    policies: Policies,
+}
+
+impl Auth {
+    pub(crate) async fn new(
+        settings: AuthSettings,
+        policies: Policies,
+    ) -> Result<Self, crate::error::Error> {
+        let mut validation = Validation::new(Algorithm::RS256);
+        validation.algorithms = vec![Algorithm::RS256];
+        validation.leeway = LEEWAY_SECS;
+        validation.validate_nbf = true;
+        validation.set_audience(&settings.audiences);
+        validation.set_issuer(&settings.issuers);
+        validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+        Ok(Self {
+            keys: Keys::load(settings.keys).await?,
+            validation,
+            tenants: settings.tenants,
+            policies,
+        })
+    }
+
+    /// The principal a bearer token stands for.
+    pub(crate) async fn principal(&self, token: &str) -> Result<Principal, AuthError> {
+        let invalid = |m: &str| AuthError::Invalid(m.to_string());
+        let header = jsonwebtoken::decode_header(token).map_err(|_| invalid("not a signed JWT"))?;
+        if header.alg != Algorithm::RS256 {
+            return Err(invalid("only RS256-signed tokens are accepted"));
+        }
+        let kid = header
+            .kid
+            .ok_or_else(|| invalid("the token names no signing key (kid)"))?;
+        let key = self
+            .keys
+            .get(&kid)
+            .await
+            .ok_or_else(|| invalid("signed by a key this server does not trust"))?;
+        let data = jsonwebtoken::decode::<Claims>(token, &key, &self.validation).map_err(|e| {
+            use jsonwebtoken::errors::ErrorKind as K;
+            AuthError::Invalid(
+                match e.kind() {
+                    K::ExpiredSignature => "the token has expired; get a new one",
+                    K::ImmatureSignature => "the token is not valid yet (nbf)",
+                    K::InvalidIssuer => "the token was issued by an untrusted issuer",
+                    K::InvalidAudience => "the token is for another audience",
+                    K::InvalidSignature => "the signature does not verify",
+                    K::MissingRequiredClaim(_) => "the token lacks exp, iss or aud",
+                    _ => "the token does not validate",
+                }
+                .to_string(),
+            )
+        })?;
+        let claims = data.claims;
+        let tid = claims.tid.unwrap_or_default();
+        if !self.tenants.contains(&tid) {
+            return Err(invalid("the token belongs to another tenant"));
+        }
+        let oid = claims
+            .oid
+            .or(claims.sub)
+            .ok_or_else(|| invalid("the token has no oid"))?;
+        let overage = claims.hasgroups
+            || claims
+                .claim_names
+                .as_ref()
+                .is_some_and(|names| names.contains_key("groups"));
+        let groups = if overage {
+            tracing::warn!(%oid, "token has a groups overage claim: group grants ignored (use app roles); no Graph call is made");
+            Vec::new()
+        } else {
+            claims.groups
+        };
+        Ok(Principal {
+            oid,
+            tid,
+            roles: claims.roles,
+            groups,
+        })
+    }
+
+    /// The access of the bearer of `authorization` (an `Authorization` header value).
+    pub(crate) async fn access(
+        &self,
+        authorization: Option<&str>,
+    ) -> Result<Arc<Access>, AuthError> {
+        let token = authorization
+            .and_then(|h| {
+                let (scheme, token) = h.trim().split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+            })
+            .ok_or(AuthError::Missing)?;
+        let principal = self.principal(token).await?;
+        Ok(Arc::new(self.policies.access(principal)))
+    }
+}
