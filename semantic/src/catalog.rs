@@ -152,6 +152,13 @@ impl DeltaSchema {
                     ) => {
                         return Ok(None);
                     }
+                    // delta-rs does not re-export the kernel's error type; its message is
+                    // the one way to tell "no table here" from a broken table.
+                    Err(DeltaTableError::KernelError(e))
+                        if e.to_string().starts_with("Invalid table location") =>
+                    {
+                        return Ok(None);
+                    }
                     Err(e) => return Err(e),
                 }
             }

@@ -8,6 +8,7 @@ use datafusion::arrow::csv::ReaderBuilder;
 use patientflow_ingest::TableRoot;
 use patientflow_ingest::tables::GOLD_SPECS;
 use patientflow_semantic::Model;
+use patientflow_sql::rbac::{Access, Policies, Principal};
 use patientflow_sql::{Engine, EngineConfig};
 use tempfile::TempDir;
 
@@ -15,6 +16,23 @@ use tempfile::TempDir;
 pub(crate) struct Fixture {
     _dir: TempDir,
     pub(crate) engine: Arc<Engine>,
+}
+
+/// Everything, unmasked.
+pub(crate) fn admin() -> Arc<Access> {
+    Arc::new(Access::unrestricted(Principal::default()))
+}
+
+/// The access the shipped example policies (`rbac-policies/`) give a token with app role
+/// `role`.
+pub(crate) fn access_of(role: &str) -> Arc<Access> {
+    let policies =
+        Policies::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../rbac-policies")).unwrap();
+    Arc::new(policies.access(Principal {
+        oid: "tester".into(),
+        roles: vec![role.into()],
+        ..Principal::default()
+    }))
 }
 
 /// Writes every CSV of fixture `name` as the gold table of the same name.

@@ -10,12 +10,14 @@ use std::sync::Arc;
 use datafusion::arrow::array::Array;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use patientflow_semantic::MetricQuery;
+use patientflow_sql::rbac::Access;
 use patientflow_sql::{Engine, QueryResult};
 use sqllogictest::{DBOutput, DefaultColumnType};
 
 use crate::fixture;
 
-struct Db(Arc<Engine>);
+/// The engine, queried as one principal.
+struct Db(Arc<Engine>, Arc<Access>);
 
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -27,13 +29,17 @@ impl sqllogictest::AsyncDB for Db {
     type ColumnType = DefaultColumnType;
 
     async fn run(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, DbError> {
+        let session = self
+            .0
+            .session(Arc::clone(&self.1), "test")
+            .map_err(|e| DbError(e.to_string()))?;
         let result = match sql.trim().strip_prefix("METRIC") {
             Some(json) => {
                 let query: MetricQuery =
                     serde_json::from_str(json).map_err(|e| DbError(e.to_string()))?;
-                self.0.metric(&query).await
+                session.metric(&query).await
             }
-            None => self.0.sql(sql).await,
+            None => session.sql(sql).await,
         }
         .map_err(|e| DbError(e.to_string()))?;
         Ok(rows(&result))
@@ -75,11 +81,16 @@ fn rows(result: &QueryResult) -> DBOutput<DefaultColumnType> {
 }
 
 async fn run(file: &str) {
+    run_as(file, fixture::admin()).await;
+}
+
+async fn run_as(file: &str, access: Arc<Access>) {
     let fixture = fixture::load("small_network").await;
     let engine = fixture.engine.clone();
     let mut runner = sqllogictest::Runner::new(move || {
         let engine = engine.clone();
-        async move { Ok::<_, DbError>(Db(engine)) }
+        let access = Arc::clone(&access);
+        async move { Ok::<_, DbError>(Db(engine, access)) }
     });
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/slt")
@@ -113,4 +124,29 @@ async fn flow_kpis() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sql_front_door() {
     run("front_door.slt").await;
+}
+
+/// A clinician of hospital 1's ICU tries every way to other departments' rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clinician_sees_only_their_department() {
+    run_as(
+        "rbac_clinician.slt",
+        fixture::access_of("PatientFlow.Clinician.1.ICU"),
+    )
+    .await;
+}
+
+/// A hospital manager of hospital 2 and a network admin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manager_and_admin_scopes() {
+    run_as(
+        "rbac_manager.slt",
+        fixture::access_of("PatientFlow.HospitalManager.2"),
+    )
+    .await;
+    run_as(
+        "rbac_admin.slt",
+        fixture::access_of("PatientFlow.NetworkAdmin"),
+    )
+    .await;
 }
