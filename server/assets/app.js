@@ -16,11 +16,29 @@ function reportError(message) {
   pre.textContent = errors.join("\n");
 }
 
+// The access token: from the link's #token=… (then dropped from the address bar), or pasted
+// into the sign-in form; kept for the browser tab only.
+const TOKEN_KEY = "patientflow.token";
+const fragment = location.hash.match(/token=([^&]+)/);
+if (fragment) {
+  sessionStorage.setItem(TOKEN_KEY, decodeURIComponent(fragment[1]));
+  history.replaceState(null, "", location.pathname + location.search);
+}
+
+class SignedOut extends Error {}
+
 async function api(path, body) {
-  const response = await fetch(path, body === undefined ? {} : {
-    method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body),
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  if (!token) throw new SignedOut("sign in with an access token");
+  const headers = { authorization: `Bearer ${token}` };
+  const response = await fetch(path, body === undefined ? { headers } : {
+    method: "POST", headers: { ...headers, "content-type": "application/json" }, body: JSON.stringify(body),
   });
   const json = await response.json();
+  if (response.status === 401) {
+    sessionStorage.removeItem(TOKEN_KEY);
+    throw new SignedOut(json.message);
+  }
   if (!response.ok) throw new Error(`${path}: ${json.message || response.status}`);
   return json;
 }
@@ -219,8 +237,25 @@ async function refresh() {
 }
 
 function run() {
-  refresh().catch((e) => { reportError(e.message); document.body.dataset.status = "error"; });
+  $("signin").hidden = true;
+  refresh().catch((e) => {
+    if (e instanceof SignedOut) {
+      $("signin").hidden = false;
+      $("signin-reason").textContent = e.message;
+      document.body.dataset.status = "signed-out";
+      return;
+    }
+    reportError(e.message);
+    document.body.dataset.status = "error";
+  });
 }
+
+$("signin").addEventListener("submit", (e) => {
+  e.preventDefault();
+  sessionStorage.setItem(TOKEN_KEY, $("token").value.trim());
+  $("token").value = "";
+  run();
+});
 
 $("hospital").addEventListener("change", run);
 $("range").addEventListener("change", run);

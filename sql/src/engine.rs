@@ -282,7 +282,25 @@ impl Session<'_> {
     /// Plans one read-only SQL statement without running it.
     /// `?` parameters are numbered `$1`, `$2`, …; bind them with
     /// [`DataFrame::with_param_values`].
+    /// A statement that does not plan (refused, invalid) is audited here; one that plans is
+    /// audited when it runs.
     pub async fn plan_sql(&self, sql: &str) -> Result<DataFrame> {
+        let started = Instant::now();
+        let planned = self.plan(sql).await;
+        if let Err(e) = &planned {
+            self.audit(
+                sql_key(sql),
+                Vec::new(),
+                0,
+                started.elapsed(),
+                false,
+                e.outcome(),
+            );
+        }
+        planned
+    }
+
+    async fn plan(&self, sql: &str) -> Result<DataFrame> {
         let statement = validate::parse_read_only(sql)?;
         let state = self.ctx.state();
         let plan = state.statement_to_plan(statement).await?;
@@ -297,7 +315,7 @@ impl Session<'_> {
 
     /// Runs one read-only SQL statement.
     pub async fn sql(&self, sql: &str) -> Result<QueryResult> {
-        self.answer(sql_key(sql), async { self.plan_sql(sql).await })
+        self.answer(sql_key(sql), async { self.plan(sql).await })
             .await
     }
 
@@ -357,30 +375,41 @@ impl Session<'_> {
             .stats
             .micros
             .fetch_add(duration.as_micros() as u64, Ordering::Relaxed);
-        if let Some(audit) = &engine.audit {
-            let (tables, rows, cached) = match &answer {
-                Ok((reads, result)) => (
-                    reads.iter().map(|(s, t, _)| format!("{s}.{t}")).collect(),
-                    result.rows() as u64,
-                    result.cached,
-                ),
-                Err(_) => (Vec::new(), 0, false),
-            };
+        match &answer {
+            Ok((reads, result)) => self.audit(
+                key,
+                reads.iter().map(|(s, t, _)| format!("{s}.{t}")).collect(),
+                result.rows() as u64,
+                duration,
+                result.cached,
+                "ok",
+            ),
+            Err(e) => self.audit(key, Vec::new(), 0, duration, false, e.outcome()),
+        }
+        answer.map(|(_, result)| result)
+    }
+
+    fn audit(
+        &self,
+        statement: String,
+        tables: Vec<String>,
+        rows: u64,
+        duration: Duration,
+        cached: bool,
+        outcome: &'static str,
+    ) {
+        if let Some(audit) = &self.engine.audit {
             audit.record(AuditEntry {
                 principal: self.access.principal().clone(),
                 door: self.door,
-                statement: key,
+                statement,
                 tables,
                 rows,
                 duration,
                 cached,
-                outcome: match &answer {
-                    Ok(_) => "ok",
-                    Err(e) => e.outcome(),
-                },
+                outcome,
             });
         }
-        answer.map(|(_, result)| result)
     }
 
     async fn execute(

@@ -222,7 +222,8 @@ pub fn assert_report_matches_ledger(report: &Value, ledger: &Value, context: &st
     }
 }
 
-/// A `patientflow serve` on free loopback ports, killed when dropped.
+/// A `patientflow serve` on free loopback ports, trusting development tokens signed by a key
+/// beside the table root; killed when dropped.
 #[derive(Debug)]
 pub struct Server {
     child: std::process::Child,
@@ -230,16 +231,23 @@ pub struct Server {
     pub http: String,
     /// `host:port` of Flight SQL.
     pub flight: String,
+    /// The development signing key.
+    pub key: PathBuf,
+    /// A `data_engineer` token: every table (patient ids hashed).
+    pub token: String,
 }
 
 impl Server {
-    /// Starts `patientflow serve --data <data>` plus `extra` flags and waits until it has
-    /// bound both ports (it prints them on stdout).
+    /// Starts `patientflow serve --data <data> --dev-tokens` plus `extra` flags and waits
+    /// until it has bound both ports (it prints them on stdout).
     pub fn start(data: &Path, extra: &[&str]) -> Server {
         use std::io::{BufRead, BufReader};
+        let key = data.with_file_name("dev-signing-key.pem");
+        let token = mint(&key, &["--role", "data_engineer"]);
         let mut child = patientflow()
             .args(["serve", "--data", path(data)])
             .args(["--http-addr", "127.0.0.1:0", "--flight-addr", "127.0.0.1:0"])
+            .args(["--dev-tokens", "--dev-key", path(&key)])
             .args(extra)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::inherit())
@@ -267,7 +275,33 @@ impl Server {
             child,
             http: http.unwrap_or_default(),
             flight: flight.unwrap_or_default(),
+            key,
+            token,
         }
+    }
+
+    /// A development token from `patientflow token <args>` (e.g. `--role network_admin`).
+    pub fn mint(&self, args: &[&str]) -> String {
+        mint(&self.key, args)
+    }
+
+    /// An HTTP client that sends `token`.
+    pub fn client_with(&self, token: &str) -> reqwest::blocking::Client {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {token}").parse().expect("header value"),
+        );
+        reqwest::blocking::Client::builder()
+            .default_headers(headers)
+            .timeout(std::time::Duration::from_secs(120))
+            .build()
+            .expect("HTTP client")
+    }
+
+    /// An HTTP client with the `data_engineer` token.
+    pub fn client(&self) -> reqwest::blocking::Client {
+        self.client_with(&self.token)
     }
 
     /// `http://host:port` + `path`.
@@ -281,6 +315,13 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `patientflow token --dev-key <key> <args>`: a development token.
+pub fn mint(key: &Path, args: &[&str]) -> String {
+    let mut all = vec!["token", "--dev-key", path(key)];
+    all.extend_from_slice(args);
+    run_ok(&all).trim().to_string()
 }
 
 /// Runs a Python script in the test venv with `args`; returns its stdout parsed as JSON.

@@ -39,7 +39,7 @@ pub(crate) struct AuthSettings {
     pub(crate) issuers: Vec<String>,
     /// Accepted `aud` values.
     pub(crate) audiences: Vec<String>,
-    /// Tenants whose tokens are accepted (`tid`).
+    /// Tenants whose tokens are accepted (`tid`); empty: any the issuers sign for.
     pub(crate) tenants: Vec<String>,
     /// Signing keys.
     pub(crate) keys: Vec<KeySource>,
@@ -123,7 +123,7 @@ impl Auth {
         })?;
         let claims = data.claims;
         let tid = claims.tid.unwrap_or_default();
-        if !self.tenants.contains(&tid) {
+        if !self.tenants.is_empty() && !self.tenants.contains(&tid) {
             return Err(invalid("the token belongs to another tenant"));
         }
         let oid = claims

@@ -158,7 +158,9 @@ fn auth_settings(args: &AuthArgs, config: &Config) -> Result<AuthSettings> {
             dev::DevKey::load_or_create(&path)?.jwks(),
         ));
         issuers.push(dev::ISSUER.to_string());
-        tenants.push(dev::TENANT.to_string());
+        if !tenants.is_empty() {
+            tenants.push(dev::TENANT.to_string());
+        }
         tracing::warn!(key = %path.display(), "trusting development tokens (--dev-tokens); never on a production server");
     }
     if keys.is_empty() {

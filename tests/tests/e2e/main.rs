@@ -9,4 +9,5 @@ mod gold;
 mod gold_scale;
 mod pipeline;
 mod python_reader;
+mod security;
 mod serve;

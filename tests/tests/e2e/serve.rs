@@ -40,7 +40,7 @@ import pyarrow.compute as pc
 from deltalake import DeltaTable
 uri, root = sys.argv[1], sys.argv[2]
 out = {}
-conn = flight_sql.connect(uri)
+conn = flight_sql.connect(uri, db_kwargs={"adbc.flight.sql.authorization_header": "Bearer " + sys.argv[3]})
 objects = conn.adbc_get_objects(depth="tables").read_all().to_pylist()
 out["catalogs"] = [c["catalog_name"] for c in objects]
 out["tables"] = sorted(f'{s["db_schema_name"]}.{t["table_name"]}'
@@ -140,9 +140,16 @@ fn as_map(v: &Value) -> BTreeMap<String, i64> {
 #[test]
 fn flight_sql_and_rest_answer_the_same_kpis_as_an_independent_reader() {
     let (_dir, data, server) = serving("11", &[]);
-    let client = Client::new();
+    let client = server.client();
 
-    let adbc = python_json(ADBC, &[&format!("grpc://{}", server.flight), path(&data)]);
+    let adbc = python_json(
+        ADBC,
+        &[
+            &format!("grpc://{}", server.flight),
+            path(&data),
+            &server.token,
+        ],
+    );
     assert_eq!(adbc["catalogs"], json!(["patientflow"]));
     let tables: Vec<&str> = adbc["tables"]
         .as_array()
@@ -308,7 +315,7 @@ fn flight_sql_and_rest_answer_the_same_kpis_as_an_independent_reader() {
 #[test]
 fn cached_results_last_until_a_new_commit() {
     let (dir, data, server) = serving("12", &[]);
-    let client = Client::new();
+    let client = server.client();
     let url = server.url("/api/v1/kpis/admissions");
     let (_, first) = get(&client, &url);
     let (_, second) = get(&client, &url);
@@ -334,10 +341,7 @@ fn cached_results_last_until_a_new_commit() {
 #[test]
 fn a_runaway_query_is_cancelled_while_kpi_queries_still_answer() {
     let (_dir, _data, server) = serving("14", &["--query-timeout", "4"]);
-    let client = Client::builder()
-        .timeout(Duration::from_secs(60))
-        .build()
-        .unwrap();
+    let client = server.client();
     let runaway_url = server.url("/api/v1/sql");
     let runaway_client = client.clone();
     let started = Instant::now();
@@ -412,7 +416,11 @@ fn the_dashboard_renders_live_data_in_headless_chromium() {
             ])
             .arg(format!("--user-data-dir={}", path(profile.path())))
             .args(extra)
-            .arg(server.url("/"))
+            .arg(format!(
+                "{}#token={}",
+                server.url("/"),
+                server.mint(&["--role", "network_admin"])
+            ))
             .output()
             .expect("run chromium (installed by .ci/setup: apt-get install chromium)")
     };
@@ -501,7 +509,8 @@ import json, sys, warnings
 warnings.simplefilter("ignore")
 import adbc_driver_flightsql.dbapi as flight_sql
 from adbc_driver_flightsql import DatabaseOptions
-conn = flight_sql.connect(sys.argv[1], db_kwargs={DatabaseOptions.TLS_ROOT_CERTS.value: open(sys.argv[2]).read()})
+conn = flight_sql.connect(sys.argv[1], db_kwargs={DatabaseOptions.TLS_ROOT_CERTS.value: open(sys.argv[2]).read(),
+                                                  DatabaseOptions.AUTHORIZATION_HEADER.value: "Bearer " + sys.argv[3]})
 cur = conn.cursor()
 cur.execute("SELECT count(*) FROM gold.dim_department")
 n = cur.fetchone()[0]
@@ -510,7 +519,11 @@ print(json.dumps({"departments": n}))
 "#;
     let out = python_json(
         script,
-        &[&format!("grpc+tls://{}", server.flight), path(&cert)],
+        &[
+            &format!("grpc+tls://{}", server.flight),
+            path(&cert),
+            &server.token,
+        ],
     );
     assert_eq!(
         out["departments"], 49,
