@@ -83,7 +83,9 @@ pub(crate) async fn run(args: DemoArgs, config: &Config) -> Result<()> {
     let key = DevKey::load_or_create(&key_path)?;
     let ttl = Duration::from_secs(12 * 3600);
     let mut admin = String::new();
-    println!("development tokens (12 h; send as `Authorization: Bearer <token>`):");
+    println!(
+        "development tokens, 12 h (REST: `Authorization: Bearer <token>`; ADBC: adbc.flight.sql.authorization_header):"
+    );
     for (role, hospital, department) in DEMO_ROLES {
         let binding = Binding {
             hospital,
@@ -95,9 +97,7 @@ pub(crate) async fn run(args: DemoArgs, config: &Config) -> Result<()> {
             admin = token;
         }
     }
-    println!(
-        "dashboard with the network_admin token: see the `dashboard:` line, add #token={admin}"
-    );
+
     if args.no_serve {
         println!(
             "tables ready under {}; serve them with `patientflow serve --data {}`",
@@ -106,5 +106,5 @@ pub(crate) async fn run(args: DemoArgs, config: &Config) -> Result<()> {
         );
         return Ok(());
     }
-    serve::serve(settings).await
+    serve::serve(settings, Some(&admin)).await
 }

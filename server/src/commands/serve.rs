@@ -190,17 +190,21 @@ fn auth_settings(args: &AuthArgs, config: &Config) -> Result<AuthSettings> {
 
 pub(crate) async fn run(args: ServeArgs, config: &Config) -> Result<()> {
     let root = TableRoot::parse(&config.data_root(args.data.as_deref())?)?;
-    serve(settings(root, &args.service, config)?).await
+    serve(settings(root, &args.service, config)?, None).await
 }
 
-/// Binds, says where, and serves until Ctrl-C or SIGTERM.
-pub(crate) async fn serve(settings: Settings) -> Result<()> {
+/// Binds, says where, and serves until Ctrl-C or SIGTERM. With `dashboard_token`, the
+/// dashboard link signs in with it.
+pub(crate) async fn serve(settings: Settings, dashboard_token: Option<&str>) -> Result<()> {
     let tls = settings.tls.is_some();
     let app = App::build(settings).await?;
     let http = app.http_addr()?;
     let flight = app.flight_addr()?;
     // On stdout, one line each, so scripts (and the tests) can find the ports.
-    println!("dashboard: http://{http}/");
+    match dashboard_token {
+        Some(token) => println!("dashboard: http://{http}/#token={token}"),
+        None => println!("dashboard: http://{http}/"),
+    }
     println!("REST API: http://{http}/api/v1 (OpenAPI: http://{http}/api/openapi.json)");
     println!(
         "Flight SQL: grpc{}://{flight}",

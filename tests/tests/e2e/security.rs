@@ -627,6 +627,19 @@ fn entra_keys_come_from_discovery_or_a_jwks_file_and_bad_policies_stop_start_up(
         format!("https://login.microsoftonline.com/{tenant}/v2.0"),
         tenant,
     );
+    // Group membership: the example policy's "H1 Emergency staff" group, listed or overaged.
+    let grouped = |extra: Value| {
+        let mut claims = json!({"iss": format!("https://login.microsoftonline.com/{tenant}/v2.0"),
+            "aud": "api://patientflow", "tid": tenant, "oid": "user-2",
+            "iat": t, "nbf": t, "exp": t + 600});
+        for (k, v) in extra.as_object().unwrap() {
+            claims[k] = v.clone();
+        }
+        sign(&encoding, "tenant-key-1", &claims)
+    };
+    let in_group = grouped(json!({"groups": ["7f0c2f4e-1b9a-4d5e-9c3a-2e1d0b6a5f41"]}));
+    let overage = grouped(json!({"_claim_names": {"groups": "src1"},
+        "_claim_sources": {"src1": {"endpoint": "https://graph.microsoft.com/v1.0/users/user-2/getMemberObjects"}}}));
     let v1 = token(format!("https://sts.windows.net/{tenant}/"), tenant);
     let other_tenant = token(
         format!("https://login.microsoftonline.com/{tenant}/v2.0"),
@@ -650,6 +663,21 @@ fn entra_keys_come_from_discovery_or_a_jwks_file_and_bad_policies_stop_start_up(
             "--openid-config",
             &format!("http://{idp}/{tenant}/v2.0/.well-known/openid-configuration"),
         ],
+    );
+    let (status, body) = sql(
+        &server.client_with(&in_group),
+        &server,
+        "SELECT DISTINCT hospital_id, department FROM gold.fact_admission",
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["rows"],
+        json!([{"hospital_id": 1, "department": "Emergency"}])
+    );
+    let (status, body) = sql(&server.client_with(&overage), &server, "SELECT 1");
+    assert_eq!(
+        status, 403,
+        "an overage grants no groups (and no Graph call): {body}"
     );
     for (name, token, expected) in [
         ("v2", &v2, 200),
