@@ -115,13 +115,20 @@ pub(crate) struct AuthArgs {
         value_delimiter = ','
     )]
     pub(crate) audiences: Vec<String>,
-    /// RBAC policy folder or file (default: the shipped example policies, rbac-policies/).
-    #[arg(long, env = "PATIENTFLOW_POLICIES")]
-    pub(crate) policies: Option<PathBuf>,
     /// Also trust development tokens (`patientflow token`), signed by the local key. For
     /// laptops, demos and tests only.
     #[arg(long, env = "PATIENTFLOW_DEV_TOKENS")]
     pub(crate) dev_tokens: bool,
+    #[command(flatten)]
+    pub(crate) local: PolicyArgs,
+}
+
+/// The policies and the development key, for `serve` and `token` alike.
+#[derive(Debug, Args)]
+pub(crate) struct PolicyArgs {
+    /// RBAC policy folder or file (default: the shipped example policies, rbac-policies/).
+    #[arg(long, env = "PATIENTFLOW_POLICIES")]
+    pub(crate) policies: Option<PathBuf>,
     /// The development signing key (created when missing; default
     /// ~/.config/patientflow/dev-signing-key.pem).
     #[arg(long, env = "PATIENTFLOW_DEV_KEY")]
@@ -146,12 +153,8 @@ pub(crate) struct TokenArgs {
     /// Minutes the token is valid.
     #[arg(long, default_value_t = 480)]
     pub(crate) minutes: u64,
-    /// RBAC policy folder or file (default: the shipped example policies).
-    #[arg(long, env = "PATIENTFLOW_POLICIES")]
-    pub(crate) policies: Option<PathBuf>,
-    /// The development signing key (created when missing).
-    #[arg(long, env = "PATIENTFLOW_DEV_KEY")]
-    pub(crate) dev_key: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) local: PolicyArgs,
 }
 
 #[derive(Debug, Args)]

@@ -76,6 +76,7 @@ pub(crate) async fn run(args: DemoArgs, config: &Config) -> Result<()> {
     let key_path = args
         .service
         .auth
+        .local
         .dev_key
         .get_or_insert_with(|| args.dir.join("dev-signing-key.pem"))
         .clone();

@@ -72,7 +72,13 @@ pub(crate) fn settings(root: TableRoot, args: &ServiceArgs, config: &Config) -> 
     };
     Ok(Settings {
         auth: auth_settings(&args.auth, config)?,
-        policies: policies(args.auth.policies.as_deref().or(c.policies.as_deref()))?,
+        policies: policies(
+            args.auth
+                .local
+                .policies
+                .as_deref()
+                .or(c.policies.as_deref()),
+        )?,
         root,
         http_addr: addr(&args.http_addr, &c.http_addr, "127.0.0.1:8080", "http")?,
         flight_addr: addr(
@@ -153,7 +159,7 @@ fn auth_settings(args: &AuthArgs, config: &Config) -> Result<AuthSettings> {
         keys.push(KeySource::File(file));
     }
     if args.dev_tokens {
-        let path = args.dev_key.clone().unwrap_or_else(dev::default_path);
+        let path = args.local.dev_key.clone().unwrap_or_else(dev::default_path);
         keys.push(KeySource::Inline(
             dev::DevKey::load_or_create(&path)?.jwks(),
         ));

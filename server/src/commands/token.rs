@@ -25,8 +25,8 @@ pub(crate) fn mint(
 }
 
 pub(crate) fn run(args: TokenArgs) -> Result<()> {
-    let policies = policies(args.policies.as_deref())?;
-    let key = DevKey::load_or_create(&args.dev_key.unwrap_or_else(dev::default_path))?;
+    let policies = policies(args.local.policies.as_deref())?;
+    let key = DevKey::load_or_create(&args.local.dev_key.unwrap_or_else(dev::default_path))?;
     let binding = Binding {
         hospital: args.hospital,
         department: args.department,
