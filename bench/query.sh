@@ -11,7 +11,8 @@ printf '[serve]\ncache_entries = 0\n' > "$WORK/uncached.toml"
 PIDS=()
 trap 'kill "${PIDS[@]}" 2>/dev/null || true; rm -rf "$WORK"' EXIT
 start() { # config file, name: a server in the background, on free ports
-  "$BIN" --config "$1" --log off serve --data "$WORK/data" --http-addr 127.0.0.1:0 --flight-addr 127.0.0.1:0 > "$WORK/$2.out" &
+  "$BIN" --config "$1" --log off serve --data "$WORK/data" --http-addr 127.0.0.1:0 --flight-addr 127.0.0.1:0 \
+    --dev-tokens --dev-key "$WORK/dev-key.pem" > "$WORK/$2.out" &
   PIDS+=($!)
 }
 addresses() { # name → "http flight" once the server has printed them
@@ -19,6 +20,7 @@ addresses() { # name → "http flight" once the server has printed them
   echo "$(sed -n 's|^dashboard: http://\(.*\)/$|\1|p' "$WORK/$1.out") $(sed -n 's|^Flight SQL: grpc://||p' "$WORK/$1.out")"
 }
 
+export PATIENTFLOW_TOKEN="$("$BIN" --log off token --role network_admin --dev-key "$WORK/dev-key.pem")"
 echo "| stays | KPI | engine | rows | p50 ms | p99 ms |"
 echo "| ---: | --- | --- | ---: | ---: | ---: |"
 for n in ${SIZES[@]}; do

@@ -3,6 +3,7 @@ cached and uncached, and DuckDB running the same SQL on the same Parquet files, 
 then Flight SQL bulk-read throughput. Prints Markdown rows.
 
 usage: query_bench.py <root> <stays> <flight uncached> <http uncached> <flight cached> <http cached>
+       (a network_admin bearer token in PATIENTFLOW_TOKEN: both doors check it, as in production)
 """
 import json, math, os, statistics, sys, time, urllib.request, warnings
 warnings.simplefilter("ignore")
@@ -12,6 +13,8 @@ import adbc_driver_flightsql.dbapi as flight_sql
 root, stays = sys.argv[1], int(sys.argv[2])
 flight_u, http_u, flight_c, http_c = sys.argv[3:7]
 RUNS = int(os.environ.get("RUNS", "30"))
+AUTH = f"Bearer {os.environ['PATIENTFLOW_TOKEN']}"
+ADBC = {"adbc.flight.sql.authorization_header": AUTH}
 
 # The KPIs of the dashboard as SQL both engines run. {t} is a gold table.
 KPIS = {
@@ -66,7 +69,7 @@ OPEN = []  # connections and cursors, closed at the end
 
 
 def flight(uri):
-    conn = flight_sql.connect(f"grpc://{uri}")
+    conn = flight_sql.connect(f"grpc://{uri}", db_kwargs=ADBC)
     cur = conn.cursor()
     OPEN.extend([cur, conn])
 
@@ -79,7 +82,7 @@ def flight(uri):
 def rest(uri):
     def run(sql):
         req = urllib.request.Request(f"http://{uri}/api/v1/sql", data=json.dumps({"sql": sql}).encode(),
-                                     headers={"content-type": "application/json"})
+                                     headers={"content-type": "application/json", "authorization": AUTH})
         return json.load(urllib.request.urlopen(req))["row_count"]
     return run
 
@@ -103,7 +106,7 @@ for kpi, template in KPIS.items():
         print(f"| {stays:,} | {kpi} | {name} | {rows} | {p50:.1f} | {p99:.1f} |", flush=True)
 
 # Bulk read: every stay over Flight SQL.
-conn = flight_sql.connect(f"grpc://{flight_u}")
+conn = flight_sql.connect(f"grpc://{flight_u}", db_kwargs=ADBC)
 cur = conn.cursor()
 t = time.perf_counter()
 cur.execute("SELECT * FROM gold.fact_admission LIMIT 1000000")
