@@ -80,6 +80,8 @@ pub struct EngineStats {
     pub cache_hits: AtomicU64,
     /// Queries cancelled by the time limit.
     pub timeouts: AtomicU64,
+    /// Queries refused because the principal is not granted what they read.
+    pub denied: AtomicU64,
     /// Microseconds spent answering queries.
     pub micros: AtomicU64,
 }
@@ -366,9 +368,11 @@ impl Session<'_> {
         };
         if let Err(e) = &answer {
             engine.stats.failures.fetch_add(1, Ordering::Relaxed);
-            if matches!(e, Error::Timeout(_)) {
-                engine.stats.timeouts.fetch_add(1, Ordering::Relaxed);
-            }
+            match e {
+                Error::Timeout(_) => engine.stats.timeouts.fetch_add(1, Ordering::Relaxed),
+                Error::Forbidden(_) => engine.stats.denied.fetch_add(1, Ordering::Relaxed),
+                _ => 0,
+            };
         }
         let duration = started.elapsed();
         engine

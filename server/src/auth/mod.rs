@@ -10,6 +10,7 @@ pub(crate) mod dev;
 mod keys;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use jsonwebtoken::{Algorithm, Validation};
 use patientflow_sql::rbac::{Access, Policies, Principal};
@@ -69,6 +70,8 @@ pub(crate) struct Auth {
     validation: Validation,
     tenants: Vec<String>,
     policies: Policies,
+    /// Requests refused for a missing or invalid token, both doors.
+    pub(crate) refused: AtomicU64,
 }
 
 impl Auth {
@@ -88,6 +91,7 @@ impl Auth {
             validation,
             tenants: settings.tenants,
             policies,
+            refused: AtomicU64::new(0),
         })
     }
 
@@ -159,8 +163,17 @@ impl Auth {
                 let (scheme, token) = h.trim().split_once(' ')?;
                 scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
             })
-            .ok_or(AuthError::Missing)?;
-        let principal = self.principal(token).await?;
-        Ok(Arc::new(self.policies.access(principal)))
+            .ok_or(AuthError::Missing);
+        let principal = match token {
+            Ok(token) => self.principal(token).await,
+            Err(e) => Err(e),
+        };
+        match principal {
+            Ok(principal) => Ok(Arc::new(self.policies.access(principal))),
+            Err(e) => {
+                self.refused.fetch_add(1, Ordering::Relaxed);
+                Err(e)
+            }
+        }
     }
 }

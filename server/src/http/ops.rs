@@ -123,6 +123,18 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
         &[("", load(&engine.timeouts) as f64)],
     );
     metric(
+        "patientflow_queries_denied_total",
+        "counter",
+        "Queries refused: the principal is not granted a table they read.",
+        &[("", load(&engine.denied) as f64)],
+    );
+    metric(
+        "patientflow_unauthenticated_requests_total",
+        "counter",
+        "Requests refused for a missing or invalid token (REST and Flight SQL).",
+        &[("", load(&state.auth.refused) as f64)],
+    );
+    metric(
         "patientflow_query_seconds_total",
         "counter",
         "Time spent answering queries.",

@@ -193,6 +193,17 @@ fn forged_expired_and_foreign_tokens_are_refused_at_both_doors() {
             "{name}: {message}"
         );
     }
+    let metrics = Client::new()
+        .get(server.url("/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let refused = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("patientflow_unauthenticated_requests_total "))
+        .unwrap();
+    assert_eq!(refused, attacks.len().to_string(), "{metrics}");
     // No token: data endpoints 401, health and metrics open.
     let anonymous = Client::new();
     for p in [
@@ -439,6 +450,16 @@ fn a_department_token_sees_only_its_department_through_every_door() {
         .map(|r| r["admissions"].as_i64().unwrap_or(0))
         .sum();
     assert_eq!(admitted, 0, "{foreign}");
+    let (status, other_department) = post(
+        "/api/v1/query",
+        json!({"metrics": ["admissions", "census"], "filters": {"department": ["Emergency", "Surgery"]}}),
+    );
+    assert_eq!(status, 200, "{other_department}");
+    for r in other_department["rows"].as_array().unwrap() {
+        for m in ["admissions", "census"] {
+            assert_eq!(r[m].as_i64().unwrap_or(0), 0, "{other_department}");
+        }
+    }
     let census = clinician
         .get(server.url("/api/v1/kpis/census?dimensions=hospital,department"))
         .send()
