@@ -5,7 +5,7 @@ then Flight SQL bulk-read throughput. Prints Markdown rows.
 usage: query_bench.py <root> <stays> <flight uncached> <http uncached> <flight cached> <http cached>
        (a network_admin bearer token in PATIENTFLOW_TOKEN: both doors check it, as in production)
 """
-import json, math, os, statistics, sys, time, urllib.request, warnings
+import http.client, json, math, os, statistics, sys, time, warnings
 warnings.simplefilter("ignore")
 import duckdb
 import adbc_driver_flightsql.dbapi as flight_sql
@@ -80,10 +80,18 @@ def flight(uri):
 
 
 def rest(uri):
+    # One kept-alive connection, as a browser or an HTTP client library holds it.
+    conn = http.client.HTTPConnection(uri)
+    OPEN.append(conn)
+    headers = {"content-type": "application/json", "authorization": AUTH}
+
     def run(sql):
-        req = urllib.request.Request(f"http://{uri}/api/v1/sql", data=json.dumps({"sql": sql}).encode(),
-                                     headers={"content-type": "application/json", "authorization": AUTH})
-        return json.load(urllib.request.urlopen(req))["row_count"]
+        conn.request("POST", "/api/v1/sql", body=json.dumps({"sql": sql}), headers=headers)
+        response = conn.getresponse()
+        body = json.load(response)
+        if response.status != 200:
+            raise RuntimeError(f"{response.status}: {body}")
+        return body["row_count"]
     return run
 
 
