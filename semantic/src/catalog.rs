@@ -12,6 +12,7 @@ use async_trait::async_trait;
 use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
 use datafusion::datasource::ViewTable;
 use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::execution::SessionState;
 use datafusion::prelude::SessionContext;
 use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
 use patientflow_ingest::TableRoot;
@@ -57,8 +58,9 @@ pub struct DeltaCatalog {
 
 impl DeltaCatalog {
     /// The catalog of the tables under `root` (tables that do not exist yet appear once they
-    /// are written).
-    pub fn new(root: TableRoot) -> Arc<Self> {
+    /// are written). Scans take their Parquet options from `session` (delta-rs alone would
+    /// push every filter into the Parquet decoder, whatever the session says).
+    pub fn new(root: TableRoot, session: Arc<SessionState>) -> Arc<Self> {
         let mut by_schema: BTreeMap<String, BTreeMap<String, Arc<Slot>>> = BTreeMap::new();
         for path in EXPOSED_TABLES {
             let (schema, table) = path.split_once('/').unwrap_or(("gold", path));
@@ -75,6 +77,7 @@ impl DeltaCatalog {
             .map(|(name, tables)| {
                 let schema = DeltaSchema {
                     root: root.clone(),
+                    session: Arc::clone(&session),
                     tables,
                 };
                 (name, Arc::new(schema))
@@ -127,6 +130,8 @@ impl CatalogProvider for DeltaCatalog {
 #[derive(Debug)]
 pub(crate) struct DeltaSchema {
     root: TableRoot,
+    /// Where scans take their Parquet options from.
+    session: Arc<SessionState>,
     tables: BTreeMap<String, Arc<Slot>>,
 }
 
@@ -184,7 +189,12 @@ impl SchemaProvider for DeltaSchema {
         };
         let external = |e: DeltaTableError| DataFusionError::External(Box::new(e));
         match self.latest(slot).await.map_err(external)? {
-            Some(table) => Ok(Some(table.table_provider().await?)),
+            Some(table) => Ok(Some(
+                table
+                    .table_provider()
+                    .with_session(Arc::clone(&self.session))
+                    .await?,
+            )),
             None => Ok(None),
         }
     }

@@ -119,20 +119,15 @@ impl Engine {
             .build_arc()?;
         // DataFusion's own options can be tuned with DATAFUSION_* environment variables
         // (e.g. DATAFUSION_EXECUTION_TARGET_PARTITIONS).
-        let mut session = SessionConfig::from_env()?
+        let session = SessionConfig::from_env()?
             .with_default_catalog_and_schema(CATALOG, "gold")
             .with_create_default_catalog_and_schema(false)
             .with_information_schema(true);
-        session
-            .options_mut()
-            .execution
-            .parquet
-            .schema_force_view_types = false;
         let ctx = SessionContext::new_with_config_rt(session, runtime);
         // SQL gets the same UTC fast path for `date_trunc` as semantic queries.
         ctx.register_udf(patientflow_semantic::date_trunc().as_ref().clone());
         let model = Arc::new(model);
-        let delta = DeltaCatalog::new(root);
+        let delta = DeltaCatalog::new(root, Arc::new(ctx.state()));
         ctx.register_catalog(
             CATALOG,
             Arc::new(PatientflowCatalog::new(Arc::clone(&model), delta.clone())),
