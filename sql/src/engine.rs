@@ -161,6 +161,11 @@ impl Engine {
         &self.ctx
     }
 
+    /// The Delta version of `schema.table` now (`None` while it has not been written).
+    pub async fn table_version(&self, schema: &str, table: &str) -> Result<Option<u64>> {
+        Ok(self.delta.latest_version(schema, table).await?)
+    }
+
     /// The engine's counters.
     pub fn stats(&self) -> &EngineStats {
         &self.stats

@@ -1,7 +1,6 @@
 //! Health, readiness, Prometheus metrics and the OpenAPI document.
 
 use std::fmt::Write;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
@@ -10,8 +9,6 @@ use axum::http::StatusCode;
 use axum::http::header::CONTENT_TYPE;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-
-use patientflow_sql::rbac::{Access, Principal};
 
 use super::AppState;
 
@@ -61,20 +58,13 @@ pub(crate) async fn healthz() -> &'static str {
     )
 )]
 pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
-    let probe = Arc::new(Access::unrestricted(Principal {
-        oid: "patientflow-readyz".into(),
-        ..Principal::default()
-    }));
-    let answer = match state.engine.session(probe, "probe") {
-        Ok(session) => session
-            .sql("SELECT 1 FROM gold.fact_census_hourly LIMIT 1")
-            .await
-            .map(|_| ()),
-        Err(e) => Err(e),
-    };
-    match answer {
-        Ok(_) => (StatusCode::OK, "ready").into_response(),
-        Err(_) => (
+    match state
+        .engine
+        .table_version("gold", "fact_census_hourly")
+        .await
+    {
+        Ok(Some(_)) => (StatusCode::OK, "ready").into_response(),
+        _ => (
             StatusCode::SERVICE_UNAVAILABLE,
             format!(
                 "not ready: no gold tables under {} yet; run `patientflow ingest --data {}`",

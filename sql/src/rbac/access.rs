@@ -92,7 +92,7 @@ impl Access {
         }
     }
 
-    /// Everything, unmasked: the server's own queries (readiness) and tests.
+    /// Everything, unmasked: for tools and tests that query the engine directly.
     pub fn unrestricted(principal: Principal) -> Self {
         let tables = ["gold.*", "silver.*", "ops.*", "kpi.*"].map(String::from);
         Self::new(
