@@ -7,6 +7,8 @@
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
@@ -592,11 +594,13 @@ fn a_department_token_sees_only_its_department_through_every_door() {
 }
 
 /// Serves `files` (path → JSON, `{addr}` replaced by the server's address) over HTTP on
-/// loopback until the test ends; returns the address.
-fn serve_json(files: Vec<(String, Value)>) -> String {
+/// loopback until the test ends; returns the address and a count of requests served.
+fn serve_json(files: Vec<(String, Value)>) -> (String, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let returned = addr.clone();
+    let served = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&served);
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
             let mut reader = BufReader::new(stream.try_clone().unwrap());
@@ -611,6 +615,7 @@ fn serve_json(files: Vec<(String, Value)>) -> String {
                 Some((_, v)) => ("200 OK", v.to_string().replace("{addr}", &addr)),
                 None => ("404 Not Found", "{}".to_string()),
             };
+            counter.fetch_add(1, Ordering::SeqCst);
             let mut stream = stream;
             let _ = write!(
                 stream,
@@ -619,7 +624,7 @@ fn serve_json(files: Vec<(String, Value)>) -> String {
             );
         }
     });
-    returned
+    (returned, served)
 }
 
 #[test]
@@ -668,7 +673,7 @@ fn entra_keys_come_from_discovery_or_a_jwks_file_and_bad_policies_stop_start_up(
     );
 
     // Discovery: the tenant's OpenID document names its JWKS.
-    let idp = serve_json(vec![
+    let (idp, idp_requests) = serve_json(vec![
         (
             format!("/{tenant}/v2.0/.well-known/openid-configuration"),
             json!({"issuer": format!("https://login.microsoftonline.com/{tenant}/v2.0"),
@@ -712,6 +717,27 @@ fn entra_keys_come_from_discovery_or_a_jwks_file_and_bad_policies_stop_start_up(
         );
         assert_eq!(status, expected, "{name}: {body}");
     }
+    // Unknown kids fetch the keys again at most once a minute: a burst of forged kids costs
+    // the identity provider one request (discovery document + JWKS), not one per token.
+    let before = idp_requests.load(Ordering::SeqCst);
+    for i in 0..10 {
+        let forged = sign(
+            &encoding,
+            &format!("made-up-{i}"),
+            &json!({"iss": format!("https://login.microsoftonline.com/{tenant}/v2.0"),
+                    "aud": "api://patientflow", "tid": tenant, "oid": "x",
+                    "iat": t, "nbf": t, "exp": t + 600}),
+        );
+        assert_eq!(
+            sql(&server.client_with(&forged), &server, "SELECT 1").0,
+            401
+        );
+    }
+    let fetched = idp_requests.load(Ordering::SeqCst) - before;
+    assert!(
+        fetched <= 2,
+        "{fetched} requests to the identity provider for 10 unknown kids"
+    );
     drop(server);
 
     // A JWKS file, for a site without a route to Entra ID.
