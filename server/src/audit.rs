@@ -17,10 +17,11 @@ use tokio::sync::mpsc;
 /// How often buffered entries are written.
 const FLUSH_EVERY: Duration = Duration::from_secs(2);
 
-/// One audited query and when it was answered.
+/// One audited query, its statement's hash and when it was answered.
 #[derive(Debug)]
 struct Row {
     entry: AuditEntry,
+    statement_sha256: String,
     at_micros: i64,
 }
 
@@ -39,19 +40,15 @@ impl AuditLog {
     }
 }
 
-/// Logs a request refused before it became a query (a missing or invalid token).
-pub(crate) fn refused(door: &'static str, reason: &dyn std::fmt::Display) {
-    tracing::info!(target: "patientflow::audit", door, outcome = "unauthenticated", %reason);
-}
-
 impl AuditSink for AuditLog {
     fn record(&self, entry: AuditEntry) {
+        let statement_sha256 = sha256_hex(entry.statement.as_bytes());
         tracing::info!(
             target: "patientflow::audit",
             door = entry.door,
             oid = %entry.principal.oid,
             roles = ?entry.principal.roles,
-            statement_sha256 = %sha256_hex(&entry.statement),
+            statement_sha256 = %statement_sha256,
             tables = ?entry.tables,
             rows = entry.rows,
             duration_ms = entry.duration.as_secs_f64() * 1e3,
@@ -60,12 +57,17 @@ impl AuditSink for AuditLog {
         );
         let at_micros = chrono::Utc::now().timestamp_micros();
         // A closed channel means the server is stopping; the log line above still stands.
-        let _ = self.tx.send(Row { entry, at_micros });
+        let _ = self.tx.send(Row {
+            entry,
+            statement_sha256,
+            at_micros,
+        });
     }
 }
 
-fn sha256_hex(text: &str) -> String {
-    Sha256::digest(text.as_bytes())
+/// The SHA-256 of `bytes`, lower-case hex.
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
@@ -128,7 +130,7 @@ fn batch(rows: &[Row]) -> Result<RecordBatch, datafusion::arrow::error::ArrowErr
         strings(&|r| r.entry.principal.tid.clone()),
         lists(&|r| &r.entry.principal.roles),
         strings(&|r| r.entry.door.to_string()),
-        strings(&|r| sha256_hex(&r.entry.statement)),
+        strings(&|r| r.statement_sha256.clone()),
         lists(&|r| &r.entry.tables),
         Arc::new(Int64Array::from_iter_values(
             rows.iter().map(|r| r.entry.rows as i64),

@@ -321,14 +321,13 @@ impl Session<'_> {
             .await
     }
 
-    /// The result schema of one read-only SQL statement: from the cache when its result is
-    /// there and current, else by planning it (Flight SQL asks before it fetches).
-    pub async fn sql_schema(&self, sql: &str) -> Result<SchemaRef> {
-        if let Some((_, hit)) = self.engine.cached(&self.cache_key(&sql_key(sql))).await {
-            return Ok(hit.schema);
+    /// Fails with [`Error::Forbidden`] unless the caller may read `schema.table` (for
+    /// endpoints that read a table other than through a query).
+    pub async fn require(&self, schema: &str, table: &str) -> Result<()> {
+        if let Some(schema) = self.catalog()?.schema(schema) {
+            schema.table(table).await?;
         }
-        let df = self.plan_sql(sql).await?;
-        Ok(Arc::new(df.schema().as_arrow().clone()))
+        Ok(())
     }
 
     /// Runs a semantic query.

@@ -326,6 +326,10 @@ pub fn mint(key: &Path, args: &[&str]) -> String {
 
 /// Runs a Python script in the test venv with `args`; returns its stdout parsed as JSON.
 pub fn python_json(script: &str, args: &[&str]) -> Value {
+    // Once the script is done, leave without interpreter teardown: deltalake 1.6 with pyarrow
+    // 26 now and then aborts there ("terminate called without an active exception") after
+    // everything has succeeded and the answer is printed.
+    let script = format!("{script}\nimport os, sys\nsys.stdout.flush()\nos._exit(0)\n");
     let out = Command::new(python())
         .arg("-c")
         .arg(script)

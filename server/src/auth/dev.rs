@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::audit::sha256_hex;
+use crate::error::{Error, Result};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::jwk::JwkSet;
@@ -11,9 +13,6 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use rsa::RsaPrivateKey;
 use rsa::pkcs8::{DecodePrivateKey, EncodePrivateKey, LineEnding};
 use rsa::traits::PublicKeyParts;
-use sha2::{Digest, Sha256};
-
-use crate::error::{Error, Result};
 
 /// `iss` of development tokens.
 pub(crate) const ISSUER: &str = "https://patientflow.invalid/dev";
@@ -73,8 +72,7 @@ impl DevKey {
             EncodingKey::from_rsa_pem(pem.as_bytes()).map_err(|e| err("unusable", &e))?;
         let n = URL_SAFE_NO_PAD.encode(key.n().to_bytes_be());
         let e = URL_SAFE_NO_PAD.encode(key.e().to_bytes_be());
-        let digest = Sha256::digest(n.as_bytes());
-        let kid = format!("patientflow-dev-{}", hex(&digest[..6]));
+        let kid = format!("patientflow-dev-{}", &sha256_hex(n.as_bytes())[..12]);
         let jwks = serde_json::from_value(serde_json::json!({"keys": [{
             "kty": "RSA", "use": "sig", "alg": "RS256", "kid": kid, "n": n, "e": e
         }]}))
@@ -114,10 +112,6 @@ impl DevKey {
         jsonwebtoken::encode(&header, &claims, &self.encoding)
             .map_err(|e| Error::Auth(format!("cannot sign a development token: {e}")))
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(unix)]

@@ -153,27 +153,28 @@ impl Auth {
         })
     }
 
-    /// The access of the bearer of `authorization` (an `Authorization` header value).
+    /// The access of the bearer of `authorization` (an `Authorization` header value) at
+    /// `door`; a refusal is counted and logged.
     pub(crate) async fn access(
         &self,
         authorization: Option<&str>,
+        door: &'static str,
     ) -> Result<Arc<Access>, AuthError> {
-        let token = authorization
-            .and_then(|h| {
-                let (scheme, token) = h.trim().split_once(' ')?;
-                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-            })
-            .ok_or(AuthError::Missing);
-        let principal = match token {
-            Ok(token) => self.principal(token).await,
-            Err(e) => Err(e),
+        let principal = match bearer(authorization) {
+            Some(token) => self.principal(token).await,
+            None => Err(AuthError::Missing),
         };
-        match principal {
-            Ok(principal) => Ok(Arc::new(self.policies.access(principal))),
-            Err(e) => {
+        principal
+            .map(|p| Arc::new(self.policies.access(p)))
+            .inspect_err(|reason| {
                 self.refused.fetch_add(1, Ordering::Relaxed);
-                Err(e)
-            }
-        }
+                tracing::info!(target: "patientflow::audit", door, outcome = "unauthenticated", %reason);
+            })
     }
+}
+
+/// The token of a `Bearer` authorization header value.
+fn bearer(authorization: Option<&str>) -> Option<&str> {
+    let (scheme, token) = authorization?.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }

@@ -27,7 +27,7 @@ fn is_empty(dir: &Path) -> bool {
     std::fs::read_dir(dir).map_or(true, |mut entries| entries.next().is_none())
 }
 
-pub(crate) async fn run(args: DemoArgs, config: &Config) -> Result<()> {
+pub(crate) async fn run(mut args: DemoArgs, config: &Config) -> Result<()> {
     let landing = args.dir.join("landing");
     if is_empty(&landing) {
         eprintln!(
@@ -70,7 +70,6 @@ pub(crate) async fn run(args: DemoArgs, config: &Config) -> Result<()> {
         metrics.counts.quarantined,
         metrics.counts.duplicates
     );
-    let mut args = args;
     // The demo trusts development tokens, with its own key, and prints one per example role.
     args.service.auth.dev_tokens = true;
     let key_path = args

@@ -156,6 +156,12 @@ fn auth_settings(args: &AuthArgs, config: &Config) -> Result<AuthSettings> {
         tenants.push(tenant.clone());
     }
     if let Some(file) = args.jwks_file.clone().or(c.jwks_file.clone()) {
+        // The file's keys sign for whom? Without a tenant only --issuer says.
+        if issuers.is_empty() {
+            return Err(Error::InvalidArgument(
+                "--jwks-file needs the issuers to accept: pass --tenant or --issuer".into(),
+            ));
+        }
         keys.push(KeySource::File(file));
     }
     if args.dev_tokens {
@@ -172,11 +178,6 @@ fn auth_settings(args: &AuthArgs, config: &Config) -> Result<AuthSettings> {
     if keys.is_empty() {
         return Err(Error::InvalidArgument(
             "no token issuer: pass --tenant <Entra ID tenant id> (or --jwks-file for a site without a route to Entra ID); on a laptop, --dev-tokens with tokens from `patientflow token`".into(),
-        ));
-    }
-    if tenant.is_none() && args.jwks_file.is_some() && issuers.is_empty() {
-        return Err(Error::InvalidArgument(
-            "--jwks-file needs the issuers to accept: pass --tenant or --issuer".into(),
         ));
     }
     let audiences = if args.audiences.is_empty() {

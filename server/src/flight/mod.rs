@@ -32,7 +32,6 @@ use prost::Message;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::audit;
 use crate::auth::Auth;
 
 /// The Flight SQL service over the query engine.
@@ -70,10 +69,11 @@ impl FlightSql {
     /// The caller's session, from the `authorization: Bearer` metadata every call carries.
     async fn session(&self, metadata: &MetadataMap) -> Result<Session<'_>, Status> {
         let header = metadata.get("authorization").and_then(|v| v.to_str().ok());
-        let access = self.auth.access(header).await.map_err(|e| {
-            audit::refused("flight", &e);
-            Status::unauthenticated(e.to_string())
-        })?;
+        let access = self
+            .auth
+            .access(header, "flight")
+            .await
+            .map_err(|e| Status::unauthenticated(e.to_string()))?;
         self.engine.session(access, "flight").map_err(to_status)
     }
 }

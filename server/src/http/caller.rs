@@ -10,7 +10,6 @@ use patientflow_sql::Session;
 use patientflow_sql::rbac::Access;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
-use crate::audit;
 use crate::http::AppState;
 use crate::http::error::ApiError;
 
@@ -26,12 +25,9 @@ impl FromRequestParts<AppState> for Caller {
             .headers
             .get(AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
-        match state.auth.access(header).await {
+        match state.auth.access(header, "rest").await {
             Ok(access) => Ok(Self(access)),
-            Err(e) => {
-                audit::refused("rest", &e);
-                Err(ApiError::unauthenticated(e.to_string()))
-            }
+            Err(e) => Err(ApiError::unauthenticated(e.to_string())),
         }
     }
 }

@@ -41,15 +41,6 @@ impl ApiError {
         }
     }
 
-    /// 403: the caller is not granted what it asked for.
-    pub(crate) fn forbidden(message: String) -> Self {
-        Self {
-            status: StatusCode::FORBIDDEN,
-            code: "forbidden",
-            message,
-        }
-    }
-
     pub(crate) fn internal(detail: impl std::fmt::Display) -> Self {
         tracing::error!(%detail, "request failed");
         Self {

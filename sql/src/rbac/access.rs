@@ -138,11 +138,6 @@ impl Access {
         rule
     }
 
-    /// Whether some grant reaches `schema.table`.
-    pub fn may_read(&self, schema: &str, table: &str) -> bool {
-        self.grants.iter().any(|g| g.covers(schema, table))
-    }
-
     /// Whether some grant reaches a table of `schema`.
     pub(crate) fn reaches_schema(&self, schema: &str) -> bool {
         self.grants.iter().any(|g| {

@@ -22,14 +22,13 @@ use crate::http::error::ApiError;
 )]
 pub(crate) async fn latest(
     State(state): State<AppState>,
-    Caller(access): Caller,
+    caller: Caller,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     // The counts carry no patient rows, so a grant of the table is all it takes.
-    if !access.may_read("ops", "quality_runs") {
-        return Err(ApiError::forbidden(
-            "permission denied: your roles do not grant `ops.quality_runs`".into(),
-        ));
-    }
+    caller
+        .session(&state)?
+        .require("ops", "quality_runs")
+        .await?;
     let report = QualityReport::load(&state.root)
         .await
         .map_err(ApiError::internal)?;
