@@ -34,6 +34,16 @@ pub enum ScopeKind {
     Department,
 }
 
+impl std::fmt::Display for ScopeKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ScopeKind::Network => "network",
+            ScopeKind::Hospital => "hospital",
+            ScopeKind::Department => "department",
+        })
+    }
+}
+
 /// How a masked column is shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -292,11 +302,10 @@ fn validate(name: &str, role: &Role) -> Result<(), (Option<String>, String)> {
                 return Err((
                     Some(pattern.clone()),
                     format!(
-                        "role `{name}`: a `{:?}` scope {} `{{{placeholder}}}` in app_role `{pattern}`",
+                        "role `{name}`: a `{}` scope {} `{{{placeholder}}}` in app_role `{pattern}`",
                         role.scope,
                         if present { "has no use for" } else { "needs" }
-                    )
-                    .to_lowercase(),
+                    ),
                 ));
             }
         }
@@ -317,11 +326,10 @@ fn validate(name: &str, role: &Role) -> Result<(), (Option<String>, String)> {
             return Err((
                 Some(group.clone()),
                 format!(
-                    "role `{name}`: group `{group}` must give {} for a {:?} scope",
+                    "role `{name}`: group `{group}` must give {} for a `{}` scope",
                     needs.join(" and "),
                     role.scope
-                )
-                .to_lowercase(),
+                ),
             ));
         }
     }
@@ -404,8 +412,10 @@ mod tests {
             .add(Path::new("nurse.yaml"), text)
             .unwrap_err();
         assert_eq!(err.line, Some(3), "{err}");
-        assert!(err.to_string().starts_with("nurse.yaml:3: "), "{err}");
-        assert!(err.message.contains("{department}"), "{err}");
+        assert_eq!(
+            err.to_string(),
+            "nurse.yaml:3: role `nurse`: a `department` scope needs `{department}` in app_role `Nurse.{hospital}`"
+        );
 
         let text = "roles:\n  nurse:\n    app_role: Nurse\n    scope: network\n    tables: [gold.fact_admision]\n";
         let err = Policies::default()
