@@ -53,16 +53,19 @@ KPIS = {
 TABLES = ["fact_census_hourly", "fact_admission", "dim_patient"]
 
 
-def timed(run):
-    run()  # warm-up: the first run fills the OS page cache (and, for "cached", the cache)
-    times = []
-    rows = None
+def timed(runs):
+    """p50, p99 (ms) and rows of each of `runs`, taking turns: run i of every engine before run
+    i + 1 of any, so a noisy moment on the machine falls on all engines alike."""
+    rows = [run() for run in runs]  # warm-up: fills the OS page cache (and, for "cached", the cache)
+    times = [[] for _ in runs]
     for _ in range(RUNS):
-        t = time.perf_counter()
-        rows = run()
-        times.append((time.perf_counter() - t) * 1000)
-    times.sort()
-    return statistics.median(times), times[math.ceil(0.99 * len(times)) - 1], rows
+        for i, run in enumerate(runs):
+            t = time.perf_counter()
+            rows[i] = run()
+            times[i].append((time.perf_counter() - t) * 1000)
+    for t in times:
+        t.sort()
+    return [(statistics.median(t), t[math.ceil(0.99 * len(t)) - 1], r) for t, r in zip(times, rows)]
 
 
 OPEN = []  # connections and cursors, closed at the end
@@ -108,9 +111,8 @@ engines = [
     ("patientflow REST, cached", rest(http_c), pf_sql),
 ]
 for kpi, template in KPIS.items():
-    for name, run, tables in engines:
-        sql = template.format(**tables)
-        p50, p99, rows = timed(lambda: run(sql))
+    runs = [lambda run=run, sql=template.format(**tables): run(sql) for _, run, tables in engines]
+    for (name, _, _), (p50, p99, rows) in zip(engines, timed(runs)):
         print(f"| {stays:,} | {kpi} | {name} | {rows} | {p50:.1f} | {p99:.1f} |", flush=True)
 
 # Bulk read: every stay over Flight SQL.

@@ -3,7 +3,8 @@
 //!
 //! Tables are looked up per query and brought up to their latest Delta version on the way, so
 //! new commits are visible without a restart; the versions read are remembered for result
-//! caching.
+//! caching. A table that has not changed costs one existence check of its next commit file:
+//! its snapshot and DataFusion provider are kept from the query before.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -14,6 +15,8 @@ use datafusion::datasource::ViewTable;
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::SessionState;
 use datafusion::prelude::SessionContext;
+use deltalake::logstore::commit_uri_from_version;
+use deltalake::logstore::object_store::{self, ObjectStoreExt};
 use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
 use patientflow_ingest::TableRoot;
 use patientflow_ingest::tables;
@@ -47,7 +50,20 @@ pub const EXPOSED_TABLES: [&str; 12] = [
 #[derive(Debug)]
 struct Slot {
     path: &'static str,
-    table: Mutex<Option<DeltaTable>>,
+    table: Mutex<Option<Loaded>>,
+}
+
+/// A table at the version last read, with the provider queries scan it through.
+#[derive(Debug, Clone)]
+struct Loaded {
+    table: DeltaTable,
+    provider: Arc<dyn TableProvider>,
+}
+
+impl Loaded {
+    fn version(&self) -> Option<u64> {
+        self.table.version()
+    }
 }
 
 /// The Delta tables under a root, by schema and table name.
@@ -137,39 +153,65 @@ pub(crate) struct DeltaSchema {
 
 impl DeltaSchema {
     /// The table at its latest version, or `None` when it has not been written yet.
-    async fn latest(&self, slot: &Slot) -> Result<Option<DeltaTable>, DeltaTableError> {
+    async fn latest(&self, slot: &Slot) -> Result<Option<Loaded>, DeltaTableError> {
         let cached = slot.table.lock().map_err(poisoned)?.clone();
         let table = match cached {
-            Some(mut table) => {
+            Some(loaded) if !has_next_commit(&loaded.table).await? => return Ok(Some(loaded)),
+            Some(Loaded { mut table, .. }) => {
                 table.update_incremental(None).await?;
                 table
             }
-            None => {
-                let url = self
-                    .root
-                    .table_url(slot.path)
-                    .map_err(|e| DeltaTableError::Generic(e.to_string()))?;
-                let mut table = DeltaTableBuilder::from_url(url)?.build()?;
-                match table.load().await {
-                    Ok(()) => table,
-                    Err(
-                        DeltaTableError::NotATable(_) | DeltaTableError::InvalidTableLocation(_),
-                    ) => {
-                        return Ok(None);
-                    }
-                    // delta-rs does not re-export the kernel's error type; its message is
-                    // the one way to tell "no table here" from a broken table.
-                    Err(DeltaTableError::KernelError(e))
-                        if e.to_string().starts_with("Invalid table location") =>
-                    {
-                        return Ok(None);
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
+            None => match self.open(slot).await? {
+                Some(table) => table,
+                None => return Ok(None),
+            },
         };
-        *slot.table.lock().map_err(poisoned)? = Some(table.clone());
-        Ok(Some(table))
+        let provider = table
+            .table_provider()
+            .with_session(Arc::clone(&self.session))
+            .await
+            .map_err(|e| DeltaTableError::Generic(e.to_string()))?;
+        let loaded = Loaded { table, provider };
+        *slot.table.lock().map_err(poisoned)? = Some(loaded.clone());
+        Ok(Some(loaded))
+    }
+
+    /// The table of `slot` at its latest version, or `None` when it has not been written yet.
+    async fn open(&self, slot: &Slot) -> Result<Option<DeltaTable>, DeltaTableError> {
+        let url = self
+            .root
+            .table_url(slot.path)
+            .map_err(|e| DeltaTableError::Generic(e.to_string()))?;
+        let mut table = DeltaTableBuilder::from_url(url)?.build()?;
+        match table.load().await {
+            Ok(()) => Ok(Some(table)),
+            Err(DeltaTableError::NotATable(_) | DeltaTableError::InvalidTableLocation(_)) => {
+                Ok(None)
+            }
+            // delta-rs does not re-export the kernel's error type; its message is the one way
+            // to tell "no table here" from a broken table.
+            Err(DeltaTableError::KernelError(e))
+                if e.to_string().starts_with("Invalid table location") =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Whether a commit newer than the one `table` was read at exists: Delta commits are numbered
+/// without gaps, so one existence check of the next commit file answers it (a full log
+/// refresh lists the log and reads its checkpoint hint on every query).
+async fn has_next_commit(table: &DeltaTable) -> Result<bool, DeltaTableError> {
+    let Some(version) = table.version() else {
+        return Ok(true);
+    };
+    let next = commit_uri_from_version(Some(version + 1));
+    match table.log_store().object_store(None).head(&next).await {
+        Ok(_) => Ok(true),
+        Err(object_store::Error::NotFound { .. }) => Ok(false),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -188,15 +230,11 @@ impl SchemaProvider for DeltaSchema {
             return Ok(None);
         };
         let external = |e: DeltaTableError| DataFusionError::External(Box::new(e));
-        match self.latest(slot).await.map_err(external)? {
-            Some(table) => Ok(Some(
-                table
-                    .table_provider()
-                    .with_session(Arc::clone(&self.session))
-                    .await?,
-            )),
-            None => Ok(None),
-        }
+        Ok(self
+            .latest(slot)
+            .await
+            .map_err(external)?
+            .map(|loaded| loaded.provider))
     }
 
     fn table_exist(&self, name: &str) -> bool {

@@ -67,6 +67,14 @@ impl QueryResult {
     pub fn rows(&self) -> usize {
         self.batches.iter().map(RecordBatch::num_rows).sum()
     }
+
+    /// Bytes of Arrow arrays held.
+    pub fn bytes(&self) -> usize {
+        self.batches
+            .iter()
+            .map(RecordBatch::get_array_memory_size)
+            .sum()
+    }
 }
 
 /// Counters for `/metrics`.
@@ -274,6 +282,11 @@ impl std::fmt::Debug for Session<'_> {
 }
 
 impl Session<'_> {
+    /// The access the session's queries are planned under.
+    pub fn access(&self) -> &Access {
+        &self.access
+    }
+
     /// The secured `patientflow` catalog (what metadata calls list).
     pub fn catalog(&self) -> Result<Arc<dyn CatalogProvider>> {
         self.ctx
@@ -315,7 +328,7 @@ impl Session<'_> {
         plain_frame(DataFrame::new(state, plan))
     }
 
-    /// Runs one read-only SQL statement.
+    /// Runs one read-only SQL statement; [`sql_key`] is its key for the cache and the audit.
     pub async fn sql(&self, sql: &str) -> Result<QueryResult> {
         self.answer(sql_key(sql), async { self.plan(sql).await })
             .await
@@ -487,8 +500,8 @@ pub trait AuditSink: Send + Sync + std::fmt::Debug {
     fn record(&self, entry: AuditEntry);
 }
 
-/// The cache key of a SQL statement.
-fn sql_key(sql: &str) -> String {
+/// The key that identifies a SQL statement to the cache and the audit.
+pub fn sql_key(sql: &str) -> String {
     format!("sql\u{0}{sql}")
 }
 

@@ -29,6 +29,7 @@ mod validate;
 
 pub use engine::{
     AuditEntry, AuditSink, Engine, EngineConfig, EngineStats, QueryResult, Session, plain_schema,
+    sql_key,
 };
 pub use error::{Error, Result};
 pub use validate::read_only;

@@ -4,13 +4,16 @@
 //! Only RS256 is accepted. Signing keys come from the tenant's OpenID discovery document
 //! (its `jwks_uri`; cached, fetched again on an unknown `kid` at most once a minute) or from a
 //! JWKS file for offline sites. `iss` (v1 and v2 forms), `aud`, `exp` and `nbf` are checked
-//! with a minute of leeway.
+//! with a minute of leeway. A token that validated is remembered (see [`Validated`]), so a
+//! client's repeated calls cost one signature check, not one each.
 
 pub(crate) mod dev;
 mod keys;
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{Algorithm, Validation};
 use patientflow_sql::rbac::{Access, Policies, Principal};
@@ -20,6 +23,13 @@ pub(crate) use keys::{KeySource, Keys};
 
 /// Clock skew tolerated on `exp` and `nbf`, seconds.
 const LEEWAY_SECS: u64 = 60;
+
+/// How long a validated token is trusted without checking its signature again (never past
+/// its `exp`): a signing key withdrawn from the tenant's JWKS stops its tokens within this.
+const REMEMBER: Duration = Duration::from_secs(300);
+
+/// Validated tokens remembered at most; the memory is cleared when full.
+const REMEMBERED: usize = 4096;
 
 /// Why a request carries no usable token. The message is for the client; it says what to do
 /// and never which check a forged token failed in detail beyond that.
@@ -49,6 +59,7 @@ pub(crate) struct AuthSettings {
 /// The claims patientflow reads.
 #[derive(Debug, Deserialize)]
 struct Claims {
+    exp: u64,
     oid: Option<String>,
     sub: Option<String>,
     tid: Option<String>,
@@ -70,8 +81,46 @@ pub(crate) struct Auth {
     validation: Validation,
     tenants: Vec<String>,
     policies: Policies,
+    validated: Validated,
     /// Requests refused for a missing or invalid token, both doors.
     pub(crate) refused: AtomicU64,
+}
+
+/// Tokens that validated, with the access they carry, until their `exp` or [`REMEMBER`]
+/// after validation, whichever comes first. Only a byte-equal token hits, so a forged or
+/// altered token is always checked in full.
+#[derive(Debug, Default)]
+struct Validated(Mutex<HashMap<String, (Instant, Arc<Access>)>>);
+
+impl Validated {
+    fn get(&self, token: &str) -> Option<Arc<Access>> {
+        let mut tokens = self.0.lock().ok()?;
+        match tokens.get(token) {
+            Some((until, access)) if Instant::now() < *until => Some(Arc::clone(access)),
+            Some(_) => {
+                tokens.remove(token);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn put(&self, token: &str, exp: u64, access: &Arc<Access>) {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let left = Duration::from_secs(exp).saturating_sub(now).min(REMEMBER);
+        let Ok(mut tokens) = self.0.lock() else {
+            return;
+        };
+        if tokens.len() >= REMEMBERED {
+            tokens.clear();
+        }
+        tokens.insert(
+            token.to_string(),
+            (Instant::now() + left, Arc::clone(access)),
+        );
+    }
 }
 
 impl Auth {
@@ -91,12 +140,13 @@ impl Auth {
             validation,
             tenants: settings.tenants,
             policies,
+            validated: Validated::default(),
             refused: AtomicU64::new(0),
         })
     }
 
-    /// The principal a bearer token stands for.
-    pub(crate) async fn principal(&self, token: &str) -> Result<Principal, AuthError> {
+    /// The principal a bearer token stands for, and the token's `exp`.
+    async fn principal(&self, token: &str) -> Result<(Principal, u64), AuthError> {
         let invalid = |m: &str| AuthError::Invalid(m.to_string());
         let header = jsonwebtoken::decode_header(token).map_err(|_| invalid("not a signed JWT"))?;
         if header.alg != Algorithm::RS256 {
@@ -145,12 +195,13 @@ impl Auth {
         } else {
             claims.groups
         };
-        Ok(Principal {
+        let principal = Principal {
             oid,
             tid,
             roles: claims.roles,
             groups,
-        })
+        };
+        Ok((principal, claims.exp))
     }
 
     /// The access of the bearer of `authorization` (an `Authorization` header value) at
@@ -160,16 +211,27 @@ impl Auth {
         authorization: Option<&str>,
         door: &'static str,
     ) -> Result<Arc<Access>, AuthError> {
-        let principal = match bearer(authorization) {
-            Some(token) => self.principal(token).await,
-            None => Err(AuthError::Missing),
+        let Some(token) = bearer(authorization) else {
+            return Err(self.refuse(AuthError::Missing, door));
         };
-        principal
-            .map(|p| Arc::new(self.policies.access(p)))
-            .inspect_err(|reason| {
-                self.refused.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(target: "patientflow::audit", door, outcome = "unauthenticated", %reason);
-            })
+        if let Some(access) = self.validated.get(token) {
+            return Ok(access);
+        }
+        match self.principal(token).await {
+            Ok((principal, exp)) => {
+                let access = Arc::new(self.policies.access(principal));
+                self.validated.put(token, exp, &access);
+                Ok(access)
+            }
+            Err(reason) => Err(self.refuse(reason, door)),
+        }
+    }
+
+    /// Counts and logs a refusal.
+    fn refuse(&self, reason: AuthError, door: &'static str) -> AuthError {
+        self.refused.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(target: "patientflow::audit", door, outcome = "unauthenticated", %reason);
+        reason
     }
 }
 
@@ -177,4 +239,41 @@ impl Auth {
 fn bearer(authorization: Option<&str>) -> Option<&str> {
     let (scheme, token) = authorization?.trim().split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    }
+
+    fn access() -> Arc<Access> {
+        Arc::new(Access::unrestricted(Principal::default()))
+    }
+
+    #[test]
+    fn a_validated_token_is_remembered_until_it_expires() {
+        let validated = Validated::default();
+        validated.put("token-a", now() + 3600, &access());
+        assert!(validated.get("token-a").is_some());
+        // Only the same bytes hit.
+        assert!(validated.get("token-a ").is_none());
+        assert!(validated.get("token-b").is_none());
+        // An expired token is not remembered: it is checked in full, and refused.
+        validated.put("token-old", now() - 1, &access());
+        assert!(validated.get("token-old").is_none());
+    }
+
+    #[test]
+    fn a_token_is_remembered_for_at_most_the_remember_window() {
+        let validated = Validated::default();
+        validated.put("token-a", now() + 86_400, &access());
+        let until = validated.0.lock().unwrap()["token-a"].0;
+        assert!(until <= Instant::now() + REMEMBER);
+    }
 }

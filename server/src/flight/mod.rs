@@ -2,6 +2,7 @@
 //! and the metadata calls BI tools make (catalogs, schemas, tables, table types, primary keys,
 //! type info, SQL info). One module per group of commands; this file routes.
 
+mod handoff;
 mod metadata;
 mod prepared;
 mod sql_info;
@@ -39,6 +40,7 @@ pub(crate) struct FlightSql {
     engine: Arc<Engine>,
     auth: Arc<Auth>,
     prepared: prepared::Statements,
+    handoff: handoff::Handoff,
     sql_info: SqlInfoData,
     xdbc_types: XdbcTypeInfoData,
 }
@@ -59,6 +61,7 @@ impl FlightSql {
             engine,
             auth,
             prepared: prepared::Statements::default(),
+            handoff: handoff::Handoff::default(),
             sql_info: sql_info::sql_info(timeout_secs)?,
             xdbc_types: sql_info::xdbc_types()?,
         })
@@ -108,6 +111,19 @@ fn flight_info(
         .map_err(|e| Status::internal(format!("cannot encode the schema: {e}")))?
         .with_endpoint(endpoint)
         .with_descriptor(descriptor);
+    Ok(Response::new(info))
+}
+
+/// A FlightInfo for a query's `result`, with its row and byte counts.
+fn result_info(
+    result: &QueryResult,
+    ticket: Any,
+    descriptor: FlightDescriptor,
+) -> Result<Response<FlightInfo>, Status> {
+    let info = flight_info(&result.schema, ticket, descriptor)?
+        .into_inner()
+        .with_total_records(result.rows() as i64)
+        .with_total_bytes(result.bytes() as i64);
     Ok(Response::new(info))
 }
 
@@ -162,7 +178,7 @@ impl FlightSqlService for FlightSql {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let session = self.session(request.metadata()).await?;
-        statement::flight_info(&session, query, request.into_inner()).await
+        statement::flight_info(&self.handoff, &session, query, request.into_inner()).await
     }
 
     async fn do_get_statement(
@@ -170,7 +186,8 @@ impl FlightSqlService for FlightSql {
         ticket: TicketStatementQuery,
         request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        statement::do_get(&self.session(request.metadata()).await?, ticket).await
+        let session = self.session(request.metadata()).await?;
+        statement::do_get(&self.handoff, &session, ticket).await
     }
 
     async fn do_action_create_prepared_statement(
@@ -197,7 +214,14 @@ impl FlightSqlService for FlightSql {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let session = self.session(request.metadata()).await?;
-        prepared::flight_info(&self.prepared, &session, query, request.into_inner()).await
+        prepared::flight_info(
+            &self.prepared,
+            &self.handoff,
+            &session,
+            query,
+            request.into_inner(),
+        )
+        .await
     }
 
     async fn do_get_prepared_statement(
@@ -206,7 +230,7 @@ impl FlightSqlService for FlightSql {
         request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
         let session = self.session(request.metadata()).await?;
-        prepared::do_get(&self.prepared, &session, query).await
+        prepared::do_get(&self.prepared, &self.handoff, &session, query).await
     }
 
     async fn do_action_close_prepared_statement(

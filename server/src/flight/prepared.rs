@@ -18,9 +18,10 @@ use datafusion::common::{ParamValues, ScalarValue};
 use futures::TryStreamExt;
 use tonic::{Response, Status};
 
-use patientflow_sql::Session;
+use patientflow_sql::{QueryResult, Session};
 
-use super::{DoGetStream, flight_info as info, stream_result, to_status};
+use super::handoff::Handoff;
+use super::{DoGetStream, result_info, stream_result, to_status};
 
 /// An open prepared statement.
 #[derive(Debug, Clone)]
@@ -138,12 +139,20 @@ pub(super) async fn bind(
     })
 }
 
-/// The statement planned for the caller, with its bound parameters.
-async fn planned(
+impl Prepared {
+    /// The key that identifies the statement with its parameters to the cache, the audit and
+    /// the handoff.
+    fn key(&self) -> String {
+        format!("prepared\u{0}{}\u{0}{:?}", self.sql, self.params)
+    }
+}
+
+/// Runs the statement for the caller, with its bound parameters; returns its key too.
+async fn run(
     statements: &Statements,
     session: &Session<'_>,
     handle: &[u8],
-) -> Result<(Prepared, datafusion::prelude::DataFrame), Status> {
+) -> Result<(String, QueryResult), Status> {
     let prepared = statements.get(handle)?;
     let mut df = session.plan_sql(&prepared.sql).await.map_err(to_status)?;
     if !prepared.params.is_empty() {
@@ -153,26 +162,36 @@ async fn planned(
             ))
             .map_err(|e| to_status(e.into()))?;
     }
-    Ok((prepared, df))
+    let key = prepared.key();
+    let result = session.run(key.clone(), df).await.map_err(to_status)?;
+    Ok((key, result))
 }
 
+/// Runs the statement (see [`Handoff`] for why here) and describes its result.
 pub(super) async fn flight_info(
     statements: &Statements,
+    handoff: &Handoff,
     session: &Session<'_>,
     query: CommandPreparedStatementQuery,
     descriptor: FlightDescriptor,
 ) -> Result<Response<arrow_flight::FlightInfo>, Status> {
-    let (_, df) = planned(statements, session, &query.prepared_statement_handle).await?;
-    info(df.schema().as_arrow(), query.as_any(), descriptor)
+    let (key, result) = run(statements, session, &query.prepared_statement_handle).await?;
+    let info = result_info(&result, query.as_any(), descriptor)?;
+    handoff.put(session.access().fingerprint(), key, result);
+    Ok(info)
 }
 
 pub(super) async fn do_get(
     statements: &Statements,
+    handoff: &Handoff,
     session: &Session<'_>,
     query: CommandPreparedStatementQuery,
 ) -> Result<Response<DoGetStream>, Status> {
-    let (prepared, df) = planned(statements, session, &query.prepared_statement_handle).await?;
-    let key = format!("prepared\u{0}{}\u{0}{:?}", prepared.sql, prepared.params);
-    let result = session.run(key, df).await.map_err(to_status)?;
+    let handle = &query.prepared_statement_handle;
+    let key = statements.get(handle)?.key();
+    let result = match handoff.take(session.access().fingerprint(), &key) {
+        Some(result) => result,
+        None => run(statements, session, handle).await?.1,
+    };
     Ok(stream_result(result))
 }

@@ -1,33 +1,42 @@
-//! `CommandStatementQuery` → `TicketStatementQuery`: plan on GetFlightInfo (for the schema),
-//! run on DoGet. The ticket carries the SQL text, so any server instance can answer it.
+//! `CommandStatementQuery` → `TicketStatementQuery`: the query runs on GetFlightInfo (whose
+//! answer carries the schema and the row count) and its result waits for the DoGet in the
+//! [`Handoff`]. The ticket carries the SQL text, so any server instance can answer it.
 
 use arrow_flight::FlightDescriptor;
 use arrow_flight::sql::{CommandStatementQuery, ProstMessageExt, TicketStatementQuery};
 use tonic::{Response, Status};
 
-use patientflow_sql::Session;
+use patientflow_sql::{Session, sql_key};
 
-use super::{DoGetStream, flight_info as info, stream_result, to_status};
+use super::handoff::Handoff;
+use super::{DoGetStream, result_info, stream_result, to_status};
 
 pub(super) async fn flight_info(
+    handoff: &Handoff,
     session: &Session<'_>,
     query: CommandStatementQuery,
     descriptor: FlightDescriptor,
 ) -> Result<Response<arrow_flight::FlightInfo>, Status> {
-    let df = session.plan_sql(&query.query).await.map_err(to_status)?;
-    let schema = df.schema().as_arrow().clone();
+    let result = session.sql(&query.query).await.map_err(to_status)?;
+    let key = sql_key(&query.query);
     let ticket = TicketStatementQuery {
         statement_handle: query.query.into_bytes().into(),
     };
-    info(&schema, ticket.as_any(), descriptor)
+    let info = result_info(&result, ticket.as_any(), descriptor)?;
+    handoff.put(session.access().fingerprint(), key, result);
+    Ok(info)
 }
 
 pub(super) async fn do_get(
+    handoff: &Handoff,
     session: &Session<'_>,
     ticket: TicketStatementQuery,
 ) -> Result<Response<DoGetStream>, Status> {
     let sql = std::str::from_utf8(&ticket.statement_handle)
         .map_err(|_| Status::invalid_argument("the statement ticket is not UTF-8 SQL"))?;
-    let result = session.sql(sql).await.map_err(to_status)?;
+    let result = match handoff.take(session.access().fingerprint(), &sql_key(sql)) {
+        Some(result) => result,
+        None => session.sql(sql).await.map_err(to_status)?,
+    };
     Ok(stream_result(result))
 }

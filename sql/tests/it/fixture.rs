@@ -15,6 +15,7 @@ use tempfile::TempDir;
 /// A table root holding one fixture, and an engine over it.
 pub(crate) struct Fixture {
     _dir: TempDir,
+    pub(crate) root: TableRoot,
     pub(crate) engine: Arc<Engine>,
 }
 
@@ -47,25 +48,40 @@ pub(crate) async fn load_with(name: &str, config: EngineConfig) -> Fixture {
         .join("tests/fixtures")
         .join(name);
     for spec in GOLD_SPECS {
-        let file = folder.join(format!("{}.csv", spec.name.trim_start_matches("gold/")));
-        if !file.exists() {
-            continue;
+        if folder.join(csv_name(spec.name)).exists() {
+            append(&root, name, spec.name).await;
         }
-        let reader = ReaderBuilder::new(spec.schema())
-            .with_header(true)
-            .build(std::fs::File::open(&file).unwrap())
-            .unwrap();
-        let batches: Vec<_> = reader.map(Result::unwrap).collect();
-        let table = root.open(spec.name).await.unwrap();
-        table
-            .write(batches)
-            .with_partition_columns(spec.partition_by.iter().map(|c| c.to_string()))
-            .await
-            .unwrap();
     }
-    let engine = Engine::new(root, Model::built_in().unwrap(), config).unwrap();
+    let engine = Engine::new(root.clone(), Model::built_in().unwrap(), config).unwrap();
     Fixture {
         _dir: dir,
+        root,
         engine: Arc::new(engine),
     }
+}
+
+fn csv_name(table: &str) -> String {
+    format!("{}.csv", table.trim_start_matches("gold/"))
+}
+
+/// Appends the rows of fixture `name`'s CSV for gold `table` (`gold/...`) to that table
+/// under `root`, as one new Delta commit.
+pub(crate) async fn append(root: &TableRoot, name: &str, table: &str) {
+    let spec = GOLD_SPECS.iter().find(|s| s.name == table).unwrap();
+    let file = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+        .join(csv_name(table));
+    let reader = ReaderBuilder::new(spec.schema())
+        .with_header(true)
+        .build(std::fs::File::open(&file).unwrap())
+        .unwrap();
+    let batches: Vec<_> = reader.map(Result::unwrap).collect();
+    root.open(spec.name)
+        .await
+        .unwrap()
+        .write(batches)
+        .with_partition_columns(spec.partition_by.iter().map(|c| c.to_string()))
+        .await
+        .unwrap();
 }

@@ -4,5 +4,6 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 mod fixture;
+mod freshness;
 mod plans;
 mod slt;

@@ -1,0 +1,53 @@
+//! New Delta commits are visible to the next query, without a restart and with the result
+//! cache off: the catalog checks for the next commit on every lookup.
+
+use patientflow_sql::EngineConfig;
+
+use crate::fixture::{admin, append, load_with};
+
+const COUNT: &str = "SELECT count(*) FROM gold.fact_admission";
+
+async fn count(fixture: &crate::fixture::Fixture) -> i64 {
+    let result = fixture
+        .engine
+        .session(admin(), "test")
+        .unwrap()
+        .sql(COUNT)
+        .await
+        .unwrap();
+    let column = result.batches[0].column(0);
+    column
+        .as_any()
+        .downcast_ref::<datafusion::arrow::array::Int64Array>()
+        .unwrap()
+        .value(0)
+}
+
+#[tokio::test]
+async fn a_new_commit_is_read_by_the_next_query() {
+    let uncached = EngineConfig {
+        cache_entries: 0,
+        ..EngineConfig::default()
+    };
+    let fixture = load_with("small_network", uncached).await;
+    let before = count(&fixture).await;
+    assert!(before > 0);
+    // Unchanged: the same version, the same answer.
+    assert_eq!(count(&fixture).await, before);
+    let first = fixture
+        .engine
+        .table_version("gold", "fact_admission")
+        .await
+        .unwrap()
+        .unwrap();
+
+    append(&fixture.root, "small_network", "gold/fact_admission").await;
+    assert_eq!(count(&fixture).await, 2 * before);
+    let version = fixture.engine.table_version("gold", "fact_admission").await;
+    assert_eq!(version.unwrap(), Some(first + 1));
+
+    // Two commits at once: the lookup catches up over both.
+    append(&fixture.root, "small_network", "gold/fact_admission").await;
+    append(&fixture.root, "small_network", "gold/fact_admission").await;
+    assert_eq!(count(&fixture).await, 4 * before);
+}
