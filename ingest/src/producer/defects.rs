@@ -112,7 +112,8 @@ fn time_key(obj: &Map<String, Value>) -> &'static str {
 
 /// Applies `defect` to a clean record; returns the bytes to send. `future` is a time (ISO
 /// text) safely after any ingest of this data, `shift_micros` how far it lies from the
-/// original time.
+/// original time. `times` are the instant the record's time field holds (a flat record's
+/// admission, an ADT event's time) and the stay's discharge, if any.
 pub(crate) fn inject(
     rng: &mut ChaCha8Rng,
     defect: Defect,

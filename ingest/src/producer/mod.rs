@@ -268,7 +268,13 @@ impl Producer {
                     }
                     let shift = self.until - emit.time + rng.random_range(HOUR..30 * 24 * HOUR);
                     let future = (iso(emit.time + shift), shift);
-                    let times = (emit.time, emit.discharge);
+                    // The instant the record's time field holds: a flat record's admission
+                    // (whatever snapshot of the stay it is), an ADT event's time.
+                    let record_time = match self.shape {
+                        Shape::Flat => sim.stays[emit.stay].admission,
+                        Shape::Adt => emit.time,
+                    };
+                    let times = (record_time, emit.discharge);
                     let bytes = defects::inject(&mut rng, d, obj, future, iso, times);
                     if d == Defect::Duplicate {
                         let due = ledger.records_in + rng.random_range(1..200);
@@ -551,6 +557,38 @@ mod tests {
             la.silver_rows + la.quarantined + la.duplicates
         );
         assert!(la.rules.values().sum::<u64>() > 0);
+    }
+
+    #[test]
+    fn a_discharge_before_admission_is_before_the_records_own_admission() {
+        // Flat records are snapshots of a stay taken at later events (transfers, discharge);
+        // the defect must move the discharge before the admission the record carries.
+        let mut sink = Memory::default();
+        let ledger = Producer::new(3_000, Shape::Flat)
+            .with_seed(3)
+            .with_until(1_795_511_700_000_000)
+            .with_dirty_rate(0.0)
+            .unwrap()
+            .with_defect_rate(Defect::DischargeBeforeAdmission, 1.0)
+            .unwrap()
+            .run(&mut sink)
+            .unwrap();
+        assert_eq!(ledger.rules["discharge_before_admission"], 3_000);
+        let time = |v: &Value| {
+            chrono::NaiveDateTime::parse_from_str(v.as_str()?, "%Y-%m-%dT%H:%M:%S%.f").ok()
+        };
+        let mut checked = 0;
+        for bytes in &sink.0 {
+            let record: Map<String, Value> = serde_json::from_slice(bytes).unwrap();
+            // A messy admission (epoch seconds, an offset) is checked by the ingest tests.
+            let Some(admission) = time(&record["admission_time"]) else {
+                continue;
+            };
+            let discharge = time(&record["discharge_time"]).unwrap();
+            assert!(discharge < admission, "{record:?}");
+            checked += 1;
+        }
+        assert!(checked > 2_800, "{checked}");
     }
 
     #[test]
