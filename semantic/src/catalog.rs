@@ -169,8 +169,7 @@ impl DeltaSchema {
         let provider = table
             .table_provider()
             .with_session(Arc::clone(&self.session))
-            .await
-            .map_err(|e| DeltaTableError::Generic(e.to_string()))?;
+            .await?;
         let loaded = Loaded { table, provider };
         *slot.table.lock().map_err(poisoned)? = Some(loaded.clone());
         Ok(Some(loaded))
