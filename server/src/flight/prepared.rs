@@ -147,13 +147,8 @@ impl Prepared {
     }
 }
 
-/// Runs the statement for the caller, with its bound parameters; returns its key too.
-async fn run(
-    statements: &Statements,
-    session: &Session<'_>,
-    handle: &[u8],
-) -> Result<(String, QueryResult), Status> {
-    let prepared = statements.get(handle)?;
+/// Runs the statement for the caller, with its bound parameters.
+async fn run(session: &Session<'_>, prepared: &Prepared) -> Result<QueryResult, Status> {
     let mut df = session.plan_sql(&prepared.sql).await.map_err(to_status)?;
     if !prepared.params.is_empty() {
         df = df
@@ -162,9 +157,7 @@ async fn run(
             ))
             .map_err(|e| to_status(e.into()))?;
     }
-    let key = prepared.key();
-    let result = session.run(key.clone(), df).await.map_err(to_status)?;
-    Ok((key, result))
+    session.run(prepared.key(), df).await.map_err(to_status)
 }
 
 /// Runs the statement (see [`Handoff`] for why here) and describes its result.
@@ -175,9 +168,10 @@ pub(super) async fn flight_info(
     query: CommandPreparedStatementQuery,
     descriptor: FlightDescriptor,
 ) -> Result<Response<arrow_flight::FlightInfo>, Status> {
-    let (key, result) = run(statements, session, &query.prepared_statement_handle).await?;
+    let prepared = statements.get(&query.prepared_statement_handle)?;
+    let result = run(session, &prepared).await?;
     let info = result_info(&result, query.as_any(), descriptor)?;
-    handoff.put(session.access().fingerprint(), key, result);
+    handoff.put(session.access().fingerprint(), prepared.key(), result);
     Ok(info)
 }
 
@@ -187,11 +181,10 @@ pub(super) async fn do_get(
     session: &Session<'_>,
     query: CommandPreparedStatementQuery,
 ) -> Result<Response<DoGetStream>, Status> {
-    let handle = &query.prepared_statement_handle;
-    let key = statements.get(handle)?.key();
-    let result = match handoff.take(session.access().fingerprint(), &key) {
+    let prepared = statements.get(&query.prepared_statement_handle)?;
+    let result = match handoff.take(session.access().fingerprint(), &prepared.key()) {
         Some(result) => result,
-        None => run(statements, session, handle).await?.1,
+        None => run(session, &prepared).await?,
     };
     Ok(stream_result(result))
 }
