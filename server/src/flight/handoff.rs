@@ -24,8 +24,16 @@ pub(super) struct Handoff(Mutex<Waiting>);
 
 #[derive(Debug, Default)]
 struct Waiting {
-    results: HashMap<(String, String), (Instant, QueryResult)>,
+    results: HashMap<(String, String), Kept>,
     bytes: usize,
+}
+
+/// A result, when it was kept and its size in bytes.
+#[derive(Debug)]
+struct Kept {
+    at: Instant,
+    size: usize,
+    result: QueryResult,
 }
 
 impl Handoff {
@@ -34,33 +42,34 @@ impl Handoff {
         let Ok(mut waiting) = self.0.lock() else {
             return;
         };
-        let now = Instant::now();
+        let at = Instant::now();
         let Waiting { results, bytes } = &mut *waiting;
-        results.retain(|_, (at, result)| {
-            let keep = now.duration_since(*at) < TTL;
-            if !keep {
-                *bytes -= result.bytes();
+        results.retain(|_, kept| {
+            let fresh = at.duration_since(kept.at) < TTL;
+            if !fresh {
+                *bytes -= kept.size;
             }
-            keep
+            fresh
         });
         let size = result.bytes();
         if *bytes + size > BUDGET {
             return;
         }
         *bytes += size;
-        if let Some((_, old)) = results.insert((access.to_string(), key), (now, result)) {
-            *bytes -= old.bytes();
+        let kept = Kept { at, size, result };
+        if let Some(old) = results.insert((access.to_string(), key), kept) {
+            *bytes -= old.size;
         }
     }
 
     /// The result of query `key` kept for this access, if any (it is kept no longer).
     pub(super) fn take(&self, access: &str, key: &str) -> Option<QueryResult> {
         let mut waiting = self.0.lock().ok()?;
-        let (at, result) = waiting
+        let kept = waiting
             .results
             .remove(&(access.to_string(), key.to_string()))?;
-        waiting.bytes -= result.bytes();
-        (at.elapsed() < TTL).then_some(result)
+        waiting.bytes -= kept.size;
+        (kept.at.elapsed() < TTL).then_some(kept.result)
     }
 }
 

@@ -1,7 +1,7 @@
 //! Loads a fixture folder of gold CSVs (`tests/fixtures/<name>/<table>.csv`) into real Delta
 //! tables under a temporary root, typed by the gold table specs.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use datafusion::arrow::csv::ReaderBuilder;
@@ -44,11 +44,8 @@ pub(crate) async fn load(name: &str) -> Fixture {
 pub(crate) async fn load_with(name: &str, config: EngineConfig) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let root = TableRoot::parse(dir.path().to_str().unwrap()).unwrap();
-    let folder = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name);
     for spec in GOLD_SPECS {
-        if folder.join(csv_name(spec.name)).exists() {
+        if csv(name, spec.name).exists() {
             append(&root, name, spec.name).await;
         }
     }
@@ -60,21 +57,21 @@ pub(crate) async fn load_with(name: &str, config: EngineConfig) -> Fixture {
     }
 }
 
-fn csv_name(table: &str) -> String {
-    format!("{}.csv", table.trim_start_matches("gold/"))
+/// The CSV of fixture `name` for gold `table` (`gold/...`).
+fn csv(name: &str, table: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+        .join(format!("{}.csv", table.trim_start_matches("gold/")))
 }
 
 /// Appends the rows of fixture `name`'s CSV for gold `table` (`gold/...`) to that table
 /// under `root`, as one new Delta commit.
 pub(crate) async fn append(root: &TableRoot, name: &str, table: &str) {
     let spec = GOLD_SPECS.iter().find(|s| s.name == table).unwrap();
-    let file = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-        .join(csv_name(table));
     let reader = ReaderBuilder::new(spec.schema())
         .with_header(true)
-        .build(std::fs::File::open(&file).unwrap())
+        .build(std::fs::File::open(csv(name, table)).unwrap())
         .unwrap();
     let batches: Vec<_> = reader.map(Result::unwrap).collect();
     root.open(spec.name)
