@@ -24,6 +24,7 @@ use patientflow_semantic::{
 };
 
 use crate::error::{Error, Result};
+use crate::holistic::HolisticAggregates;
 use crate::rbac::{Access, Principal, SecuredCatalog};
 use crate::validate;
 
@@ -131,7 +132,13 @@ impl Engine {
             .with_default_catalog_and_schema(CATALOG, "gold")
             .with_create_default_catalog_and_schema(false)
             .with_information_schema(true);
-        let ctx = SessionContext::new_with_config_rt(session, runtime);
+        let state = SessionStateBuilder::new()
+            .with_config(session)
+            .with_runtime_env(runtime)
+            .with_default_features()
+            .with_physical_optimizer_rule(Arc::new(HolisticAggregates))
+            .build();
+        let ctx = SessionContext::new_with_state(state);
         // SQL gets the same UTC fast path for `date_trunc` as semantic queries.
         ctx.register_udf(patientflow_semantic::date_trunc().as_ref().clone());
         let model = Arc::new(model);

@@ -24,6 +24,7 @@
 
 mod engine;
 mod error;
+mod holistic;
 pub mod rbac;
 mod validate;
 
