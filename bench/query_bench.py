@@ -5,7 +5,7 @@ then Flight SQL bulk-read throughput. Prints Markdown rows.
 usage: query_bench.py <root> <stays> <flight uncached> <http uncached> <flight cached> <http cached>
        (a network_admin bearer token in PATIENTFLOW_TOKEN: both doors check it, as in production)
 """
-import http.client, json, math, os, statistics, sys, time, warnings
+import http.client, json, math, os, random, statistics, sys, time, warnings
 warnings.simplefilter("ignore")
 import duckdb
 import adbc_driver_flightsql.dbapi as flight_sql
@@ -55,11 +55,16 @@ TABLES = ["fact_census_hourly", "fact_admission", "dim_patient"]
 
 def timed(runs):
     """p50, p99 (ms) and rows of each of `runs`, taking turns: run i of every engine before run
-    i + 1 of any, so a noisy moment on the machine falls on all engines alike."""
+    i + 1 of any, so a noisy moment on the machine falls on all engines alike, in a new order
+    each round, so no engine always follows the same one (here a query right after the same
+    query on the same server ran up to a quarter faster)."""
     rows = [run() for run in runs]  # warm-up: fills the OS page cache (and, for "cached", the cache)
     times = [[] for _ in runs]
+    order, rng = list(range(len(runs))), random.Random(2026)
     for _ in range(RUNS):
-        for i, run in enumerate(runs):
+        rng.shuffle(order)
+        for i in order:
+            run = runs[i]
             t = time.perf_counter()
             rows[i] = run()
             times[i].append((time.perf_counter() - t) * 1000)
