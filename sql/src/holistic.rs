@@ -206,6 +206,7 @@ mod tests {
             "{plan}"
         );
         assert!(plan.contains("CoalescePartitionsExec"), "{plan}");
+        assert!(!plan.contains("mode=Partial"), "{plan}");
         assert_eq!(run(&context(false), sql).await.1, rows);
         // 40 values h × k: the 20th and 21st are 10 and 12.
         assert!(rows.contains("| 11.0 | 40 |"), "{rows}");
