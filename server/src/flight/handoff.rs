@@ -37,8 +37,8 @@ struct Kept {
 }
 
 impl Handoff {
-    /// Keeps `result` of query `key` for the next DoGet of the same access.
-    pub(super) fn put(&self, access: &str, key: String, result: QueryResult) {
+    /// Keeps `result` of query `key`, `size` bytes, for the next DoGet of the same access.
+    pub(super) fn put(&self, access: &str, key: String, result: QueryResult, size: usize) {
         let Ok(mut waiting) = self.0.lock() else {
             return;
         };
@@ -51,7 +51,6 @@ impl Handoff {
             }
             fresh
         });
-        let size = result.bytes();
         if *bytes + size > BUDGET {
             return;
         }
@@ -96,7 +95,9 @@ mod tests {
     #[test]
     fn a_result_is_taken_once_and_only_by_its_access() {
         let handoff = Handoff::default();
-        handoff.put("clinician", "sql\0SELECT 1".into(), result(3));
+        let three = result(3);
+        let size = three.bytes();
+        handoff.put("clinician", "sql\0SELECT 1".into(), three, size);
         assert!(handoff.take("admin", "sql\0SELECT 1").is_none());
         assert!(handoff.take("clinician", "sql\0SELECT 2").is_none());
         assert_eq!(
@@ -114,14 +115,14 @@ mod tests {
         let size = big.bytes();
         let fits = BUDGET / size;
         for i in 0..fits + 1 {
-            handoff.put("admin", format!("q{i}"), big.clone());
+            handoff.put("admin", format!("q{i}"), big.clone(), size);
         }
         assert_eq!(handoff.0.lock().unwrap().results.len(), fits);
         assert!(handoff.0.lock().unwrap().bytes <= BUDGET);
         assert!(handoff.take("admin", &format!("q{fits}")).is_none());
         // Taking one frees its share of the budget.
         assert!(handoff.take("admin", "q0").is_some());
-        handoff.put("admin", "again".into(), big);
+        handoff.put("admin", "again".into(), big, size);
         assert!(handoff.take("admin", "again").is_some());
     }
 }

@@ -114,16 +114,22 @@ fn flight_info(
     Ok(Response::new(info))
 }
 
-/// A FlightInfo for a query's `result`, with its row and byte counts.
-fn result_info(
-    result: &QueryResult,
+/// Describes a query's `result` (schema, row and byte counts) and keeps it, under `key`,
+/// for the caller's DoGet that follows (see [`handoff::Handoff`]).
+fn hand_off(
+    handoff: &handoff::Handoff,
+    session: &Session<'_>,
+    key: String,
+    result: QueryResult,
     ticket: Any,
     descriptor: FlightDescriptor,
 ) -> Result<Response<FlightInfo>, Status> {
+    let bytes = result.bytes();
     let info = flight_info(&result.schema, ticket, descriptor)?
         .into_inner()
         .with_total_records(result.rows() as i64)
-        .with_total_bytes(result.bytes() as i64);
+        .with_total_bytes(bytes as i64);
+    handoff.put(session.access().fingerprint(), key, result, bytes);
     Ok(Response::new(info))
 }
 

@@ -21,7 +21,7 @@ use tonic::{Response, Status};
 use patientflow_sql::{QueryResult, Session};
 
 use super::handoff::Handoff;
-use super::{DoGetStream, result_info, stream_result, to_status};
+use super::{DoGetStream, hand_off, stream_result, to_status};
 
 /// An open prepared statement.
 #[derive(Debug, Clone)]
@@ -170,9 +170,14 @@ pub(super) async fn flight_info(
 ) -> Result<Response<arrow_flight::FlightInfo>, Status> {
     let prepared = statements.get(&query.prepared_statement_handle)?;
     let result = run(session, &prepared).await?;
-    let info = result_info(&result, query.as_any(), descriptor)?;
-    handoff.put(session.access().fingerprint(), prepared.key(), result);
-    Ok(info)
+    hand_off(
+        handoff,
+        session,
+        prepared.key(),
+        result,
+        query.as_any(),
+        descriptor,
+    )
 }
 
 pub(super) async fn do_get(

@@ -9,7 +9,7 @@ use tonic::{Response, Status};
 use patientflow_sql::{Session, sql_key};
 
 use super::handoff::Handoff;
-use super::{DoGetStream, result_info, stream_result, to_status};
+use super::{DoGetStream, hand_off, stream_result, to_status};
 
 pub(super) async fn flight_info(
     handoff: &Handoff,
@@ -22,9 +22,7 @@ pub(super) async fn flight_info(
     let ticket = TicketStatementQuery {
         statement_handle: query.query.into_bytes().into(),
     };
-    let info = result_info(&result, ticket.as_any(), descriptor)?;
-    handoff.put(session.access().fingerprint(), key, result);
-    Ok(info)
+    hand_off(handoff, session, key, result, ticket.as_any(), descriptor)
 }
 
 pub(super) async fn do_get(
