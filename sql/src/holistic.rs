@@ -78,8 +78,15 @@ fn single_stage(node: &Arc<dyn ExecutionPlan>) -> Result<Option<Arc<dyn Executio
         .aggr_expr()
         .iter()
         .any(|a| HOLISTIC.contains(&a.fun().name()));
+    // Repartitioning by key would undo a sort an order-sensitive aggregate beside the median
+    // needs (`array_agg(x ORDER BY y)`), and grouping sets are keyed by more than the rows.
+    let ordered = partial
+        .required_input_ordering()
+        .iter()
+        .any(Option::is_some);
     if *partial.mode() != AggregateMode::Partial
         || !holistic
+        || ordered
         || partial.group_expr().has_grouping_set()
     {
         return Ok(None);
@@ -210,6 +217,34 @@ mod tests {
         assert_eq!(run(&context(false), sql).await.1, rows);
         // 40 values h × k: the 20th and 21st are 10 and 12.
         assert!(rows.contains("| 11.0 | 40 |"), "{rows}");
+    }
+
+    #[tokio::test]
+    async fn a_percentile_alone_is_one_stage_too() {
+        let sql = "SELECT hospital, percentile_cont(0.5) WITHIN GROUP (ORDER BY minutes) AS p50 \
+            FROM waits GROUP BY hospital ORDER BY hospital";
+        let (plan, rows) = run(&context(true), sql).await;
+        assert!(plan.contains("mode=SinglePartitioned"), "{plan}");
+        assert!(!plan.contains("mode=Partial"), "{plan}");
+        assert_eq!(run(&context(false), sql).await.1, rows);
+        assert!(rows.contains("| 4        | 22.0 |"), "{rows}");
+    }
+
+    #[tokio::test]
+    async fn a_median_beside_an_ordered_aggregate_keeps_its_sort() {
+        let sql = "SELECT hospital, median(minutes) AS p50, \
+            array_agg(minutes ORDER BY minutes DESC) AS desc_minutes \
+            FROM waits GROUP BY hospital ORDER BY hospital";
+        let (plan, rows) = run(&context(true), sql).await;
+        assert!(!plan.contains("mode=SinglePartitioned"), "{plan}");
+        assert_eq!(run(&context(false), sql).await.1, rows);
+        // Hospital h's minutes h × 10 … h × 1, in the order asked for.
+        for sorted in [
+            "| 1        | 5.5  | [10.0, 9.0, 8.0, 7.0, 6.0, 5.0, 4.0, 3.0, 2.0, 1.0]",
+            "| 4        | 22.0 | [40.0, 36.0, 32.0, 28.0, 24.0, 20.0, 16.0, 12.0, 8.0, 4.0]",
+        ] {
+            assert!(rows.contains(sorted), "{rows}");
+        }
     }
 
     #[tokio::test]
