@@ -290,7 +290,7 @@ impl std::fmt::Debug for Session<'_> {
 
 impl Session<'_> {
     /// The access the session's queries are planned under.
-    pub fn access(&self) -> &Access {
+    pub fn access(&self) -> &Arc<Access> {
         &self.access
     }
 
@@ -369,22 +369,39 @@ impl Session<'_> {
         format!("{}\u{0}{key}", self.access.fingerprint())
     }
 
+    /// The cached result of query `key`, when its tables are all still at the versions it
+    /// read (counted and audited as an answer). Callers that plan before they run, such as
+    /// Flight SQL's GetFlightInfo, ask this first: a hit costs no planning.
+    pub async fn cached(&self, key: &str) -> Option<QueryResult> {
+        let started = Instant::now();
+        let (reads, result) = self.engine.cached(&self.cache_key(key)).await?;
+        self.engine.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
+        self.answered(key.to_string(), started, Ok((reads, result)))
+            .ok()
+    }
+
     async fn answer(
         &self,
         key: String,
         plan: impl Future<Output = Result<DataFrame>>,
     ) -> Result<QueryResult> {
-        let engine = self.engine;
+        if let Some(hit) = self.cached(&key).await {
+            return Ok(hit);
+        }
         let started = Instant::now();
+        let answer = self.execute(self.cache_key(&key), plan).await;
+        self.answered(key, started, answer)
+    }
+
+    /// Counts and audits an answer to query `key` begun at `started`.
+    fn answered(
+        &self,
+        key: String,
+        started: Instant,
+        answer: Result<(Vec<Read>, QueryResult)>,
+    ) -> Result<QueryResult> {
+        let engine = self.engine;
         engine.stats.queries.fetch_add(1, Ordering::Relaxed);
-        let cache_key = self.cache_key(&key);
-        let answer = match engine.cached(&cache_key).await {
-            Some(hit) => {
-                engine.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
-                Ok(hit)
-            }
-            None => self.execute(cache_key, plan).await,
-        };
         if let Err(e) = &answer {
             engine.stats.failures.fetch_add(1, Ordering::Relaxed);
             match e {

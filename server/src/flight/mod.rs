@@ -27,6 +27,7 @@ use arrow_flight::{
 };
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
+use datafusion::prelude::DataFrame;
 use futures::Stream;
 use patientflow_sql::{Engine, QueryResult, Session};
 use prost::Message;
@@ -40,7 +41,7 @@ pub(crate) struct FlightSql {
     engine: Arc<Engine>,
     auth: Arc<Auth>,
     prepared: prepared::Statements,
-    handoff: handoff::Handoff,
+    handoff: Arc<handoff::Handoff>,
     sql_info: SqlInfoData,
     xdbc_types: XdbcTypeInfoData,
 }
@@ -61,7 +62,7 @@ impl FlightSql {
             engine,
             auth,
             prepared: prepared::Statements::default(),
-            handoff: handoff::Handoff::default(),
+            handoff: Arc::default(),
             sql_info: sql_info::sql_info(timeout_secs)?,
             xdbc_types: sql_info::xdbc_types()?,
         })
@@ -114,23 +115,59 @@ fn flight_info(
     Ok(Response::new(info))
 }
 
-/// Describes a query's `result` (schema, row and byte counts) and keeps it, under `key`,
-/// for the caller's DoGet that follows (see [`handoff::Handoff`]).
-fn hand_off(
-    handoff: &handoff::Handoff,
-    session: &Session<'_>,
-    key: String,
-    result: QueryResult,
-    ticket: Any,
-    descriptor: FlightDescriptor,
-) -> Result<Response<FlightInfo>, Status> {
-    let bytes = result.bytes();
-    let info = flight_info(&result.schema, ticket, descriptor)?
-        .into_inner()
-        .with_total_records(result.rows() as i64)
-        .with_total_bytes(bytes as i64);
-    handoff.put(session.access().fingerprint(), key, result, bytes);
-    Ok(Response::new(info))
+impl FlightSql {
+    /// Answers GetFlightInfo for query `key` and readies its result for the DoGet that
+    /// follows (see [`handoff`]): a cached result is described and kept as it is; otherwise the
+    /// query is planned here, which gives its schema, and runs in the background.
+    async fn start(
+        &self,
+        session: &Session<'_>,
+        key: String,
+        plan: impl Future<Output = Result<DataFrame, Status>>,
+        ticket: Any,
+        descriptor: FlightDescriptor,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let access = session.access();
+        if let Some(result) = session.cached(&key).await {
+            let bytes = result.bytes();
+            let info = flight_info(&result.schema, ticket, descriptor)?
+                .into_inner()
+                .with_total_records(result.rows() as i64)
+                .with_total_bytes(bytes as i64);
+            self.handoff.put(access.fingerprint(), key, result, bytes);
+            return Ok(Response::new(info));
+        }
+        let df = plan.await?;
+        let info = flight_info(df.schema().as_arrow(), ticket, descriptor)?;
+        let running = self.handoff.start(access.fingerprint(), key.clone());
+        let (engine, access) = (Arc::clone(&self.engine), Arc::clone(access));
+        tokio::spawn(async move {
+            let result = match engine.session(access, "flight") {
+                Ok(session) => session.run(key, df).await,
+                Err(e) => Err(e),
+            };
+            running.finish(result);
+        });
+        Ok(info)
+    }
+
+    /// Answers DoGet for query `key`: the result its GetFlightInfo readied, or else `run`'s.
+    async fn take_or_run(
+        &self,
+        session: &Session<'_>,
+        key: &str,
+        run: impl Future<Output = Result<QueryResult, Status>>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        let kept = match self.handoff.take(session.access().fingerprint(), key) {
+            Some(answer) => answer.result().await,
+            None => None,
+        };
+        let result = match kept {
+            Some(result) => result.map_err(to_status)?,
+            None => run.await?,
+        };
+        Ok(stream_result(result))
+    }
 }
 
 /// Streams `batches` (with `schema`, also when there are none).
@@ -184,7 +221,7 @@ impl FlightSqlService for FlightSql {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let session = self.session(request.metadata()).await?;
-        statement::flight_info(&self.handoff, &session, query, request.into_inner()).await
+        statement::flight_info(self, &session, query, request.into_inner()).await
     }
 
     async fn do_get_statement(
@@ -193,7 +230,7 @@ impl FlightSqlService for FlightSql {
         request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
         let session = self.session(request.metadata()).await?;
-        statement::do_get(&self.handoff, &session, ticket).await
+        statement::do_get(self, &session, ticket).await
     }
 
     async fn do_action_create_prepared_statement(
@@ -220,14 +257,7 @@ impl FlightSqlService for FlightSql {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let session = self.session(request.metadata()).await?;
-        prepared::flight_info(
-            &self.prepared,
-            &self.handoff,
-            &session,
-            query,
-            request.into_inner(),
-        )
-        .await
+        prepared::flight_info(self, &session, query, request.into_inner()).await
     }
 
     async fn do_get_prepared_statement(
@@ -236,7 +266,7 @@ impl FlightSqlService for FlightSql {
         request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
         let session = self.session(request.metadata()).await?;
-        prepared::do_get(&self.prepared, &self.handoff, &session, query).await
+        prepared::do_get(self, &session, query).await
     }
 
     async fn do_action_close_prepared_statement(

@@ -18,10 +18,10 @@ use datafusion::common::{ParamValues, ScalarValue};
 use futures::TryStreamExt;
 use tonic::{Response, Status};
 
-use patientflow_sql::{QueryResult, Session};
+use datafusion::prelude::DataFrame;
+use patientflow_sql::Session;
 
-use super::handoff::Handoff;
-use super::{DoGetStream, hand_off, stream_result, to_status};
+use super::{DoGetStream, FlightSql, to_status};
 
 /// An open prepared statement.
 #[derive(Debug, Clone)]
@@ -147,49 +147,47 @@ impl Prepared {
     }
 }
 
-/// Runs the statement for the caller, with its bound parameters.
-async fn run(session: &Session<'_>, prepared: &Prepared) -> Result<QueryResult, Status> {
-    let mut df = session.plan_sql(&prepared.sql).await.map_err(to_status)?;
-    if !prepared.params.is_empty() {
-        df = df
-            .with_param_values(ParamValues::List(
-                prepared.params.iter().cloned().map(Into::into).collect(),
-            ))
-            .map_err(|e| to_status(e.into()))?;
+/// Plans the statement for the caller, with its bound parameters.
+async fn plan(session: &Session<'_>, prepared: &Prepared) -> Result<DataFrame, Status> {
+    let df = session.plan_sql(&prepared.sql).await.map_err(to_status)?;
+    if prepared.params.is_empty() {
+        return Ok(df);
     }
-    session.run(prepared.key(), df).await.map_err(to_status)
+    df.with_param_values(ParamValues::List(
+        prepared.params.iter().cloned().map(Into::into).collect(),
+    ))
+    .map_err(|e| to_status(e.into()))
 }
 
-/// Runs the statement (see [`Handoff`] for why here) and describes its result.
+/// Describes the statement's result and starts it (see [`super::handoff`]).
 pub(super) async fn flight_info(
-    statements: &Statements,
-    handoff: &Handoff,
+    service: &FlightSql,
     session: &Session<'_>,
     query: CommandPreparedStatementQuery,
     descriptor: FlightDescriptor,
 ) -> Result<Response<arrow_flight::FlightInfo>, Status> {
-    let prepared = statements.get(&query.prepared_statement_handle)?;
-    let result = run(session, &prepared).await?;
-    hand_off(
-        handoff,
-        session,
-        prepared.key(),
-        result,
-        query.as_any(),
-        descriptor,
-    )
+    let prepared = service.prepared.get(&query.prepared_statement_handle)?;
+    let ticket = query.as_any();
+    service
+        .start(
+            session,
+            prepared.key(),
+            plan(session, &prepared),
+            ticket,
+            descriptor,
+        )
+        .await
 }
 
 pub(super) async fn do_get(
-    statements: &Statements,
-    handoff: &Handoff,
+    service: &FlightSql,
     session: &Session<'_>,
     query: CommandPreparedStatementQuery,
 ) -> Result<Response<DoGetStream>, Status> {
-    let prepared = statements.get(&query.prepared_statement_handle)?;
-    let result = match handoff.take(session.access().fingerprint(), &prepared.key()) {
-        Some(result) => result,
-        None => run(session, &prepared).await?,
+    let prepared = service.prepared.get(&query.prepared_statement_handle)?;
+    let run = async {
+        let df = plan(session, &prepared).await?;
+        session.run(prepared.key(), df).await.map_err(to_status)
     };
-    Ok(stream_result(result))
+    service.take_or_run(session, &prepared.key(), run).await
 }

@@ -61,6 +61,15 @@ try:
     out["delete"] = "ran"
 except Exception as e:
     out["delete"] = str(e)
+# Fails while running, after GetFlightInfo has answered: the error reaches the client all the same.
+try:
+    cur.execute("SELECT CAST(department AS INT) FROM gold.fact_admission")
+    cur.fetchall()
+    out["runtime_error"] = "ran"
+except Exception as e:
+    out["runtime_error"] = str(e)
+cur.execute("SELECT count(*) FROM gold.fact_admission WHERE hospital_id = ?", parameters=(3,))
+out["after_error"] = cur.fetchone()[0]
 conn.close()
 
 census = DeltaTable(f"{root}/gold/fact_census_hourly").to_pyarrow_table()
@@ -191,6 +200,13 @@ fn flight_sql_and_rest_answer_the_same_kpis_as_an_independent_reader() {
         "{}",
         adbc["delete"]
     );
+
+    let runtime_error = adbc["runtime_error"].as_str().unwrap();
+    assert!(
+        runtime_error.contains("INVALID_ARGUMENT") && runtime_error.contains("Int32"),
+        "{runtime_error}"
+    );
+    assert_eq!(adbc["after_error"], adbc["count_direct"]);
 
     // REST answers the same numbers.
     let (status, census) = get(
