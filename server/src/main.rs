@@ -24,12 +24,25 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.log);
+    no_transparent_huge_pages();
     match run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+/// Turns transparent huge pages off for this process. mimalloc asks for them on its segments
+/// (`madvise`), so on kernels where THP is `madvise` or `always` every first touch of freed and
+/// purged memory faulted in and zeroed a whole 2 MiB page, after compacting memory to find
+/// one: 25–40% of a 1M-stay ALOS query's CPU went to `clear_page` (BENCHMARKS.md, queries).
+/// A data service is better off without them, as database vendors advise.
+fn no_transparent_huge_pages() {
+    #[cfg(target_os = "linux")]
+    if let Err(e) = rustix::thread::disable_transparent_huge_pages(true) {
+        tracing::debug!(error = %e, "transparent huge pages stay as the kernel has them");
     }
 }
 
