@@ -304,20 +304,13 @@ impl Session<'_> {
     /// Plans one read-only SQL statement without running it.
     /// `?` parameters are numbered `$1`, `$2`, …; bind them with
     /// [`DataFrame::with_param_values`].
-    /// A statement that does not plan (refused, invalid) is audited here; one that plans is
-    /// audited when it runs.
+    /// A statement that does not plan (refused, invalid) is counted and audited here; one
+    /// that plans is when it runs.
     pub async fn plan_sql(&self, sql: &str) -> Result<DataFrame> {
         let started = Instant::now();
         let planned = self.plan(sql).await;
         if let Err(e) = &planned {
-            self.audit(
-                sql_key(sql),
-                Vec::new(),
-                0,
-                started.elapsed(),
-                false,
-                e.outcome(),
-            );
+            self.record(sql_key(sql), started, Err(e));
         }
         planned
     }
@@ -374,10 +367,10 @@ impl Session<'_> {
     /// Flight SQL's GetFlightInfo, ask this first: a hit costs no planning.
     pub async fn cached(&self, key: &str) -> Option<QueryResult> {
         let started = Instant::now();
-        let (reads, result) = self.engine.cached(&self.cache_key(key)).await?;
+        let hit = self.engine.cached(&self.cache_key(key)).await?;
         self.engine.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
-        self.answered(key.to_string(), started, Ok((reads, result)))
-            .ok()
+        self.record(key.to_string(), started, Ok(&hit));
+        Some(hit.1)
     }
 
     async fn answer(
@@ -390,19 +383,20 @@ impl Session<'_> {
         }
         let started = Instant::now();
         let answer = self.execute(self.cache_key(&key), plan).await;
-        self.answered(key, started, answer)
+        self.record(key, started, answer.as_ref());
+        answer.map(|(_, result)| result)
     }
 
-    /// Counts and audits an answer to query `key` begun at `started`.
-    fn answered(
+    /// Counts and audits the answer to query `key` (or its failure), begun at `started`.
+    fn record(
         &self,
         key: String,
         started: Instant,
-        answer: Result<(Vec<Read>, QueryResult)>,
-    ) -> Result<QueryResult> {
+        answer: Result<&(Vec<Read>, QueryResult), &Error>,
+    ) {
         let engine = self.engine;
         engine.stats.queries.fetch_add(1, Ordering::Relaxed);
-        if let Err(e) = &answer {
+        if let Err(e) = answer {
             engine.stats.failures.fetch_add(1, Ordering::Relaxed);
             match e {
                 Error::Timeout(_) => engine.stats.timeouts.fetch_add(1, Ordering::Relaxed),
@@ -415,7 +409,7 @@ impl Session<'_> {
             .stats
             .micros
             .fetch_add(duration.as_micros() as u64, Ordering::Relaxed);
-        match &answer {
+        match answer {
             Ok((reads, result)) => self.audit(
                 key,
                 reads.iter().map(|(s, t, _)| format!("{s}.{t}")).collect(),
@@ -426,7 +420,6 @@ impl Session<'_> {
             ),
             Err(e) => self.audit(key, Vec::new(), 0, duration, false, e.outcome()),
         }
-        answer.map(|(_, result)| result)
     }
 
     fn audit(
