@@ -37,7 +37,7 @@ fn main() -> std::process::ExitCode {
 /// Turns transparent huge pages off for this process. mimalloc asks for them on its segments
 /// (`madvise`), so on kernels where THP is `madvise` or `always` every first touch of freed and
 /// purged memory faulted in and zeroed a whole 2 MiB page, after compacting memory to find
-/// one: 25–40% of a 1M-stay ALOS query's CPU went to `clear_page` (BENCHMARKS.md, queries).
+/// one: 12–40% of a 1M-stay ALOS query's CPU went to `clear_page` (BENCHMARKS.md, queries).
 /// A data service is better off without them, as database vendors advise.
 fn no_transparent_huge_pages() {
     #[cfg(target_os = "linux")]
