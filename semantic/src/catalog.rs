@@ -23,6 +23,7 @@ use patientflow_ingest::tables;
 
 use crate::compile::compile;
 use crate::model::Model;
+use crate::parquet_snapshot::ParquetSnapshot;
 
 /// Name of the catalog.
 pub const CATALOG: &str = "patientflow";
@@ -53,11 +54,13 @@ struct Slot {
     table: Mutex<Option<Loaded>>,
 }
 
-/// A table at the version last read, with the provider queries scan it through.
+/// A table at the version last read, with the provider queries scan it through: its Parquet
+/// files when it is plain Parquet, else delta-rs's provider.
 #[derive(Debug, Clone)]
 struct Loaded {
     table: DeltaTable,
     provider: Arc<dyn TableProvider>,
+    files: Option<Arc<ParquetSnapshot>>,
 }
 
 impl Loaded {
@@ -155,22 +158,37 @@ impl DeltaSchema {
     /// The table at its latest version, or `None` when it has not been written yet.
     async fn latest(&self, slot: &Slot) -> Result<Option<Loaded>, DeltaTableError> {
         let cached = slot.table.lock().map_err(poisoned)?.clone();
-        let table = match cached {
+        let (table, previous) = match cached {
             Some(loaded) if !has_next_commit(&loaded.table).await? => return Ok(Some(loaded)),
-            Some(Loaded { mut table, .. }) => {
+            Some(Loaded {
+                mut table, files, ..
+            }) => {
                 table.update_incremental(None).await?;
-                table
+                (table, files)
             }
             None => match self.open(slot).await? {
-                Some(table) => table,
+                Some(table) => (table, None),
                 None => return Ok(None),
             },
         };
-        let provider = table
+        let delta = table
             .table_provider()
             .with_session(Arc::clone(&self.session))
             .await?;
-        let loaded = Loaded { table, provider };
+        let files =
+            ParquetSnapshot::try_new(&table, delta.schema(), &self.session, previous.as_deref())
+                .await
+                .map_err(|e| DeltaTableError::Generic(e.to_string()))?
+                .map(Arc::new);
+        let provider = match &files {
+            Some(files) => Arc::clone(files) as Arc<dyn TableProvider>,
+            None => delta,
+        };
+        let loaded = Loaded {
+            table,
+            provider,
+            files,
+        };
         *slot.table.lock().map_err(poisoned)? = Some(loaded.clone());
         Ok(Some(loaded))
     }

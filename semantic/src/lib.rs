@@ -33,6 +33,7 @@ mod compile;
 mod error;
 mod functions;
 mod model;
+mod parquet_snapshot;
 mod query;
 
 pub use catalog::{CATALOG, DeltaCatalog, EXPOSED_TABLES, KPI_SCHEMA, PatientflowCatalog};

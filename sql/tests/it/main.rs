@@ -7,4 +7,5 @@ mod counts;
 mod fixture;
 mod freshness;
 mod plans;
+mod scans;
 mod slt;

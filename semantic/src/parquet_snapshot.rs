@@ -1,0 +1,185 @@
+//! A Delta table at one version, scanned by DataFusion directly as that version's Parquet files.
+//!
+//! delta-rs's provider replays the table's log on every scan (it evaluates file skipping on the
+//! log's JSON statistics) and wraps the Parquet scan in a stream that tags every row with its
+//! file, so that it can apply deletion vectors and column mapping. A table that uses neither —
+//! reader protocol 1: Parquet files plus partition values, which is how patientflow writes
+//! every table — needs none of that. Its files are listed once, when the version is loaded,
+//! with statistics from their Parquet footers. Those are exact where the log's are not (Delta
+//! cuts timestamps to milliseconds there), so DataFusion answers `max(hour_start)` from them
+//! without reading a row, and prunes files, row groups and pages as for any Parquet table.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::{FieldRef, Schema, SchemaRef};
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::{
+    DataFusionError, Result as DfResult, ScalarValue, Statistics, project_schema,
+};
+use datafusion::datasource::file_format::FileFormat;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::object_store::ObjectStoreUrl;
+use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder};
+use datafusion::datasource::table_schema::TableSchema;
+use datafusion::execution::SessionState;
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::empty::EmptyExec;
+use deltalake::DeltaTable;
+use deltalake::logstore::object_store::ObjectMeta;
+
+/// The Parquet files of one Delta table version, as a DataFusion table.
+#[derive(Debug)]
+pub(crate) struct ParquetSnapshot {
+    /// File columns, then partition columns.
+    schema: SchemaRef,
+    file_schema: SchemaRef,
+    partition_fields: Vec<FieldRef>,
+    store: ObjectStoreUrl,
+    files: Vec<PartitionedFile>,
+    statistics: Statistics,
+}
+
+impl ParquetSnapshot {
+    /// `table` at its loaded version with `schema` (delta-rs's, so that column types stay the
+    /// same whichever provider reads it), or `None` when the table needs delta-rs to read it:
+    /// a reader protocol above 1, or partition columns that are not the last columns. Footers
+    /// are read through `session`'s metadata cache; a file `previous` already listed is taken
+    /// from it (Delta never rewrites a data file in place).
+    pub(crate) async fn try_new(
+        table: &DeltaTable,
+        schema: SchemaRef,
+        session: &SessionState,
+        previous: Option<&ParquetSnapshot>,
+    ) -> DfResult<Option<Self>> {
+        let external = |e: deltalake::DeltaTableError| DataFusionError::External(Box::new(e));
+        let state = table.snapshot().map_err(external)?;
+        if state.protocol().min_reader_version() != 1 {
+            return Ok(None);
+        }
+        let partition_columns = state.metadata().partition_columns();
+        let Some(split) = schema.fields().len().checked_sub(partition_columns.len()) else {
+            return Ok(None);
+        };
+        let (file_fields, partition_fields) = schema.fields().split_at(split);
+        if partition_fields
+            .iter()
+            .zip(partition_columns)
+            .any(|(field, name)| field.name() != name)
+        {
+            return Ok(None);
+        }
+        let file_schema = Arc::new(Schema::new(file_fields.to_vec()));
+        let partition_fields = partition_fields.to_vec();
+
+        let log_store = table.log_store();
+        let store = log_store.object_store_url();
+        let object_store = log_store.object_store(None);
+        session
+            .runtime_env()
+            .register_object_store(store.as_ref(), Arc::clone(&object_store));
+
+        let known: HashMap<&str, &PartitionedFile> = previous
+            .filter(|p| p.schema == schema)
+            .map(|p| {
+                p.files
+                    .iter()
+                    .map(|f| (f.object_meta.location.as_ref(), f))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let format = ParquetFormat::default().with_options(session.table_options().parquet.clone());
+        let mut files = Vec::with_capacity(state.log_data().num_files());
+        for view in state.log_data().iter() {
+            let meta = ObjectMeta {
+                location: view.object_store_path(),
+                last_modified: view.modification_datetime().map_err(external)?,
+                size: u64::try_from(view.size()).unwrap_or_default(),
+                e_tag: None,
+                version: None,
+            };
+            if let Some(file) = known.get(meta.location.as_ref()) {
+                files.push((*file).clone());
+                continue;
+            }
+            let raw = view.partition_values_map();
+            let values = partition_fields
+                .iter()
+                .map(|field| match raw.get(field.name()).cloned().flatten() {
+                    Some(text) => ScalarValue::try_from_string(text, field.data_type()),
+                    None => ScalarValue::try_from(field.data_type()),
+                })
+                .collect::<DfResult<Vec<_>>>()?;
+            let statistics = format
+                .infer_stats(session, &object_store, Arc::clone(&file_schema), &meta)
+                .await?;
+            files.push(
+                PartitionedFile::new_from_meta(meta)
+                    .with_partition_values(values)
+                    .with_statistics(Arc::new(statistics)),
+            );
+        }
+        let statistics = Statistics::try_merge_iter(
+            files.iter().filter_map(|f| f.statistics.as_deref()),
+            &schema,
+        )?;
+        Ok(Some(Self {
+            schema,
+            file_schema,
+            partition_fields,
+            store,
+            files,
+            statistics,
+        }))
+    }
+}
+
+#[async_trait]
+impl TableProvider for ParquetSnapshot {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        if self.files.is_empty() {
+            let schema = project_schema(&self.schema, projection)?;
+            return Ok(Arc::new(EmptyExec::new(schema)));
+        }
+        let groups =
+            FileGroup::new(self.files.clone()).split_files(state.config().target_partitions());
+        let format = ParquetFormat::default().with_options(state.table_options().parquet.clone());
+        let table_schema = TableSchema::builder(Arc::clone(&self.file_schema))
+            .with_table_partition_cols(self.partition_fields.clone())
+            .build();
+        let config =
+            FileScanConfigBuilder::new(self.store.clone(), format.file_source(table_schema))
+                .with_file_groups(groups)
+                .with_statistics(self.statistics.clone())
+                .with_projection_indices(projection.cloned())?
+                .with_limit(limit)
+                .build();
+        format.create_physical_plan(state, config).await
+    }
+
+    /// Filters prune files, row groups and pages once the physical optimizer pushes them into
+    /// the Parquet scan; rows are still filtered above it.
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> DfResult<Vec<TableProviderFilterPushDown>> {
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+}
