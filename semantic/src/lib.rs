@@ -7,7 +7,8 @@
 //!  model (YAML) ──▶ Model ──┐
 //!                           ├─ compile(query) ──▶ DataFrame (logical plan, no SQL text)
 //!  MetricQuery ─────────────┘
-//!  TableRoot ──▶ DeltaCatalog (gold, silver, ops; latest version per query)
+//!  TableRoot ──▶ DeltaCatalog (gold, silver, ops; latest version per query,
+//!                  │           scanned as that version's Parquet files)
 //!                  └─▶ PatientflowCatalog (+ kpi: the model's views, compiled on use)
 //! ```
 //!

@@ -30,6 +30,7 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
 use deltalake::DeltaTable;
 use deltalake::logstore::object_store::ObjectMeta;
+use futures::{StreamExt, TryStreamExt, stream};
 
 /// The Parquet files of one Delta table version, as a DataFusion table.
 #[derive(Debug)]
@@ -91,37 +92,54 @@ impl ParquetSnapshot {
                     .collect()
             })
             .unwrap_or_default();
+        let views = state.log_data();
+        let entries = views
+            .iter()
+            .map(|view| {
+                let meta = ObjectMeta {
+                    location: view.object_store_path(),
+                    last_modified: view.modification_datetime().map_err(external)?,
+                    size: u64::try_from(view.size()).unwrap_or_default(),
+                    e_tag: None,
+                    version: None,
+                };
+                if let Some(file) = known.get(meta.location.as_ref()) {
+                    return Ok(Entry::Listed(Box::new((*file).clone())));
+                }
+                let raw = view.partition_values_map();
+                let values = partition_fields
+                    .iter()
+                    .map(|field| match raw.get(field.name()).cloned().flatten() {
+                        Some(text) => ScalarValue::try_from_string(text, field.data_type()),
+                        None => ScalarValue::try_from(field.data_type()),
+                    })
+                    .collect::<DfResult<Vec<_>>>()?;
+                Ok(Entry::New(meta, values))
+            })
+            .collect::<DfResult<Vec<_>>>()?;
+        // New files' footers are read concurrently, as DataFusion does when it lists a table
+        // (on ADLS each is a request).
         let format = ParquetFormat::default().with_options(session.table_options().parquet.clone());
-        let mut files = Vec::with_capacity(state.log_data().num_files());
-        for view in state.log_data().iter() {
-            let meta = ObjectMeta {
-                location: view.object_store_path(),
-                last_modified: view.modification_datetime().map_err(external)?,
-                size: u64::try_from(view.size()).unwrap_or_default(),
-                e_tag: None,
-                version: None,
-            };
-            if let Some(file) = known.get(meta.location.as_ref()) {
-                files.push((*file).clone());
-                continue;
-            }
-            let raw = view.partition_values_map();
-            let values = partition_fields
-                .iter()
-                .map(|field| match raw.get(field.name()).cloned().flatten() {
-                    Some(text) => ScalarValue::try_from_string(text, field.data_type()),
-                    None => ScalarValue::try_from(field.data_type()),
-                })
-                .collect::<DfResult<Vec<_>>>()?;
-            let statistics = format
-                .infer_stats(session, &object_store, Arc::clone(&file_schema), &meta)
-                .await?;
-            files.push(
-                PartitionedFile::new_from_meta(meta)
-                    .with_partition_values(values)
-                    .with_statistics(Arc::new(statistics)),
-            );
-        }
+        let files: Vec<PartitionedFile> = stream::iter(entries)
+            .map(|entry| async {
+                let (meta, values) = match entry {
+                    Entry::Listed(file) => return Ok(*file),
+                    Entry::New(meta, values) => (meta, values),
+                };
+                let statistics = format
+                    .infer_stats(session, &object_store, Arc::clone(&file_schema), &meta)
+                    .await?;
+                Ok::<_, DataFusionError>(
+                    PartitionedFile::new_from_meta(meta)
+                        .with_partition_values(values)
+                        .with_statistics(Arc::new(statistics)),
+                )
+            })
+            .buffered(usize::from(
+                session.config_options().execution.meta_fetch_concurrency,
+            ))
+            .try_collect()
+            .await?;
         let statistics = Statistics::try_merge_iter(
             files.iter().filter_map(|f| f.statistics.as_deref()),
             &schema,
@@ -135,6 +153,14 @@ impl ParquetSnapshot {
             statistics,
         }))
     }
+}
+
+/// A data file of the version being loaded.
+enum Entry {
+    /// Listed by the version before, statistics and all.
+    Listed(Box<PartitionedFile>),
+    /// Not seen before: its path and partition values; statistics still to read.
+    New(ObjectMeta, Vec<ScalarValue>),
 }
 
 #[async_trait]
