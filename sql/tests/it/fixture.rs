@@ -4,12 +4,13 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use datafusion::arrow::array::Int64Array;
 use datafusion::arrow::csv::ReaderBuilder;
 use patientflow_ingest::TableRoot;
 use patientflow_ingest::tables::GOLD_SPECS;
 use patientflow_semantic::Model;
 use patientflow_sql::rbac::{Access, Policies, Principal};
-use patientflow_sql::{Engine, EngineConfig};
+use patientflow_sql::{Engine, EngineConfig, QueryResult};
 use tempfile::TempDir;
 
 /// A table root holding one fixture, and an engine over it.
@@ -17,6 +18,28 @@ pub(crate) struct Fixture {
     _dir: TempDir,
     pub(crate) root: TableRoot,
     pub(crate) engine: Arc<Engine>,
+}
+
+/// The answer to `sql` for an unrestricted caller.
+pub(crate) async fn answer(fixture: &Fixture, sql: &str) -> QueryResult {
+    fixture
+        .engine
+        .session(admin(), "test")
+        .unwrap()
+        .sql(sql)
+        .await
+        .unwrap()
+}
+
+/// The one integer `sql` answers, such as a `count(*)`.
+pub(crate) async fn count(fixture: &Fixture, sql: &str) -> i64 {
+    let result = answer(fixture, sql).await;
+    let column = result.batches[0].column(0);
+    column
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .unwrap()
+        .value(0)
 }
 
 /// Everything, unmasked.

@@ -3,25 +3,9 @@
 
 use patientflow_sql::EngineConfig;
 
-use crate::fixture::{admin, append, load_with};
+use crate::fixture::{append, count, load_with};
 
 const COUNT: &str = "SELECT count(*) FROM gold.fact_admission";
-
-async fn count(fixture: &crate::fixture::Fixture) -> i64 {
-    let result = fixture
-        .engine
-        .session(admin(), "test")
-        .unwrap()
-        .sql(COUNT)
-        .await
-        .unwrap();
-    let column = result.batches[0].column(0);
-    column
-        .as_any()
-        .downcast_ref::<datafusion::arrow::array::Int64Array>()
-        .unwrap()
-        .value(0)
-}
 
 #[tokio::test]
 async fn a_new_commit_is_read_by_the_next_query() {
@@ -30,10 +14,10 @@ async fn a_new_commit_is_read_by_the_next_query() {
         ..EngineConfig::default()
     };
     let fixture = load_with("small_network", uncached).await;
-    let before = count(&fixture).await;
+    let before = count(&fixture, COUNT).await;
     assert!(before > 0);
     // Unchanged: the same version, the same answer.
-    assert_eq!(count(&fixture).await, before);
+    assert_eq!(count(&fixture, COUNT).await, before);
     let first = fixture
         .engine
         .table_version("gold", "fact_admission")
@@ -42,12 +26,12 @@ async fn a_new_commit_is_read_by_the_next_query() {
         .unwrap();
 
     append(&fixture.root, "small_network", "gold/fact_admission").await;
-    assert_eq!(count(&fixture).await, 2 * before);
+    assert_eq!(count(&fixture, COUNT).await, 2 * before);
     let version = fixture.engine.table_version("gold", "fact_admission").await;
     assert_eq!(version.unwrap(), Some(first + 1));
 
     // Two commits at once: the lookup catches up over both.
     append(&fixture.root, "small_network", "gold/fact_admission").await;
     append(&fixture.root, "small_network", "gold/fact_admission").await;
-    assert_eq!(count(&fixture).await, 4 * before);
+    assert_eq!(count(&fixture, COUNT).await, 4 * before);
 }

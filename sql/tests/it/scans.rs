@@ -1,38 +1,16 @@
 //! How the catalog scans a Delta table: a plain Parquet table (reader protocol 1) as its files,
 //! with exact statistics from their footers; a table with reader features through delta-rs.
 
-use datafusion::arrow::array::{Array, Int32Array, Int64Array, RecordBatch, StringArray};
+use datafusion::arrow::array::{Array, Int32Array, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::arrow::util::pretty::pretty_format_batches;
 use std::sync::Arc;
 
-use crate::fixture::{Fixture, admin, append, load};
+use crate::fixture::{Fixture, answer, append, count, load};
 
 async fn rows(fixture: &Fixture, sql: &str) -> String {
-    let result = fixture
-        .engine
-        .session(admin(), "test")
-        .unwrap()
-        .sql(sql)
-        .await
-        .unwrap();
+    let result = answer(fixture, sql).await;
     pretty_format_batches(&result.batches).unwrap().to_string()
-}
-
-async fn count(fixture: &Fixture, sql: &str) -> i64 {
-    let result = fixture
-        .engine
-        .session(admin(), "test")
-        .unwrap()
-        .sql(sql)
-        .await
-        .unwrap();
-    let column = result.batches[0].column(0);
-    column
-        .as_any()
-        .downcast_ref::<Int64Array>()
-        .unwrap()
-        .value(0)
 }
 
 #[tokio::test]
