@@ -54,18 +54,32 @@ struct Slot {
     table: Mutex<Option<Loaded>>,
 }
 
-/// A table at the version last read, with the provider queries scan it through: its Parquet
-/// files when it is plain Parquet, else delta-rs's provider.
+/// A table at the version last read, with what queries scan it through.
 #[derive(Debug, Clone)]
 struct Loaded {
     table: DeltaTable,
-    provider: Arc<dyn TableProvider>,
-    files: Option<Arc<ParquetSnapshot>>,
+    scan: Scan,
+}
+
+/// How a loaded table is scanned.
+#[derive(Debug, Clone)]
+enum Scan {
+    /// Its Parquet files, when it is plain Parquet.
+    Files(Arc<ParquetSnapshot>),
+    /// delta-rs's provider, for tables with reader features.
+    Delta(Arc<dyn TableProvider>),
 }
 
 impl Loaded {
     fn version(&self) -> Option<u64> {
         self.table.version()
+    }
+
+    fn provider(&self) -> Arc<dyn TableProvider> {
+        match &self.scan {
+            Scan::Files(files) => Arc::clone(files) as Arc<dyn TableProvider>,
+            Scan::Delta(provider) => Arc::clone(provider),
+        }
     }
 }
 
@@ -160,10 +174,12 @@ impl DeltaSchema {
         let cached = slot.table.lock().map_err(poisoned)?.clone();
         let (table, previous) = match cached {
             Some(loaded) if !has_next_commit(&loaded.table).await? => return Ok(Some(loaded)),
-            Some(Loaded {
-                mut table, files, ..
-            }) => {
+            Some(Loaded { mut table, scan }) => {
                 table.update_incremental(None).await?;
+                let files = match scan {
+                    Scan::Files(files) => Some(files),
+                    Scan::Delta(_) => None,
+                };
                 (table, files)
             }
             None => match self.open(slot).await? {
@@ -175,20 +191,19 @@ impl DeltaSchema {
             .table_provider()
             .with_session(Arc::clone(&self.session))
             .await?;
-        let files =
-            ParquetSnapshot::try_new(&table, delta.schema(), &self.session, previous.as_deref())
-                .await
-                .map_err(|e| DeltaTableError::Generic(e.to_string()))?
-                .map(Arc::new);
-        let provider = match &files {
-            Some(files) => Arc::clone(files) as Arc<dyn TableProvider>,
-            None => delta,
+        let scan = match ParquetSnapshot::try_new(
+            &table,
+            delta.schema(),
+            &self.session,
+            previous.as_deref(),
+        )
+        .await
+        .map_err(|e| DeltaTableError::Generic(e.to_string()))?
+        {
+            Some(files) => Scan::Files(Arc::new(files)),
+            None => Scan::Delta(delta),
         };
-        let loaded = Loaded {
-            table,
-            provider,
-            files,
-        };
+        let loaded = Loaded { table, scan };
         *slot.table.lock().map_err(poisoned)? = Some(loaded.clone());
         Ok(Some(loaded))
     }
@@ -251,7 +266,7 @@ impl SchemaProvider for DeltaSchema {
             .latest(slot)
             .await
             .map_err(external)?
-            .map(|loaded| loaded.provider))
+            .map(|loaded| loaded.provider()))
     }
 
     fn table_exist(&self, name: &str) -> bool {

@@ -16,11 +16,12 @@ use async_trait::async_trait;
 use datafusion::arrow::datatypes::{FieldRef, Schema, SchemaRef};
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::{
-    DataFusionError, Result as DfResult, ScalarValue, Statistics, project_schema,
+    DFSchema, DataFusionError, Result as DfResult, ScalarValue, Statistics, project_schema,
 };
 use datafusion::datasource::file_format::FileFormat;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::listing::helpers::{expr_applicable_for_cols, filter_partitioned_file};
 use datafusion::datasource::object_store::ObjectStoreUrl;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder};
 use datafusion::datasource::table_schema::TableSchema;
@@ -41,7 +42,6 @@ pub(crate) struct ParquetSnapshot {
     partition_fields: Vec<FieldRef>,
     store: ObjectStoreUrl,
     files: Vec<PartitionedFile>,
-    statistics: Statistics,
 }
 
 impl ParquetSnapshot {
@@ -140,17 +140,12 @@ impl ParquetSnapshot {
             ))
             .try_collect()
             .await?;
-        let statistics = Statistics::try_merge_iter(
-            files.iter().filter_map(|f| f.statistics.as_deref()),
-            &schema,
-        )?;
         Ok(Some(Self {
             schema,
             file_schema,
             partition_fields,
             store,
             files,
-            statistics,
         }))
     }
 }
@@ -173,19 +168,40 @@ impl TableProvider for ParquetSnapshot {
         TableType::Base
     }
 
+    /// Filters on partition columns alone select the files here, exactly, as DataFusion's
+    /// listing tables do; the physical optimizer pushes the others into the Parquet scan,
+    /// where they prune files, row groups and pages by statistics.
     async fn scan(
         &self,
         state: &dyn Session,
         projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
+        filters: &[Expr],
         limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        if self.files.is_empty() {
+        let partitions = DFSchema::try_from(Schema::new(self.partition_fields.clone()))?;
+        let filters: Vec<Expr> = filters
+            .iter()
+            .filter(|f| self.on_partitions(f))
+            .cloned()
+            .collect();
+        let mut files = Vec::with_capacity(self.files.len());
+        for file in &self.files {
+            files.extend(filter_partitioned_file(
+                file.clone(),
+                &filters,
+                &partitions,
+            )?);
+        }
+        if files.is_empty() {
             let schema = project_schema(&self.schema, projection)?;
             return Ok(Arc::new(EmptyExec::new(schema)));
         }
-        let groups =
-            FileGroup::new(self.files.clone()).split_files(state.config().target_partitions());
+        // The statistics of the files read: DataFusion answers an aggregate from them.
+        let statistics = Statistics::try_merge_iter(
+            files.iter().filter_map(|f| f.statistics.as_deref()),
+            &self.schema,
+        )?;
+        let groups = FileGroup::new(files).split_files(state.config().target_partitions());
         let format = ParquetFormat::default().with_options(state.table_options().parquet.clone());
         let table_schema = TableSchema::builder(Arc::clone(&self.file_schema))
             .with_table_partition_cols(self.partition_fields.clone())
@@ -193,19 +209,35 @@ impl TableProvider for ParquetSnapshot {
         let config =
             FileScanConfigBuilder::new(self.store.clone(), format.file_source(table_schema))
                 .with_file_groups(groups)
-                .with_statistics(self.statistics.clone())
+                .with_statistics(statistics)
                 .with_projection_indices(projection.cloned())?
                 .with_limit(limit)
                 .build();
         format.create_physical_plan(state, config).await
     }
 
-    /// Filters prune files, row groups and pages once the physical optimizer pushes them into
-    /// the Parquet scan; rows are still filtered above it.
     fn supports_filters_pushdown(
         &self,
         filters: &[&Expr],
     ) -> DfResult<Vec<TableProviderFilterPushDown>> {
-        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+        Ok(filters
+            .iter()
+            .map(|f| match self.on_partitions(f) {
+                true => TableProviderFilterPushDown::Exact,
+                false => TableProviderFilterPushDown::Unsupported,
+            })
+            .collect())
+    }
+}
+
+impl ParquetSnapshot {
+    /// Whether `filter` reads partition columns only, so it can select files by their values.
+    fn on_partitions(&self, filter: &Expr) -> bool {
+        let names: Vec<&str> = self
+            .partition_fields
+            .iter()
+            .map(|f| f.name().as_str())
+            .collect();
+        !names.is_empty() && expr_applicable_for_cols(&names, filter)
     }
 }
