@@ -33,6 +33,7 @@ mod catalog;
 mod compile;
 mod error;
 mod functions;
+mod mapped_files;
 mod model;
 mod parquet_snapshot;
 mod query;

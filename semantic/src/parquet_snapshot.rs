@@ -9,7 +9,7 @@
 //! cuts timestamps to milliseconds there), so DataFusion answers `max(hour_start)` from them
 //! without reading a row, and prunes files, row groups and pages as for any Parquet table.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -23,15 +23,20 @@ use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::listing::helpers::{expr_applicable_for_cols, filter_partitioned_file};
 use datafusion::datasource::object_store::ObjectStoreUrl;
-use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder};
+use datafusion::datasource::physical_plan::parquet::CachedParquetFileReaderFactory;
+use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
+use datafusion::datasource::source::DataSourceExec;
 use datafusion::datasource::table_schema::TableSchema;
 use datafusion::execution::SessionState;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
 use deltalake::DeltaTable;
-use deltalake::logstore::object_store::ObjectMeta;
+use deltalake::logstore::object_store::path::Path;
+use deltalake::logstore::object_store::{ObjectMeta, ObjectStore};
 use futures::{StreamExt, TryStreamExt, stream};
+
+use crate::mapped_files::MappedFiles;
 
 /// The Parquet files of one Delta table version, as a DataFusion table.
 #[derive(Debug)]
@@ -42,6 +47,8 @@ pub(crate) struct ParquetSnapshot {
     partition_fields: Vec<FieldRef>,
     store: ObjectStoreUrl,
     files: Vec<PartitionedFile>,
+    /// The files read through memory maps, for a table on the local file system.
+    mapped: Option<Arc<MappedFiles>>,
 }
 
 impl ParquetSnapshot {
@@ -140,12 +147,23 @@ impl ParquetSnapshot {
             ))
             .try_collect()
             .await?;
+        let root = log_store.root_url();
+        let mapped = (root.scheme() == "file").then(|| {
+            let listed: HashSet<&Path> = files.iter().map(|f| &f.object_meta.location).collect();
+            Arc::new(MappedFiles::new(
+                object_store,
+                root.clone(),
+                previous.and_then(|p| p.mapped.as_deref()),
+                |path| listed.contains(path),
+            ))
+        });
         Ok(Some(Self {
             schema,
             file_schema,
             partition_fields,
             store,
             files,
+            mapped,
         }))
     }
 }
@@ -202,18 +220,34 @@ impl TableProvider for ParquetSnapshot {
             &self.schema,
         )?;
         let groups = FileGroup::new(files).split_files(state.config().target_partitions());
-        let format = ParquetFormat::default().with_options(state.table_options().parquet.clone());
         let table_schema = TableSchema::builder(Arc::clone(&self.file_schema))
             .with_table_partition_cols(self.partition_fields.clone())
             .build();
-        let config =
-            FileScanConfigBuilder::new(self.store.clone(), format.file_source(table_schema))
-                .with_file_groups(groups)
-                .with_statistics(statistics)
-                .with_projection_indices(projection.cloned())?
-                .with_limit(limit)
-                .build();
-        format.create_physical_plan(state, config).await
+        // As `ParquetFormat::create_physical_plan`, but reading through the maps when there are
+        // any; footers come from the session's metadata cache either way.
+        let runtime = state.runtime_env();
+        let files_store: Arc<dyn ObjectStore> = match &self.mapped {
+            Some(mapped) => Arc::clone(mapped) as _,
+            None => runtime.object_store(&self.store)?,
+        };
+        let options = &state.table_options().parquet;
+        let reader = CachedParquetFileReaderFactory::new(
+            files_store,
+            runtime.cache_manager.get_file_metadata_cache(),
+        );
+        let mut source = ParquetSource::new(table_schema)
+            .with_table_parquet_options(options.clone())
+            .with_parquet_file_reader_factory(Arc::new(reader));
+        if let Some(hint) = options.global.metadata_size_hint {
+            source = source.with_metadata_size_hint(hint);
+        }
+        let config = FileScanConfigBuilder::new(self.store.clone(), Arc::new(source))
+            .with_file_groups(groups)
+            .with_statistics(statistics)
+            .with_projection_indices(projection.cloned())?
+            .with_limit(limit)
+            .build();
+        Ok(DataSourceExec::from_data_source(config))
     }
 
     fn supports_filters_pushdown(

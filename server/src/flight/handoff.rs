@@ -1,13 +1,15 @@
-//! Queries started on GetFlightInfo, handed to the DoGet that follows.
+//! Queries started before their DoGet, handed to it.
 //!
 //! A Flight SQL client asks GetFlightInfo (for the schema and a ticket), then DoGet (for the
 //! rows). GetFlightInfo plans the query, which is all a schema needs, and starts it in the
 //! background; the FlightInfo goes back at once, so the query runs while the client reads the
-//! answer and sends its DoGet (about 1.5 ms with the ADBC driver). A cached result is handed
-//! over ready. Either waits here: kept per access and query, taken by the first DoGet, dropped
-//! after [`TTL`] and within a memory budget. A DoGet that finds nothing here (another server
-//! instance answered the GetFlightInfo, or the result expired or did not fit) runs the query
-//! itself.
+//! answer and sends its DoGet (about 1.5 ms with the ADBC driver). A statement prepared without
+//! parameters starts one step earlier, when it is prepared (the ADBC driver prepares every
+//! query, then asks GetFlightInfo and DoGet): its GetFlightInfo finds it here and answers with
+//! the schema planned at prepare time. A cached result is handed over ready. Either waits here:
+//! kept per access and query, taken by the first DoGet, dropped after [`TTL`] and within a
+//! memory budget. A DoGet that finds nothing here (another server instance answered the
+//! GetFlightInfo, or the result expired or did not fit) runs the query itself.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -153,6 +155,16 @@ impl Handoff {
         *next_id
     }
 
+    /// Whether an answer to query `key` waits for this access (it stays).
+    pub(super) fn holds(&self, access: &str, key: &str) -> bool {
+        self.0.lock().is_ok_and(|waiting| {
+            waiting
+                .results
+                .get(&(access.to_string(), key.to_string()))
+                .is_some_and(|kept| kept.at.elapsed() < TTL)
+        })
+    }
+
     /// The answer to query `key` kept for this access, if any (it is kept no longer).
     pub(super) fn take(&self, access: &str, key: &str) -> Option<Answer> {
         let mut waiting = self.0.lock().ok()?;
@@ -228,8 +240,13 @@ mod tests {
     async fn a_running_query_is_awaited_by_the_doget_that_takes_it() {
         let handoff = Arc::new(Handoff::default());
         let running = handoff.start("admin", "q".into());
+        // A prepared statement's GetFlightInfo sees it started, for that access only.
+        assert!(handoff.holds("admin", "q"));
+        assert!(!handoff.holds("clinician", "q"));
+        assert!(!handoff.holds("admin", "other"));
         let answer = handoff.take("admin", "q");
         assert!(matches!(answer, Some(Answer::Running(_))));
+        assert!(!handoff.holds("admin", "q"));
         let finish = tokio::spawn(async move { running.finish(Ok(result(5))) });
         assert_eq!(rows(answer).await, Some(5));
         finish.await.unwrap();

@@ -127,18 +127,44 @@ impl FlightSql {
         ticket: Any,
         descriptor: FlightDescriptor,
     ) -> Result<Response<FlightInfo>, Status> {
-        let access = session.access();
-        if let Some(result) = session.cached(&key).await {
-            let bytes = result.bytes();
-            let info = flight_info(&result.schema, ticket, descriptor)?
+        if let Some((schema, rows, bytes)) = self.hand_over_cached(session, &key).await {
+            let info = flight_info(&schema, ticket, descriptor)?
                 .into_inner()
-                .with_total_records(result.rows() as i64)
+                .with_total_records(rows as i64)
                 .with_total_bytes(bytes as i64);
-            self.handoff.put(access.fingerprint(), key, result, bytes);
             return Ok(Response::new(info));
         }
         let df = plan.await?;
         let info = flight_info(df.schema().as_arrow(), ticket, descriptor)?;
+        self.run_for_doget(session, key, df);
+        Ok(info)
+    }
+
+    /// Readies the result of the planned query `key` for a DoGet to come, as [`Self::start`]
+    /// does, before anyone asked for it: a cached result is kept, otherwise `df` starts.
+    async fn start_early(&self, session: &Session<'_>, key: String, df: DataFrame) {
+        if self.hand_over_cached(session, &key).await.is_none() {
+            self.run_for_doget(session, key, df);
+        }
+    }
+
+    /// Hands a cached result of query `key` to the DoGet to come: its schema, rows and bytes,
+    /// or `None` when nothing is cached.
+    async fn hand_over_cached(
+        &self,
+        session: &Session<'_>,
+        key: &str,
+    ) -> Option<(SchemaRef, usize, usize)> {
+        let result = session.cached(key).await?;
+        let (schema, rows, bytes) = (result.schema.clone(), result.rows(), result.bytes());
+        let access = session.access().fingerprint();
+        self.handoff.put(access, key.to_string(), result, bytes);
+        Some((schema, rows, bytes))
+    }
+
+    /// Runs `df` in the background; its result waits in the handoff under `key`.
+    fn run_for_doget(&self, session: &Session<'_>, key: String, df: DataFrame) {
+        let access = session.access();
         let running = self.handoff.start(access.fingerprint(), key.clone());
         let (engine, access) = (Arc::clone(&self.engine), Arc::clone(access));
         tokio::spawn(async move {
@@ -148,7 +174,6 @@ impl FlightSql {
             };
             running.finish(result);
         });
-        Ok(info)
     }
 
     /// Answers DoGet for query `key`: the result its GetFlightInfo readied, or else `run`'s.
@@ -239,7 +264,7 @@ impl FlightSqlService for FlightSql {
         request: Request<Action>,
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
         let session = self.session(request.metadata()).await?;
-        prepared::create(&self.prepared, &session, query).await
+        prepared::create(self, &session, query).await
     }
 
     async fn do_put_prepared_statement_query(

@@ -3,7 +3,7 @@
 //! query, DBeaver and Tableau included; `?` parameters are numbered `$1`, `$2`, ….
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use arrow_flight::decode::FlightRecordBatchStream;
 use arrow_flight::sql::server::PeekableFlightDataStream;
@@ -12,7 +12,7 @@ use arrow_flight::sql::{
     CommandPreparedStatementQuery, DoPutPreparedStatementResult, ProstMessageExt,
 };
 use arrow_flight::{FlightDescriptor, IpcMessage, SchemaAsIpc};
-use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::ipc::writer::IpcWriteOptions;
 use datafusion::common::{ParamValues, ScalarValue};
 use futures::TryStreamExt;
@@ -29,6 +29,8 @@ struct Prepared {
     sql: String,
     /// Bound parameter values, `$1` first.
     params: Vec<ScalarValue>,
+    /// The result's schema, as planned when it was prepared.
+    schema: SchemaRef,
 }
 
 /// Open prepared statements by handle.
@@ -71,8 +73,11 @@ fn schema_bytes(schema: &Schema) -> Result<bytes::Bytes, Status> {
     Ok(bytes)
 }
 
+/// Plans the statement for its schemas. One without parameters is started too (see
+/// [`super::handoff`]): clients run what they prepare (the ADBC driver prepares every query),
+/// so its result is on its way before they ask.
 pub(super) async fn create(
-    statements: &Statements,
+    service: &FlightSql,
     session: &Session<'_>,
     query: ActionCreatePreparedStatementRequest,
 ) -> Result<ActionCreatePreparedStatementResult, Status> {
@@ -97,19 +102,24 @@ pub(super) async fn create(
             .map(|(n, t)| Field::new(format!("${n}"), t.clone(), true))
             .collect::<Vec<_>>(),
     );
-    let handle = uuid::Uuid::new_v4().as_bytes().to_vec();
-    statements.put(
-        handle.clone(),
-        Prepared {
-            sql: query.query,
-            params: Vec::new(),
-        },
-    )?;
-    Ok(ActionCreatePreparedStatementResult {
-        prepared_statement_handle: handle.into(),
-        dataset_schema: schema_bytes(df.schema().as_arrow())?,
+    let prepared = Prepared {
+        sql: query.query,
+        params: Vec::new(),
+        schema: Arc::clone(df.schema().inner()),
+    };
+    let answer = ActionCreatePreparedStatementResult {
+        prepared_statement_handle: uuid::Uuid::new_v4().as_bytes().to_vec().into(),
+        dataset_schema: schema_bytes(&prepared.schema)?,
         parameter_schema: schema_bytes(&parameter_schema)?,
-    })
+    };
+    let key = prepared.key();
+    service
+        .prepared
+        .put(answer.prepared_statement_handle.to_vec(), prepared)?;
+    if params.is_empty() {
+        service.start_early(session, key, df).await;
+    }
+    Ok(answer)
 }
 
 /// Binds the first row of the uploaded batch as the parameters `$1`, `$2`, ….
@@ -168,14 +178,13 @@ pub(super) async fn flight_info(
 ) -> Result<Response<arrow_flight::FlightInfo>, Status> {
     let prepared = service.prepared.get(&query.prepared_statement_handle)?;
     let ticket = query.as_any();
+    let key = prepared.key();
+    // Started when it was prepared, and not run since.
+    if service.handoff.holds(session.access().fingerprint(), &key) {
+        return super::flight_info(&prepared.schema, ticket, descriptor);
+    }
     service
-        .start(
-            session,
-            prepared.key(),
-            plan(session, &prepared),
-            ticket,
-            descriptor,
-        )
+        .start(session, key, plan(session, &prepared), ticket, descriptor)
         .await
 }
 

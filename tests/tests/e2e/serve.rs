@@ -53,6 +53,13 @@ cur.execute("SELECT hospital, department, census FROM kpi.occupancy_hourly "
 out["census_flight"] = {f'{r[0]}|{r[1]}': r[2] for r in cur.fetchall()}
 cur.execute("SELECT count(*) FROM gold.fact_admission WHERE hospital_id = ?", parameters=(3,))
 out["prepared_count"] = cur.fetchone()[0]
+# Prepared without parameters, the query starts at once; the cursor's second run of the same
+# statement skips the prepare and is planned and run anew.
+twice = []
+for _ in range(2):
+    cur.execute("SELECT count(*) FROM gold.fact_admission WHERE hospital_id = 3")
+    twice.append(cur.fetchone()[0])
+out["unbound_twice"] = twice
 cur.execute("SELECT CAST(period AS VARCHAR), admissions FROM kpi.flow_daily "
             "WHERE hospital = 3 AND department = 'ICU' AND admissions > 0 ORDER BY 1")
 out["icu3_flight"] = [[r[0][:10], r[1]] for r in cur.fetchall()]
@@ -190,6 +197,10 @@ fn flight_sql_and_rest_answer_the_same_kpis_as_an_independent_reader() {
     );
     assert_eq!(as_map(&adbc["census_flight"]), direct);
     assert_eq!(adbc["prepared_count"], adbc["count_direct"]);
+    assert_eq!(
+        adbc["unbound_twice"],
+        json!([adbc["count_direct"], adbc["count_direct"]])
+    );
     assert!(adbc["count_direct"].as_i64().unwrap() > 0);
     assert_eq!(adbc["icu3_flight"], adbc["icu3_direct"]);
     assert!(
