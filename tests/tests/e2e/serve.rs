@@ -337,6 +337,41 @@ fn flight_sql_and_rest_answer_the_same_kpis_as_an_independent_reader() {
             "{p} not documented"
         );
     }
+
+    // A statement prepared without parameters runs at once, before the client asks for it:
+    // preparing alone answers one query more.
+    let before = queries_answered(&client, &server);
+    let prepared = python_json(
+        PREPARE_ONLY,
+        &[&format!("grpc://{}", server.flight), &server.token],
+    );
+    assert_eq!(prepared["parameters"], 0);
+    let started = Instant::now();
+    while queries_answered(&client, &server) == before
+        && started.elapsed() < Duration::from_secs(20)
+    {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(queries_answered(&client, &server), before + 1);
+}
+
+const PREPARE_ONLY: &str = r#"
+import json, sys, warnings
+warnings.simplefilter("ignore")
+import adbc_driver_flightsql.dbapi as flight_sql
+conn = flight_sql.connect(sys.argv[1], db_kwargs={"adbc.flight.sql.authorization_header": "Bearer " + sys.argv[2]})
+cur = conn.cursor()
+params = cur.adbc_prepare("SELECT count(*) FROM gold.fact_admission WHERE hospital_id = 5")
+print(json.dumps({"parameters": len(params) if params is not None else 0}))
+"#;
+
+/// `patientflow_queries_total` from `/metrics`.
+fn queries_answered(client: &Client, server: &Server) -> u64 {
+    let text = metrics(client, server);
+    text.lines()
+        .find_map(|l| l.strip_prefix("patientflow_queries_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no patientflow_queries_total in {text}"))
 }
 
 #[test]
