@@ -13,8 +13,20 @@ use crate::error::{Error, Result};
 /// The reference network's department CSV, embedded so the default needs no input.
 pub const DEFAULT_DEPARTMENTS_CSV: &str = include_str!("../reference/departments.csv");
 
+/// The canonical department names of contract §2, accepted in any case whatever the
+/// reference data holds.
+pub const CANONICAL_DEPARTMENTS: [&str; 7] = [
+    "Emergency",
+    "Surgery",
+    "ICU",
+    "Pediatrics",
+    "Maternity",
+    "Oncology",
+    "Cardiology",
+];
+
 /// One row of the department reference data.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DepartmentRow {
     /// Hospital number.
@@ -32,6 +44,29 @@ pub struct DepartmentRow {
     /// Other names the department is known by, `;`-separated.
     #[serde(default)]
     pub aliases: Option<String>,
+    /// Hours without an event before an open stay is long-open (contract §5.1); optional.
+    #[serde(default)]
+    pub warn_after_hours: Option<f64>,
+    /// Hours without an event before an open stay is stale (contract §5.1); optional.
+    #[serde(default)]
+    pub stale_after_hours: Option<f64>,
+}
+
+impl DepartmentRow {
+    /// What is wrong with the row's open-stay limits, if anything: each must be a positive
+    /// number of hours, and `warn_after_hours` below `stale_after_hours` when both are given.
+    pub fn limits_error(&self) -> Option<String> {
+        let bad = |v: Option<f64>| v.is_some_and(|h| !(h.is_finite() && h > 0.0));
+        if bad(self.warn_after_hours) || bad(self.stale_after_hours) {
+            return Some("warn_after_hours and stale_after_hours must be positive hours".into());
+        }
+        match (self.warn_after_hours, self.stale_after_hours) {
+            (Some(w), Some(s)) if w >= s => {
+                Some(format!("warn_after_hours ({w}) must be below stale_after_hours ({s})"))
+            }
+            _ => None,
+        }
+    }
 }
 
 /// Lookup tables derived from the department reference data.
@@ -77,6 +112,9 @@ impl ReferenceData {
                     i + 2
                 )));
             }
+            if let Some(reason) = row.limits_error() {
+                return Err(invalid(format!("line {}: {reason}", i + 2)));
+            }
             rows.push(row);
         }
         Self::from_rows(rows, origin)
@@ -95,7 +133,10 @@ impl ReferenceData {
                     .into(),
             ));
         }
-        let mut names: HashMap<String, String> = HashMap::new();
+        let mut names: HashMap<String, String> = CANONICAL_DEPARTMENTS
+            .iter()
+            .map(|d| (d.to_lowercase(), d.to_string()))
+            .collect();
         let mut hospitals = BTreeMap::new();
         for row in &rows {
             hospitals.insert(row.hospital_id, row.hospital_name.clone());

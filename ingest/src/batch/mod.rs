@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use chrono_tz::Tz;
 use deltalake::arrow::array::{
-    Array, ArrayRef, BinaryArray, Date32Array, Int32Array, RecordBatch, StringArray,
-    TimestampMicrosecondArray,
+    Array, ArrayRef, BinaryArray, Date32Array, Float64Array, Int32Array, RecordBatch,
+    StringArray, TimestampMicrosecondArray,
 };
 use deltalake::arrow::datatypes::{DataType, Field as ArrowField, Schema};
 use deltalake::datafusion::prelude::lit;
@@ -386,6 +386,8 @@ impl<'a> Stage<'a> {
                             .collect::<StringArray>(),
                     ),
                     Arc::new(rows.iter().map(key).collect::<StringArray>()),
+                    Arc::new(d.iter().map(|r| r.warn_after_hours).collect::<Float64Array>()),
+                    Arc::new(d.iter().map(|r| r.stale_after_hours).collect::<Float64Array>()),
                 ]);
                 SILVER_DEPARTMENTS_SCHEMA
                     .fields()
@@ -495,6 +497,8 @@ fn normalise(dataset: Dataset, row: &Row<'_>, received_at: i64) -> Normalised {
                     .and_then(|d| d.parse().ok())
                     .unwrap_or_default(),
                 aliases: row.get("aliases").map(str::to_string),
+                warn_after_hours: row.limits().0,
+                stale_after_hours: row.limits().1,
             };
             let text = format!("{d:?}");
             n.department = Some(d);
@@ -522,8 +526,18 @@ fn normalise(dataset: Dataset, row: &Row<'_>, received_at: i64) -> Normalised {
 pub(crate) async fn silver_departments(root: &TableRoot) -> Result<Vec<DepartmentRow>> {
     let table = root.open(SILVER_DEPARTMENTS).await?;
     let t = SILVER_DEPARTMENTS;
+    let existing: Vec<String> = match table.snapshot() {
+        Ok(s) => s.schema().fields().map(|f| f.name().to_string()).collect(),
+        Err(_) => return Ok(Vec::new()),
+    };
     let mut columns = DEPARTMENT_COLUMNS.to_vec();
     columns.push("aliases");
+    // Tables written before contract §5.1 have no limit columns.
+    let limits = ["warn_after_hours", "stale_after_hours"];
+    let has_limits = limits.iter().all(|c| existing.iter().any(|e| e == c));
+    if has_limits {
+        columns.extend(limits);
+    }
     let batches = scan(
         &table,
         t,
@@ -541,6 +555,13 @@ pub(crate) async fn silver_departments(root: &TableRoot) -> Result<Vec<Departmen
         let staff = column::<Int32Array>(b, t, "staff_count")?;
         let from = column::<Date32Array>(b, t, "effective_from")?;
         let aliases = column::<StringArray>(b, t, "aliases")?;
+        let limit = |name| {
+            has_limits
+                .then(|| column::<Float64Array>(b, t, name))
+                .transpose()
+        };
+        let (warn, stale) = (limit("warn_after_hours")?, limit("stale_after_hours")?);
+        let at = |a: Option<&Float64Array>, i: usize| a.filter(|a| a.is_valid(i)).map(|a| a.value(i));
         for i in 0..b.num_rows() {
             out.push(DepartmentRow {
                 hospital_id: hospital.value(i),
@@ -550,17 +571,22 @@ pub(crate) async fn silver_departments(root: &TableRoot) -> Result<Vec<Departmen
                 staff_count: staff.value(i),
                 effective_from: from.value_as_date(i).unwrap_or_default(),
                 aliases: aliases.is_valid(i).then(|| aliases.value(i).to_string()),
+                warn_after_hours: at(warn, i),
+                stale_after_hours: at(stale, i),
             });
         }
     }
     Ok(out)
 }
 
-/// The department reference in force: the shipped reference network followed by every
-/// department batch in silver (later rows win).
+/// The department reference in force (contract §4): every department batch in silver, in the
+/// order received (later rows win); the shipped reference network only while the table root
+/// has never received one.
 pub(crate) async fn department_rows(root: &TableRoot) -> Result<Vec<DepartmentRow>> {
-    let mut rows = ReferenceData::reference_network()?.rows().to_vec();
-    rows.extend(silver_departments(root).await?);
+    let rows = silver_departments(root).await?;
+    if rows.is_empty() {
+        return Ok(ReferenceData::reference_network()?.rows().to_vec());
+    }
     Ok(rows)
 }
 
@@ -568,6 +594,6 @@ pub(crate) async fn department_rows(root: &TableRoot) -> Result<Vec<DepartmentRo
 pub(crate) async fn departments_reference(root: &TableRoot) -> Result<ReferenceData> {
     ReferenceData::from_rows(
         department_rows(root).await?,
-        Path::new("<shipped + silver/departments>"),
+        Path::new("<silver/departments, or the shipped reference before the first batch>"),
     )
 }

@@ -39,6 +39,24 @@ impl Row<'_> {
         }
     }
 
+    /// A field as a positive number of hours: missing, valid or invalid.
+    pub(crate) fn hours(&self, name: &str) -> Field<f64> {
+        match self.get(name).map(str::parse::<f64>) {
+            None => Field::Missing,
+            Some(Ok(h)) if h.is_finite() && h > 0.0 => Field::Valid(h),
+            Some(_) => Field::Invalid,
+        }
+    }
+
+    /// The open-stay limits of a department row (contract §4, §5.1), each if given and valid.
+    pub(crate) fn limits(&self) -> (Option<f64>, Option<f64>) {
+        let valid = |name| match self.hours(name) {
+            Field::Valid(h) => Some(h),
+            _ => None,
+        };
+        (valid("warn_after_hours"), valid("stale_after_hours"))
+    }
+
     /// A field as a UTC timestamp (contract §2 forms): missing, valid or invalid.
     pub(crate) fn timestamp(&self, name: &str) -> Field<i64> {
         match self.get(name) {
@@ -113,6 +131,16 @@ pub static DEPARTMENT_RULES: &[BatchRule] = &[
         check: |r| {
             r.get("effective_from")
                 .is_some_and(|d| d.parse::<chrono::NaiveDate>().is_err())
+        },
+    },
+    BatchRule {
+        name: "invalid_limit",
+        when: "`warn_after_hours` or `stale_after_hours` present but not a positive number of hours, or `warn_after_hours` not below `stale_after_hours`",
+        outcome: Outcome::Quarantine,
+        check: |r| {
+            let invalid = |name| r.hours(name) == Field::Invalid;
+            let inverted = matches!(r.limits(), (Some(w), Some(s)) if w >= s);
+            invalid("warn_after_hours") || invalid("stale_after_hours") || inverted
         },
     },
     BatchRule {

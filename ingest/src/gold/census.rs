@@ -24,6 +24,8 @@ pub(crate) struct Occupancy {
     pub(crate) end: Option<i64>,
     pub(crate) starts_stay: bool,
     pub(crate) ends_stay: bool,
+    /// When the stay went stale in this segment (contract §5.1): it leaves the census then.
+    pub(crate) stale_since: Option<i64>,
 }
 
 /// Census rows for the given days (days since the epoch), up to the hour containing `as_of`.
@@ -61,8 +63,10 @@ pub(crate) fn census(
             continue;
         };
         let row = d * hours;
-        // A flat record's planned discharge after the as-of time is not a discharge yet.
-        let end = o.end.filter(|e| *e <= as_of).unwrap_or(i64::MAX);
+        // A flat record's planned discharge after the as-of time is not a discharge yet; a
+        // stale stay leaves the census without being discharged.
+        let discharge = o.end.filter(|e| *e <= as_of);
+        let end = discharge.or(o.stale_since).unwrap_or(i64::MAX);
         if o.starts_stay
             && o.start >= lo
             && let Some(h) = hour_of(o.start)
@@ -70,6 +74,7 @@ pub(crate) fn census(
             admissions[row + h] += 1;
         }
         if o.ends_stay
+            && let Some(end) = discharge
             && end >= lo
             && let Some(h) = hour_of(end)
         {
@@ -210,8 +215,10 @@ mod tests {
             staff_count: 1,
             effective_from: "2026-01-01".parse().unwrap(),
             aliases: None,
+            warn_after_hours: None,
+            stale_after_hours: None,
         };
-        Departments::from_rows(&[row("ICU", 4), row("Surgery", 2)])
+        Departments::from_rows(&[row("ICU", 4), row("Surgery", 2)], &Default::default())
     }
 
     #[test]
@@ -225,6 +232,7 @@ mod tests {
             end: e,
             starts_stay: starts,
             ends_stay: ends,
+            stale_since: None,
         };
         // Admitted to Surgery 01:30, transferred to ICU 03:00, discharged 04:15.
         let segments = [

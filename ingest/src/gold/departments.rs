@@ -3,17 +3,20 @@
 //! A change of bed capacity or staff count opens a version from its `effective_from` date;
 //! a row with the same capacity and staff opens none (its name and aliases update the version
 //! in place, type 1). A department's first version also covers any time before its
-//! effective date, so every stay finds a version.
+//! effective date, so every stay finds a version. The open-stay limits (contract §5.1) are
+//! type 1 as well: the latest value a row of the department states, else configuration, else
+//! the contract's defaults.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use deltalake::arrow::array::{
-    ArrayRef, BooleanArray, Int32Array, Int64Array, RecordBatch, StringArray,
+    ArrayRef, BooleanArray, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray,
 };
 
 use super::surrogate_key;
 use crate::error::{Error, Result};
+use crate::open_stays::StayLimits;
 use crate::reference::DepartmentRow;
 use crate::tables::{DIM_DEPARTMENT, DIM_DEPARTMENT_SPEC, timestamp_array};
 
@@ -29,6 +32,7 @@ pub(crate) struct DepartmentVersion {
     pub(crate) aliases: Option<String>,
     pub(crate) valid_from: i64,
     pub(crate) valid_to: Option<i64>,
+    pub(crate) limits: StayLimits,
 }
 
 /// Every department's versions, oldest first.
@@ -44,8 +48,12 @@ fn midnight_micros(date: chrono::NaiveDate) -> i64 {
 
 impl Departments {
     /// Builds the versions from reference rows in the order they were received (a later row
-    /// for the same department and date replaces an earlier one).
-    pub(crate) fn from_rows<'a>(rows: impl IntoIterator<Item = &'a DepartmentRow>) -> Self {
+    /// for the same department and date replaces an earlier one); `configured` are the
+    /// open-stay limits set by configuration, by department name.
+    pub(crate) fn from_rows<'a>(
+        rows: impl IntoIterator<Item = &'a DepartmentRow>,
+        configured: &BTreeMap<String, StayLimits>,
+    ) -> Self {
         let mut latest: BTreeMap<(i32, String, chrono::NaiveDate), &DepartmentRow> =
             BTreeMap::new();
         for row in rows {
@@ -55,7 +63,11 @@ impl Departments {
             );
         }
         let mut by_key: BTreeMap<(i32, String), Vec<DepartmentVersion>> = BTreeMap::new();
+        let mut stated: BTreeMap<(i32, String), (Option<f64>, Option<f64>)> = BTreeMap::new();
         for ((hospital_id, department, from), row) in latest {
+            let limits = stated.entry((hospital_id, department.clone())).or_default();
+            limits.0 = row.warn_after_hours.or(limits.0);
+            limits.1 = row.stale_after_hours.or(limits.1);
             let versions = by_key.entry((hospital_id, department.clone())).or_default();
             match versions.last_mut() {
                 Some(v)
@@ -79,16 +91,20 @@ impl Departments {
                         aliases: row.aliases.clone(),
                         valid_from,
                         valid_to: None,
+                        // Resolved below, once every row of the department is seen.
+                        limits: StayLimits::default_for(""),
                     });
                 }
             }
         }
         // Type 1 columns take their latest value on every version.
-        for versions in by_key.values_mut() {
+        for (key, versions) in &mut by_key {
+            let limits = StayLimits::resolve(&key.1, stated[key], configured);
             if let Some(last) = versions.last().cloned() {
                 for v in versions.iter_mut() {
                     v.hospital_name.clone_from(&last.hospital_name);
                     v.aliases.clone_from(&last.aliases);
+                    v.limits = limits;
                 }
             }
         }
@@ -113,6 +129,22 @@ impl Departments {
             .rev()
             .find(|v| v.valid_from <= t)
             .or_else(|| versions.first())
+    }
+
+    /// The open-stay limits of a department (the defaults for one without a version).
+    pub(crate) fn limits(&self, hospital_id: i32, department: &str) -> StayLimits {
+        self.at(hospital_id, department, i64::MAX)
+            .map_or_else(|| StayLimits::default_for(department), |v| v.limits)
+    }
+
+    /// The shortest `stale_after` of any department, in microseconds (a year with none).
+    pub(crate) fn min_stale_after(&self) -> i64 {
+        self.by_key
+            .values()
+            .filter_map(|v| v.last())
+            .map(|v| v.limits.stale_after())
+            .min()
+            .unwrap_or(365 * 24 * 3_600_000_000)
     }
 
     /// All versions as `gold/dim_department` rows.
@@ -145,6 +177,16 @@ impl Departments {
                     .map(|v| Some(v.valid_to.is_none()))
                     .collect::<BooleanArray>(),
             ),
+            Arc::new(
+                rows.iter()
+                    .map(|v| v.limits.warn_after_hours)
+                    .collect::<Float64Array>(),
+            ),
+            Arc::new(
+                rows.iter()
+                    .map(|v| v.limits.stale_after_hours)
+                    .collect::<Float64Array>(),
+            ),
         ];
         RecordBatch::try_new(DIM_DEPARTMENT_SPEC.schema(), columns)
             .map_err(|e| Error::arrow(DIM_DEPARTMENT, e))
@@ -164,6 +206,8 @@ mod tests {
             staff_count: staff,
             effective_from: from.parse().unwrap(),
             aliases: None,
+            warn_after_hours: None,
+            stale_after_hours: None,
         }
     }
 
@@ -179,7 +223,7 @@ mod tests {
             row(12, 5, "2026-03-01"),
             row(12, 6, "2026-04-01"),
         ];
-        let d = Departments::from_rows(&rows);
+        let d = Departments::from_rows(&rows, &BTreeMap::new());
         let v: Vec<_> = d.by_key[&(1, "ICU".into())]
             .iter()
             .map(|v| (v.bed_capacity, v.staff_count, v.valid_from, v.valid_to))
@@ -203,14 +247,14 @@ mod tests {
             row(14, 5, "2026-03-01"),
             row(12, 5, "2026-02-01"),
         ];
-        let d = Departments::from_rows(&rows);
+        let d = Departments::from_rows(&rows, &BTreeMap::new());
         let caps: Vec<_> = d.by_key[&(1, "ICU".into())]
             .iter()
             .map(|v| v.bed_capacity)
             .collect();
         assert_eq!(caps, vec![10, 12, 14]);
         // The same rows twice change nothing.
-        let twice = Departments::from_rows(rows.iter().chain(rows.iter()));
+        let twice = Departments::from_rows(rows.iter().chain(rows.iter()), &BTreeMap::new());
         assert_eq!(twice.by_key, d.by_key);
     }
 }

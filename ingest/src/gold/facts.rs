@@ -52,9 +52,13 @@ pub(crate) struct Admissions {
     ed_wait: Vec<Option<f64>>,
     corrected: Vec<bool>,
     transfers: Vec<i32>,
+    last_event: Vec<Option<i64>>,
+    stale_since: Vec<Option<i64>>,
     admission_month: Vec<i32>,
     /// Stays whose department has no version in the reference data.
     pub(crate) unknown_departments: usize,
+    /// Stays open but stale at the as-of time.
+    pub(crate) stale: usize,
 }
 
 /// Column builders for `gold/fact_stay_segment`.
@@ -71,8 +75,21 @@ pub(crate) struct Segments {
     end: Vec<Option<i64>>,
     starts_stay: Vec<bool>,
     ends_stay: Vec<bool>,
+    hours: Vec<Option<f64>>,
+    stale_since: Vec<Option<i64>>,
     /// The same segments as the census reads them.
     pub(crate) occupancies: Vec<Occupancy>,
+}
+
+/// When an open stay went stale (contract §5.1): `last event + stale_after` of its current
+/// department, if that is at or before `as_of`; `None` for a stay discharged by then.
+pub(crate) fn stale_since(stay: &Stay, departments: &Departments, as_of: i64) -> Option<i64> {
+    if stay.discharge_time.is_some_and(|d| d <= as_of) {
+        return None;
+    }
+    let current = &stay.segments.last()?.department;
+    let since = stay.last_event + departments.limits(stay.hospital_id, current).stale_after();
+    (since <= as_of).then_some(since)
 }
 
 impl Admissions {
@@ -102,6 +119,8 @@ impl Admissions {
                     }
                 };
             let discharge = stay.discharge_time.filter(|d| *d <= as_of);
+            let stale = stale_since(stay, departments, as_of);
+            self.stale += usize::from(stale.is_some());
             self.stay_key.push(stay.stay_key.clone());
             self.record_kind.push(stay.record_kind);
             self.encounter_id.push(stay.encounter_id.clone());
@@ -119,7 +138,7 @@ impl Admissions {
             self.discharge_date_key.push(discharge.map(date_key));
             self.los_hours
                 .push(discharge.map(|d| (d - stay.admission_time) as f64 / HOUR as f64));
-            self.current.push(discharge.is_none());
+            self.current.push(discharge.is_none() && stale.is_none());
             self.age.push(stay.age);
             self.arrival.push(stay.arrival_time);
             self.ed_wait.push(
@@ -128,6 +147,8 @@ impl Admissions {
             );
             self.corrected.push(stay.corrected);
             self.transfers.push(stay.segments.len() as i32 - 1);
+            self.last_event.push(Some(stay.last_event));
+            self.stale_since.push(stale);
             self.admission_month.push(admission_key / 100);
         }
         Ok(())
@@ -158,6 +179,8 @@ impl Admissions {
             Arc::new(Float64Array::from(self.ed_wait)),
             Arc::new(BooleanArray::from(self.corrected)),
             Arc::new(Int32Array::from(self.transfers)),
+            timestamp_array(self.last_event),
+            timestamp_array(self.stale_since),
             timestamp_array(vec![Some(as_of); n]),
             Arc::new(Int32Array::from(self.admission_month)),
         ];
@@ -167,18 +190,21 @@ impl Admissions {
 }
 
 impl Segments {
-    /// Adds a patient's stays' segments.
-    pub(crate) fn push(&mut self, p: &PatientStays<'_>, departments: &Departments) {
+    /// Adds a patient's stays' segments as of `as_of`.
+    pub(crate) fn push(&mut self, p: &PatientStays<'_>, departments: &Departments, as_of: i64) {
         for stay in p.stays {
             let n = stay.segments.len();
+            let stale = stale_since(stay, departments, as_of);
             for (i, s) in stay.segments.iter().enumerate() {
+                let last = i + 1 == n;
                 let occupancy = Occupancy {
                     hospital_id: stay.hospital_id,
                     department: s.department.clone(),
                     start: s.start,
                     end: s.end,
                     starts_stay: i == 0,
-                    ends_stay: i + 1 == n && s.end.is_some(),
+                    ends_stay: last && s.end.is_some(),
+                    stale_since: stale.filter(|_| last),
                 };
                 self.stay_key.push(stay.stay_key.clone());
                 self.segment_no.push(i as i32);
@@ -195,6 +221,12 @@ impl Segments {
                 self.end.push(s.end);
                 self.starts_stay.push(occupancy.starts_stay);
                 self.ends_stay.push(occupancy.ends_stay);
+                self.hours.push(
+                    s.end
+                        .filter(|e| *e <= as_of)
+                        .map(|e| (e - s.start) as f64 / HOUR as f64),
+                );
+                self.stale_since.push(occupancy.stale_since);
                 self.occupancies.push(occupancy);
             }
         }
@@ -214,6 +246,8 @@ impl Segments {
             timestamp_array(std::mem::take(&mut self.end)),
             Arc::new(BooleanArray::from(std::mem::take(&mut self.starts_stay))),
             Arc::new(BooleanArray::from(std::mem::take(&mut self.ends_stay))),
+            Arc::new(Float64Array::from(std::mem::take(&mut self.hours))),
+            timestamp_array(std::mem::take(&mut self.stale_since)),
         ];
         RecordBatch::try_new(FACT_STAY_SEGMENT_SPEC.schema(), columns)
             .map_err(|e| Error::arrow(FACT_STAY_SEGMENT, e))

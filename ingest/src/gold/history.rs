@@ -54,6 +54,8 @@ pub(crate) struct Observation {
     pub(crate) age: Option<i32>,
     /// Event time (ADT) or admission time (flat), UTC micros.
     pub(crate) time: i64,
+    /// When the record reached bronze, UTC micros.
+    pub(crate) received_at: i64,
     pub(crate) discharge_time: Option<i64>,
     pub(crate) corrected: bool,
     /// Values of the tracked attributes, in configuration order.
@@ -78,8 +80,9 @@ impl Interner {
 /// Observations by patient id, each patient's in receipt order.
 pub(crate) type History = BTreeMap<String, Vec<Observation>>;
 
-const COLUMNS: [&str; 15] = [
+const COLUMNS: [&str; 16] = [
     "bronze_seq",
+    "received_at",
     "source",
     "source_line",
     "record_kind",
@@ -161,6 +164,7 @@ pub(crate) async fn load(
     if let Some(attributes) = attribute_columns(sources.ehr, tracked) {
         let mut columns = vec![
             "bronze_seq",
+            "received_at",
             "source",
             "source_line",
             "patient_id",
@@ -208,6 +212,7 @@ fn read_ehr_batch(
     let gender = column::<StringArray>(b, t, "gender")?;
     let age = column::<Int32Array>(b, t, "age")?;
     let updated = column::<TimestampMicrosecondArray>(b, t, "updated_at")?;
+    let received = column::<TimestampMicrosecondArray>(b, t, "received_at")?;
     let attrs = text_columns(b, t, attributes)?;
     for i in 0..b.num_rows() {
         history
@@ -223,6 +228,7 @@ fn read_ehr_batch(
                 gender: gender.value(i).to_string(),
                 age: age.is_valid(i).then(|| age.value(i)),
                 time: updated.value(i),
+                received_at: received.value(i),
                 discharge_time: None,
                 corrected: false,
                 attributes: values_at(&attrs, i),
@@ -276,14 +282,8 @@ fn read_batch(
     let admission = column::<TimestampMicrosecondArray>(b, t, "admission_time")?;
     let discharge = column::<TimestampMicrosecondArray>(b, t, "discharge_time")?;
     let corrected = column::<BooleanArray>(b, t, "admission_time_corrected")?;
-    let attrs = attributes
-        .iter()
-        .map(|a| {
-            a.as_deref()
-                .map(|name| column::<StringArray>(b, t, name))
-                .transpose()
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let received = column::<TimestampMicrosecondArray>(b, t, "received_at")?;
+    let attrs = text_columns(b, t, attributes)?;
     for i in 0..b.num_rows() {
         let kind = Kind::of(
             record_kind.value(i),
@@ -322,6 +322,7 @@ fn read_batch(
                 gender: gender.value(i).to_string(),
                 age: age.is_valid(i).then(|| age.value(i)),
                 time,
+                received_at: received.value(i),
                 discharge_time: discharge.is_valid(i).then(|| discharge.value(i)),
                 corrected: corrected.value(i),
                 attributes: values_at(&attrs, i),

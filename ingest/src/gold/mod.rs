@@ -12,6 +12,7 @@
 mod calendar;
 mod census;
 mod departments;
+mod ed_visits;
 mod facts;
 mod history;
 mod patients;
@@ -29,13 +30,15 @@ use deltalake::kernel::Transaction;
 
 use self::census::Occupancy;
 use self::departments::Departments;
+use self::ed_visits::EdVisits;
 use self::facts::{Admissions, PatientStays, Segments};
 use crate::batch::{self, Dataset};
 use crate::error::{Error, Result};
+use crate::open_stays::StayLimits;
 use crate::storage::{Keys, TableRoot, WriteMode, column, scan, scan_keyed, txn_version, write};
 use crate::tables::{
-    DIM_DATE, DIM_DEPARTMENT, DIM_PATIENT, FACT_ADMISSION, FACT_CENSUS_HOURLY, FACT_STAY_SEGMENT,
-    GOLD_APP, GOLD_TABLES, SILVER_APP, SILVER_EHR, SILVER_EVENTS,
+    DIM_DATE, DIM_DEPARTMENT, DIM_PATIENT, FACT_ADMISSION, FACT_CENSUS_HOURLY, FACT_ED_VISIT,
+    FACT_STAY_SEGMENT, GOLD_APP, GOLD_TABLES, SILVER_APP, SILVER_EHR, SILVER_EVENTS,
 };
 
 pub(crate) const HOUR: i64 = 3_600_000_000;
@@ -90,6 +93,10 @@ pub struct GoldMetrics {
     pub stays: usize,
     /// Encounters that have events but no `ADMIT` yet.
     pub waiting_encounters: usize,
+    /// Emergency-department visits (encounters with an `ARRIVAL`) written.
+    pub ed_visits: usize,
+    /// Stays open but stale at the as-of time (contract §5.1), among those rebuilt.
+    pub stale_stays: usize,
     /// Stays whose `(hospital, department)` has no reference version (department key -1).
     pub unknown_departments: usize,
     /// Segments the census could not place, their department having no reference version.
@@ -118,6 +125,7 @@ pub struct GoldRefresh {
     root: TableRoot,
     as_of: Option<i64>,
     tracked: Vec<String>,
+    limits: BTreeMap<String, StayLimits>,
     full: bool,
 }
 
@@ -138,8 +146,16 @@ impl GoldRefresh {
             root,
             as_of: None,
             tracked: DEFAULT_TRACKED_ATTRIBUTES.map(String::from).to_vec(),
+            limits: BTreeMap::new(),
             full: false,
         }
+    }
+
+    /// Open-stay limits by department name (contract §5.1), over the contract's defaults; a
+    /// department reference file's own limits win over these.
+    pub fn with_open_stay_limits(mut self, limits: BTreeMap<String, StayLimits>) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// The time the census and `is_currently_admitted` are computed as of (default: now).
@@ -172,7 +188,8 @@ impl GoldRefresh {
         let as_of = self
             .as_of
             .unwrap_or_else(|| chrono::Utc::now().timestamp_micros());
-        let departments = Departments::from_rows(&batch::department_rows(&self.root).await?);
+        let departments =
+            Departments::from_rows(&batch::department_rows(&self.root).await?, &self.limits);
         let department_batch = departments.to_batch()?;
         let fingerprint = fingerprint(&department_batch);
 
@@ -236,6 +253,8 @@ impl GoldRefresh {
                 )
                 .await?,
             );
+            ids.extend(stale_passed(&targets[FACT_ADMISSION].table, &departments, as_of).await?);
+            ids.extend(ed_waiting(&targets[FACT_ED_VISIT].table).await?);
             Some(ids)
         };
         let sources = history::Sources {
@@ -249,24 +268,28 @@ impl GoldRefresh {
         // Rebuild them.
         let mut admissions = Admissions::default();
         let mut segments = Segments::default();
+        let mut ed_visits = EdVisits::default();
         let mut versions_written = Vec::new();
         for (patient_id, observations) in &history {
             let versions = patients::versions(patient_id, observations);
-            let (stays, waiting) = stays::stays(patient_id, observations);
-            metrics.waiting_encounters += waiting;
-            metrics.stays += stays.len();
+            let rebuilt = stays::stays(patient_id, observations);
+            metrics.waiting_encounters += rebuilt.waiting;
+            metrics.stays += rebuilt.stays.len();
+            metrics.ed_visits += rebuilt.ed_visits.len();
             let p = PatientStays {
                 patient_id,
                 versions: &versions,
-                stays: &stays,
+                stays: &rebuilt.stays,
             };
             admissions.push(&p, &departments, as_of)?;
-            segments.push(&p, &departments);
+            segments.push(&p, &departments, as_of);
+            ed_visits.push(patient_id, &rebuilt.ed_visits, as_of);
             versions_written.extend(versions);
         }
         metrics.patients = history.len();
         metrics.patient_versions = versions_written.len();
         metrics.unknown_departments = admissions.unknown_departments;
+        metrics.stale_stays = admissions.stale;
 
         // The census months to recompute, and every segment overlapping them.
         let as_of_day = as_of.div_euclid(DAY);
@@ -347,7 +370,7 @@ impl GoldRefresh {
             Some(ids) if ids.is_empty() => WriteMode::Append,
             _ => WriteMode::Overwrite,
         };
-        let writes: [(&str, RecordBatch, WriteMode, &[&str]); 6] = [
+        let writes: [(&str, RecordBatch, WriteMode, &[&str]); 7] = [
             (
                 FACT_CENSUS_HOURLY,
                 census_batch,
@@ -361,6 +384,7 @@ impl GoldRefresh {
                 by_patient(),
                 &["admission_month"],
             ),
+            (FACT_ED_VISIT, ed_visits.finish(as_of)?, by_patient(), &[]),
             (
                 DIM_PATIENT,
                 patients::to_batch(versions_written.iter(), &self.tracked)?,
@@ -377,7 +401,10 @@ impl GoldRefresh {
             if !self.full && current(&target) {
                 continue;
             }
-            let patient_keyed = matches!(name, FACT_STAY_SEGMENT | FACT_ADMISSION | DIM_PATIENT);
+            let patient_keyed = matches!(
+                name,
+                FACT_STAY_SEGMENT | FACT_ADMISSION | FACT_ED_VISIT | DIM_PATIENT
+            );
             let mut batches = vec![batch];
             if let (true, WriteMode::Overwrite, Some(ids)) = (patient_keyed, &mode, &affected) {
                 batches.extend(kept_rows(&target.table, name, ids, &batches[0]).await?);
@@ -502,6 +529,53 @@ async fn discharges_passed(
     Ok(out)
 }
 
+/// Patients with an open stay not stale at the last refresh whose `last event + stale_after`
+/// is at or before `as_of` now: the as-of time has made it stale (contract §5.1).
+async fn stale_passed(
+    admissions: &DeltaTable,
+    departments: &Departments,
+    as_of: i64,
+) -> Result<BTreeSet<String>> {
+    let t = FACT_ADMISSION;
+    let filter = col("discharge_time")
+        .is_null()
+        .and(col("stale_since").is_null())
+        .and(col("last_event_time").lt_eq(lit_ts(as_of - departments.min_stale_after())));
+    let columns = [
+        "patient_id",
+        "hospital_id",
+        "discharge_department",
+        "last_event_time",
+    ];
+    let mut out = BTreeSet::new();
+    for b in &scan(admissions, t, &columns, filter, &[]).await? {
+        let ids = column::<StringArray>(b, t, "patient_id")?;
+        let hospital = column::<Int32Array>(b, t, "hospital_id")?;
+        let department = column::<StringArray>(b, t, "discharge_department")?;
+        let last = column::<TimestampMicrosecondArray>(b, t, "last_event_time")?;
+        for i in 0..b.num_rows() {
+            let limits = departments.limits(hospital.value(i), department.value(i));
+            if last.value(i) + limits.stale_after() <= as_of {
+                out.insert(ids.value(i).to_string());
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Patients with an emergency-department visit still waiting at the last refresh: their
+/// wait, and perhaps their outcome, move with the as-of time.
+async fn ed_waiting(visits: &DeltaTable) -> Result<BTreeSet<String>> {
+    let filter = col("outcome").eq(lit("waiting"));
+    let batches = scan(visits, FACT_ED_VISIT, &["patient_id"], filter, &[]).await?;
+    let mut out = BTreeSet::new();
+    for b in &batches {
+        let ids = column::<StringArray>(b, FACT_ED_VISIT, "patient_id")?;
+        out.extend(ids.iter().flatten().map(str::to_string));
+    }
+    Ok(out)
+}
+
 /// Segments from `gold/fact_stay_segment` matching `filter`.
 async fn read_occupancies(
     segments: &DeltaTable,
@@ -519,6 +593,7 @@ async fn read_occupancies(
             "segment_end",
             "starts_stay",
             "ends_stay",
+            "stale_since",
         ],
         filter,
         keys,
@@ -533,6 +608,7 @@ async fn read_occupancies(
         let end = column::<TimestampMicrosecondArray>(b, t, "segment_end")?;
         let starts = column::<BooleanArray>(b, t, "starts_stay")?;
         let ends = column::<BooleanArray>(b, t, "ends_stay")?;
+        let stale = column::<TimestampMicrosecondArray>(b, t, "stale_since")?;
         for i in 0..b.num_rows() {
             out.push(Occupancy {
                 hospital_id: hospital.value(i),
@@ -541,6 +617,7 @@ async fn read_occupancies(
                 end: end.is_valid(i).then(|| end.value(i)),
                 starts_stay: starts.value(i),
                 ends_stay: ends.value(i),
+                stale_since: stale.is_valid(i).then(|| stale.value(i)),
             });
         }
     }
@@ -555,6 +632,7 @@ fn changed_days(old: &[Occupancy], new: &[Occupancy], as_of: i64) -> BTreeSet<i6
             o.department.clone(),
             o.start,
             o.end,
+            o.stale_since,
             o.starts_stay,
             o.ends_stay,
         )
@@ -563,8 +641,9 @@ fn changed_days(old: &[Occupancy], new: &[Occupancy], as_of: i64) -> BTreeSet<i6
     let new_keys: BTreeSet<_> = new.iter().map(key).collect();
     let last_day = as_of.div_euclid(DAY);
     let mut days = BTreeSet::new();
-    for (_, _, start, end, _, _) in old_keys.symmetric_difference(&new_keys) {
+    for (_, _, start, end, stale, _, _) in old_keys.symmetric_difference(&new_keys) {
         let first = start.div_euclid(DAY);
+        let end = [*end, *stale].into_iter().flatten().min();
         let last = end.map_or(last_day, |e| e.div_euclid(DAY)).min(last_day);
         days.extend(first..=last);
     }

@@ -159,6 +159,7 @@ mod tests {
             gender: gender.into(),
             age: Some(40 + seq as i32),
             time,
+            received_at: time,
             discharge_time: None,
             corrected: false,
             attributes: vec![insurance.map(str::to_string)],

@@ -1,5 +1,6 @@
 //! Stays rebuilt from a patient's records (contract §1): an ADT encounter from all its events
-//! in event-time order, a flat stay from the latest record received for its stay key.
+//! in event-time order, a flat stay from the latest record received for its stay key; and the
+//! emergency-department visits of the encounters with an `ARRIVAL` (contract §5.1).
 
 use std::collections::BTreeMap;
 
@@ -27,28 +28,57 @@ pub(crate) struct Stay {
     pub(crate) arrival_time: Option<i64>,
     pub(crate) age: Option<i32>,
     pub(crate) corrected: bool,
+    /// The latest event time among the stay's records (contract §5.1): any ADT event of the
+    /// encounter; a flat record's admission, or its receipt when that is later.
+    pub(crate) last_event: i64,
     /// In time order; the last ends at the discharge.
     pub(crate) segments: Vec<Segment>,
 }
 
-/// The stays of one patient, and how many encounters have no `ADMIT` yet (they wait in
-/// silver until it arrives).
-pub(crate) fn stays(patient_id: &str, observations: &[Observation]) -> (Vec<Stay>, usize) {
+/// An encounter registered at the emergency department (`ARRIVAL`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct EdVisit {
+    pub(crate) encounter_id: String,
+    pub(crate) hospital_id: i32,
+    pub(crate) department: String,
+    /// The earliest `ARRIVAL`.
+    pub(crate) arrival_time: i64,
+    /// The encounter's `ADMIT`, if any.
+    pub(crate) admission_time: Option<i64>,
+    /// The first `DISCHARGE` at or after the arrival, for an encounter without `ADMIT`.
+    pub(crate) discharge_time: Option<i64>,
+}
+
+/// A patient's stays and emergency-department visits, and how many encounters have no
+/// `ADMIT` yet (they wait in silver until it arrives).
+#[derive(Debug, Default)]
+pub(crate) struct Rebuilt {
+    pub(crate) stays: Vec<Stay>,
+    pub(crate) ed_visits: Vec<EdVisit>,
+    pub(crate) waiting: usize,
+}
+
+/// Rebuilds one patient's stays and emergency-department visits from all their records.
+pub(crate) fn stays(patient_id: &str, observations: &[Observation]) -> Rebuilt {
     let mut encounters: BTreeMap<&str, Vec<&Observation>> = BTreeMap::new();
-    let mut flat: BTreeMap<(i32, i64), &Observation> = BTreeMap::new();
+    // The latest record of each key, and the key's last event.
+    let mut flat: BTreeMap<(i32, i64), (&Observation, i64)> = BTreeMap::new();
     // Observations come in receipt order, so the last flat record of a key wins.
     for o in observations {
         match (o.kind, o.encounter_id.as_deref()) {
             (Kind::Flat, _) => {
-                flat.insert((o.hospital_id, o.time), o);
+                let last = o.time.max(o.received_at);
+                let entry = flat.entry((o.hospital_id, o.time)).or_insert((o, last));
+                *entry = (o, entry.1.max(last));
             }
             (_, Some(id)) => encounters.entry(id).or_default().push(o),
             (_, None) => {}
         }
     }
-    let mut out: Vec<Stay> = flat
+    let mut out = Rebuilt::default();
+    out.stays = flat
         .into_iter()
-        .map(|((hospital_id, admission), o)| Stay {
+        .map(|((hospital_id, admission), (o, last_event))| Stay {
             stay_key: format!("flat:{patient_id}:{hospital_id}:{admission}"),
             record_kind: "flat",
             encounter_id: None,
@@ -58,6 +88,7 @@ pub(crate) fn stays(patient_id: &str, observations: &[Observation]) -> (Vec<Stay
             arrival_time: None,
             age: o.age,
             corrected: o.corrected,
+            last_event,
             segments: vec![Segment {
                 department: o.department.clone(),
                 bed_id: o.bed_id,
@@ -66,15 +97,38 @@ pub(crate) fn stays(patient_id: &str, observations: &[Observation]) -> (Vec<Stay
             }],
         })
         .collect();
-    let mut waiting = 0;
     for (id, mut events) in encounters {
         events.sort_by(|a, b| (a.time, &a.received).cmp(&(b.time, &b.received)));
-        match encounter(id, &events) {
-            Some(stay) => out.push(stay),
-            None => waiting += 1,
+        let stay = encounter(id, &events);
+        out.ed_visits.extend(ed_visit(id, &events, stay.as_ref()));
+        match stay {
+            Some(stay) => out.stays.push(stay),
+            None => out.waiting += 1,
         }
     }
-    (out, waiting)
+    out
+}
+
+/// The emergency-department visit of an encounter with an `ARRIVAL` (events in time order).
+fn ed_visit(id: &str, events: &[&Observation], stay: Option<&Stay>) -> Option<EdVisit> {
+    let arrival = events.iter().find(|o| o.kind == Kind::Arrival)?;
+    let admission_time = stay.map(|s| s.admission_time);
+    Some(EdVisit {
+        encounter_id: id.to_string(),
+        hospital_id: arrival.hospital_id,
+        department: arrival.department.clone(),
+        arrival_time: arrival.time,
+        admission_time,
+        discharge_time: admission_time
+            .is_none()
+            .then(|| {
+                events
+                    .iter()
+                    .find(|o| o.kind == Kind::Discharge && o.time >= arrival.time)
+                    .map(|o| o.time)
+            })
+            .flatten(),
+    })
 }
 
 fn encounter(id: &str, events: &[&Observation]) -> Option<Stay> {
@@ -120,6 +174,7 @@ fn encounter(id: &str, events: &[&Observation]) -> Option<Stay> {
             .min(),
         age: admit.age.or_else(|| events.iter().find_map(|o| o.age)),
         corrected: admit.corrected,
+        last_event: events.iter().map(|o| o.time).max().unwrap_or(admission),
         segments,
     })
 }
@@ -139,6 +194,7 @@ mod tests {
             gender: "Female".into(),
             age: Some(30),
             time,
+            received_at: time,
             discharge_time: None,
             corrected: false,
             attributes: vec![],
@@ -154,12 +210,23 @@ mod tests {
             ev(Kind::Admit, 20, 3, "Surgery"),
             ev(Kind::Arrival, 5, 4, "Emergency"),
         ];
-        let (stays, waiting) = stays("p", &events);
-        assert_eq!(waiting, 0);
-        let s = &stays[0];
+        let rebuilt = stays("p", &events);
+        assert_eq!(rebuilt.waiting, 0);
+        let s = &rebuilt.stays[0];
         assert_eq!(
-            (s.admission_time, s.discharge_time, s.arrival_time),
-            (20, Some(100), Some(5))
+            (s.admission_time, s.discharge_time, s.arrival_time, s.last_event),
+            (20, Some(100), Some(5), 100)
+        );
+        assert_eq!(
+            rebuilt.ed_visits,
+            vec![EdVisit {
+                encounter_id: "enc".into(),
+                hospital_id: 2,
+                department: "Emergency".into(),
+                arrival_time: 5,
+                admission_time: Some(20),
+                discharge_time: None,
+            }]
         );
         assert_eq!(
             s.segments,
@@ -182,18 +249,35 @@ mod tests {
 
     #[test]
     fn an_encounter_without_admit_waits_and_flat_records_update_their_stay() {
-        let (stays_, waiting) = stays("p", &[ev(Kind::Arrival, 5, 1, "Emergency")]);
-        assert!(stays_.is_empty());
-        assert_eq!(waiting, 1);
+        let waiting = stays("p", &[ev(Kind::Arrival, 5, 1, "Emergency")]);
+        assert!(waiting.stays.is_empty());
+        assert_eq!(waiting.waiting, 1);
+        assert_eq!(waiting.ed_visits[0].admission_time, None);
+        // Discharged from the emergency department without an admission.
+        let left = stays(
+            "p",
+            &[
+                ev(Kind::Discharge, 40, 2, "Emergency"),
+                ev(Kind::Arrival, 5, 1, "Emergency"),
+            ],
+        );
+        assert_eq!(
+            (left.ed_visits[0].arrival_time, left.ed_visits[0].discharge_time),
+            (5, Some(40))
+        );
 
         let mut first = ev(Kind::Flat, 20, 1, "ICU");
         first.discharge_time = Some(50);
+        first.received_at = 30;
         let mut correction = first.clone();
         correction.received.0 = 2;
         correction.discharge_time = Some(80);
-        let (stays_, _) = stays("p", &[first, correction]);
-        assert_eq!(stays_.len(), 1);
-        assert_eq!(stays_[0].discharge_time, Some(80));
-        assert_eq!(stays_[0].segments[0].end, Some(80));
+        correction.received_at = 25;
+        let rebuilt = stays("p", &[first, correction]);
+        assert_eq!(rebuilt.stays.len(), 1);
+        assert_eq!(rebuilt.stays[0].discharge_time, Some(80));
+        assert_eq!(rebuilt.stays[0].segments[0].end, Some(80));
+        // A flat stay's last event: the latest receipt of its records (after its admission).
+        assert_eq!(rebuilt.stays[0].last_event, 30);
     }
 }

@@ -1,5 +1,10 @@
 //! A discrete-event simulation of the reference network: arrivals, admissions bounded by free
-//! beds, transfers and discharges with per-department length-of-stay distributions.
+//! beds, transfers and discharges with per-department length-of-stay distributions, and
+//! emergency-department arrivals that leave without being admitted.
+//!
+//! Arrival rates aim each department's occupancy, transfers in included, at 80–92 % of its
+//! beds; the simulation starts two weeks before the records it is asked for, so that wards are
+//! full by then.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -11,6 +16,15 @@ use crate::reference::ReferenceData;
 
 const HOUR: i64 = 3_600_000_000;
 const MINUTE: i64 = 60_000_000;
+/// Simulated time before the window asked for, in which the wards fill up.
+const WARM_UP: i64 = 14 * 24 * HOUR;
+/// Share of stays transferred, and the mean share of the stay spent after the transfer.
+const TRANSFER_SHARE: f64 = 0.10;
+const AFTER_TRANSFER: f64 = 0.55;
+/// Share of emergency-department arrivals that leave without being admitted, and the share
+/// of those whose registration system sends a `DISCHARGE`.
+const LEFT_WITHOUT_ADMISSION: f64 = 0.03;
+const LEFT_WITH_DISCHARGE: f64 = 0.5;
 
 /// Median length of stay (hours) and log-normal spread per department.
 fn los_profile(department: &str) -> (f64, f64) {
@@ -62,18 +76,21 @@ pub(crate) struct Stay {
     pub(crate) discharge: i64,
     pub(crate) transfer: Option<(i64, &'static str, i64)>,
     pub(crate) triage: i64,
+    pub(crate) kind: StayKind,
+}
+
+/// Whether an encounter became a stay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StayKind {
+    /// Admitted (the usual case).
+    Admitted,
+    /// Registered at the emergency department and left at `discharge` without an admission;
+    /// `discharged`: the registration system sends a `DISCHARGE` for it.
+    LeftWithoutAdmission { discharged: bool },
 }
 
 /// Canonical departments of the simulation, which must exist in the reference data.
-pub(crate) const DEPARTMENTS: [&str; 7] = [
-    "Emergency",
-    "Surgery",
-    "ICU",
-    "Pediatrics",
-    "Maternity",
-    "Oncology",
-    "Cardiology",
-];
+pub(crate) use crate::reference::CANONICAL_DEPARTMENTS as DEPARTMENTS;
 
 fn uuid(rng: &mut ChaCha8Rng) -> String {
     uuid::Builder::from_random_bytes(rng.random())
@@ -110,7 +127,53 @@ fn surge(t: i64, flu_season: bool) -> f64 {
     }
 }
 
-/// Simulates `stays_wanted` stays (about) ending at `until` (UTC micros).
+fn transfers(department: &str) -> bool {
+    department != "Pediatrics"
+}
+
+/// Arrivals per hour for each department such that its occupancy, own stays (less the time
+/// after a transfer out) plus stays transferred in, is near its target share of beds.
+fn arrival_rates(depts: &[(i32, &'static str, i64)]) -> Vec<f64> {
+    let mean_los = |d: &str| {
+        let (median, sigma) = los_profile(d);
+        median * (sigma * sigma / 2.0).exp()
+    };
+    let out_share = |d: &str| {
+        if transfers(d) {
+            TRANSFER_SHARE * AFTER_TRANSFER
+        } else {
+            0.0
+        }
+    };
+    let target =
+        |(h, _, cap): &(i32, &str, i64)| (0.80 + 0.03 * f64::from(h % 5)) * *cap as f64;
+    let mut rates: Vec<f64> = depts.iter().map(|d| target(d) / mean_los(d.1)).collect();
+    // A few rounds of fixed point: transfer targets form cycles (ICU ⇄ Cardiology).
+    for _ in 0..8 {
+        let inbound: Vec<f64> = depts
+            .iter()
+            .map(|(h, d, _)| {
+                depts
+                    .iter()
+                    .zip(&rates)
+                    .filter(|((sh, sd, _), _)| sh == h && transfers(sd) && transfer_target(sd) == *d)
+                    .map(|((_, sd, _), r)| r * out_share(sd) * mean_los(sd))
+                    .sum()
+            })
+            .collect();
+        rates = depts
+            .iter()
+            .zip(&inbound)
+            .map(|(d, inbound)| {
+                let own = (target(d) - inbound).max(0.2 * target(d));
+                own / (mean_los(d.1) * (1.0 - out_share(d.1)))
+            })
+            .collect();
+    }
+    rates
+}
+
+/// Simulates `stays_wanted` stays (about) ending at `until` (UTC micros), after a warm-up.
 pub(crate) fn simulate(
     rng: &mut ChaCha8Rng,
     reference: &ReferenceData,
@@ -128,19 +191,10 @@ pub(crate) fn simulate(
                 .map(|d| (r.hospital_id, *d, i64::from(r.bed_capacity)))
         })
         .collect();
-    // Arrival rate per department for a target occupancy of 80–95%.
-    let rates: Vec<f64> = depts
-        .iter()
-        .map(|(h, d, cap)| {
-            let (median, sigma) = los_profile(d);
-            let mean_los = median * (sigma * sigma / 2.0).exp();
-            let target = 0.80 + 0.03 * f64::from(h % 5);
-            target * *cap as f64 / mean_los
-        })
-        .collect();
+    let rates = arrival_rates(&depts);
     let per_hour: f64 = rates.iter().sum();
     let window = ((stays_wanted as f64 / per_hour).ceil() as i64).max(24) * HOUR;
-    let start = until - window;
+    let start = until - window - WARM_UP;
 
     let mut patients: Vec<Patient> = Vec::new();
     let mut stays = Vec::with_capacity(stays_wanted + stays_wanted / 10);
@@ -161,6 +215,26 @@ pub(crate) fn simulate(
             t += (gap_h * HOUR as f64) as i64;
             if t >= until {
                 break;
+            }
+            if *department == "Emergency" && rng.random_bool(LEFT_WITHOUT_ADMISSION) {
+                let left = t + (lognormal(rng, 120.0, 0.5) * MINUTE as f64) as i64;
+                let patient = pick_patient(rng, &mut patients, department);
+                stays.push(Stay {
+                    encounter_id: uuid(rng),
+                    patient,
+                    hospital_id: *hospital_id,
+                    department,
+                    bed_id: 0,
+                    arrival: Some(t),
+                    admission: left,
+                    discharge: left,
+                    transfer: None,
+                    triage: rng.random_range(1..=5),
+                    kind: StayKind::LeftWithoutAdmission {
+                        discharged: rng.random_bool(LEFT_WITH_DISCHARGE),
+                    },
+                });
+                continue;
             }
             while let Some(Reverse((end, bed))) = busy.peek().copied() {
                 if end > t {
@@ -187,7 +261,7 @@ pub(crate) fn simulate(
                 let wait = lognormal(rng, 95.0, 0.5) * MINUTE as f64;
                 t.min(admission) - wait as i64
             });
-            let transfer = (*department != "Pediatrics" && rng.random_bool(0.10)).then(|| {
+            let transfer = (transfers(department) && rng.random_bool(TRANSFER_SHARE)).then(|| {
                 let at = admission
                     + ((discharge - admission) as f64 * rng.random_range(0.2..0.7)) as i64;
                 let to = transfer_target(department);
@@ -207,6 +281,7 @@ pub(crate) fn simulate(
                 discharge,
                 transfer,
                 triage: rng.random_range(1..=5),
+                kind: StayKind::Admitted,
             });
         }
     }

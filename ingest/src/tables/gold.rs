@@ -1,163 +1,7 @@
-//! Table names and schemas: the contract between the pipeline and its readers.
+//! The gold star schema's tables: each one's columns and documentation in one place, from
+//! which the Arrow schemas and `docs/star-schema.md` are derived.
 
-use std::sync::{Arc, LazyLock};
-
-use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
-
-/// Every message as received, byte for byte.
-pub const BRONZE_EVENTS: &str = "bronze/patient_events";
-/// Typed, normalised, deduplicated records.
-pub const SILVER_EVENTS: &str = "silver/patient_events";
-/// Records that failed a quarantine rule, with raw text and reasons.
-pub const QUARANTINE: &str = "silver/quarantine";
-/// Per-run, per-rule data-quality counts.
-pub const QUALITY_RUNS: &str = "ops/quality_runs";
-
-/// Every query the query service answered or refused: who, what, how many rows, outcome.
-pub const AUDIT: &str = "ops/audit";
-
-/// Application-transaction id under which bronze records its own commit sequence.
-pub(crate) const BRONZE_SEQ_APP: &str = "patientflow:bronze_seq";
-/// Application-transaction id under which silver tables record the bronze sequence consumed.
-pub(crate) const SILVER_APP: &str = "patientflow:silver";
-
-/// UTC timestamps in microseconds, the type of every time column.
-pub fn timestamp_type() -> DataType {
-    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
-}
-
-/// A column of [`timestamp_type`] values.
-pub(crate) fn timestamp_array(values: Vec<Option<i64>>) -> deltalake::arrow::array::ArrayRef {
-    Arc::new(deltalake::arrow::array::TimestampMicrosecondArray::from(values).with_timezone("UTC"))
-}
-
-fn list_of_strings() -> DataType {
-    DataType::List(Arc::new(Field::new("item", DataType::Utf8, true)))
-}
-
-/// Lineage columns shared by bronze, silver and quarantine.
-fn lineage() -> Vec<Field> {
-    vec![
-        Field::new("bronze_seq", DataType::Int64, false),
-        Field::new("batch_id", DataType::Utf8, false),
-        Field::new("source", DataType::Utf8, false),
-        Field::new("source_partition", DataType::Int32, true),
-        Field::new("source_line", DataType::Int64, false),
-        Field::new("received_at", timestamp_type(), false),
-    ]
-}
-
-/// `bronze/patient_events`: lineage plus the raw bytes.
-pub static BRONZE_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
-    let mut fields = lineage();
-    fields.push(Field::new("raw", DataType::Binary, false));
-    Arc::new(Schema::new(fields))
-});
-
-/// `silver/patient_events` before schema evolution adds attribute columns (all `Utf8`,
-/// nullable) after these.
-pub static SILVER_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
-    let mut fields = lineage();
-    fields.extend([
-        Field::new("record_kind", DataType::Utf8, false),
-        Field::new("event_id", DataType::Utf8, true),
-        Field::new("event_type", DataType::Utf8, true),
-        Field::new("event_time", timestamp_type(), true),
-        Field::new("encounter_id", DataType::Utf8, true),
-        Field::new("patient_id", DataType::Utf8, false),
-        Field::new("hospital_id", DataType::Int32, false),
-        Field::new("department", DataType::Utf8, false),
-        Field::new("bed_id", DataType::Int64, true),
-        Field::new("gender", DataType::Utf8, false),
-        Field::new("age", DataType::Int32, true),
-        Field::new("admission_time", timestamp_type(), true),
-        Field::new("discharge_time", timestamp_type(), true),
-        Field::new("admission_time_corrected", DataType::Boolean, false),
-        Field::new("quality_flags", list_of_strings(), true),
-        Field::new("dedupe_key", DataType::Utf8, false),
-    ]);
-    Arc::new(Schema::new(fields))
-});
-
-/// `silver/quarantine`.
-pub static QUARANTINE_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
-    let mut fields = lineage();
-    fields.extend([
-        Field::new("record_kind", DataType::Utf8, true),
-        Field::new("reasons", list_of_strings(), false),
-        Field::new("raw_text", DataType::Utf8, false),
-    ]);
-    Arc::new(Schema::new(fields))
-});
-
-/// `ops/quality_runs`: one row per run, bronze sequence and metric.
-pub static QUALITY_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
-    Arc::new(Schema::new(vec![
-        Field::new("run_id", DataType::Utf8, false),
-        Field::new("run_started_at", timestamp_type(), false),
-        Field::new("recorded_at", timestamp_type(), false),
-        Field::new("dataset", DataType::Utf8, false),
-        Field::new("bronze_seq", DataType::Int64, false),
-        Field::new("kind", DataType::Utf8, false),
-        Field::new("metric", DataType::Utf8, false),
-        Field::new("value", DataType::Int64, false),
-    ]))
-});
-
-/// `ops/audit`: one row per query.
-pub static AUDIT_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
-    Arc::new(Schema::new(vec![
-        Field::new("recorded_at", timestamp_type(), false),
-        Field::new("principal_oid", DataType::Utf8, false),
-        Field::new("tenant_id", DataType::Utf8, false),
-        Field::new("roles", list_of_strings(), false),
-        Field::new("door", DataType::Utf8, false),
-        Field::new("statement_sha256", DataType::Utf8, false),
-        Field::new("tables", list_of_strings(), false),
-        Field::new("rows_returned", DataType::Int64, false),
-        Field::new("duration_ms", DataType::Float64, false),
-        Field::new("cached", DataType::Boolean, false),
-        Field::new("outcome", DataType::Utf8, false),
-    ]))
-});
-
-/// Department reference files, row by row as received (CSV header included).
-pub const BRONZE_DEPARTMENTS: &str = "bronze/departments";
-/// EHR patient extracts, row by row as received (CSV header included; Parquet rows as JSON).
-pub const BRONZE_EHR: &str = "bronze/ehr_patients";
-/// Typed department reference rows.
-pub const SILVER_DEPARTMENTS: &str = "silver/departments";
-/// Typed EHR patient rows.
-pub const SILVER_EHR: &str = "silver/ehr_patients";
-
-/// `silver/departments`.
-pub static SILVER_DEPARTMENTS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
-    let mut fields = lineage();
-    fields.extend([
-        Field::new("hospital_id", DataType::Int32, false),
-        Field::new("hospital_name", DataType::Utf8, false),
-        Field::new("department", DataType::Utf8, false),
-        Field::new("bed_capacity", DataType::Int32, false),
-        Field::new("staff_count", DataType::Int32, false),
-        Field::new("effective_from", DataType::Date32, false),
-        Field::new("aliases", DataType::Utf8, true),
-        Field::new("dedupe_key", DataType::Utf8, false),
-    ]);
-    Arc::new(Schema::new(fields))
-});
-
-/// `silver/ehr_patients` before schema evolution adds attribute columns (nullable `Utf8`).
-pub static SILVER_EHR_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
-    let mut fields = lineage();
-    fields.extend([
-        Field::new("patient_id", DataType::Utf8, false),
-        Field::new("gender", DataType::Utf8, false),
-        Field::new("age", DataType::Int32, true),
-        Field::new("updated_at", timestamp_type(), false),
-        Field::new("dedupe_key", DataType::Utf8, false),
-    ]);
-    Arc::new(Schema::new(fields))
-});
+use super::spec::{TableSpec, Ty, c, n};
 
 /// Department versions (SCD type 2 over `(hospital_id, department)`).
 pub const DIM_DEPARTMENT: &str = "gold/dim_department";
@@ -171,11 +15,14 @@ pub const FACT_ADMISSION: &str = "gold/fact_admission";
 pub const FACT_STAY_SEGMENT: &str = "gold/fact_stay_segment";
 /// One row per hour and department.
 pub const FACT_CENSUS_HOURLY: &str = "gold/fact_census_hourly";
+/// One row per encounter registered at the emergency department.
+pub const FACT_ED_VISIT: &str = "gold/fact_ed_visit";
 /// Every gold table, in the order a refresh commits them.
-pub const GOLD_TABLES: [&str; 6] = [
+pub const GOLD_TABLES: [&str; 7] = [
     FACT_CENSUS_HOURLY,
     FACT_STAY_SEGMENT,
     FACT_ADMISSION,
+    FACT_ED_VISIT,
     DIM_PATIENT,
     DIM_DEPARTMENT,
     DIM_DATE,
@@ -184,111 +31,6 @@ pub const GOLD_TABLES: [&str; 6] = [
 /// Application-transaction id under which every gold table records the silver sequence
 /// (bronze batch) it has consumed.
 pub(crate) const GOLD_APP: &str = "patientflow:gold";
-
-/// Column types of the gold tables.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ty {
-    /// 32-bit integer.
-    Int,
-    /// 64-bit integer.
-    Long,
-    /// 64-bit float.
-    Double,
-    /// UTF-8 text.
-    Text,
-    /// Boolean.
-    Bool,
-    /// Calendar date.
-    Date,
-    /// UTC timestamp, microseconds.
-    Timestamp,
-}
-
-impl Ty {
-    /// The Arrow type.
-    pub fn data_type(self) -> DataType {
-        match self {
-            Self::Int => DataType::Int32,
-            Self::Long => DataType::Int64,
-            Self::Double => DataType::Float64,
-            Self::Text => DataType::Utf8,
-            Self::Bool => DataType::Boolean,
-            Self::Date => DataType::Date32,
-            Self::Timestamp => timestamp_type(),
-        }
-    }
-
-    /// The type's name in the docs (Spark / Synapse SQL spelling).
-    pub fn sql_name(self) -> &'static str {
-        match self {
-            Self::Int => "int",
-            Self::Long => "bigint",
-            Self::Double => "double",
-            Self::Text => "string",
-            Self::Bool => "boolean",
-            Self::Date => "date",
-            Self::Timestamp => "timestamp",
-        }
-    }
-}
-
-/// A documented column.
-#[derive(Debug, Clone, Copy)]
-pub struct ColumnSpec {
-    /// Column name.
-    pub name: &'static str,
-    /// Type.
-    pub ty: Ty,
-    /// Whether it may be NULL.
-    pub nullable: bool,
-    /// What it holds.
-    pub doc: &'static str,
-}
-
-/// A documented gold table: the single source of its schema and its documentation.
-#[derive(Debug, Clone, Copy)]
-pub struct TableSpec {
-    /// Table path under the root.
-    pub name: &'static str,
-    /// What one row is.
-    pub grain: &'static str,
-    /// What the table is for.
-    pub doc: &'static str,
-    /// Partition columns.
-    pub partition_by: &'static [&'static str],
-    /// Columns, in order.
-    pub columns: &'static [ColumnSpec],
-}
-
-impl TableSpec {
-    /// The Arrow schema.
-    pub fn schema(&self) -> SchemaRef {
-        Arc::new(Schema::new(
-            self.columns
-                .iter()
-                .map(|c| Field::new(c.name, c.ty.data_type(), c.nullable))
-                .collect::<Vec<_>>(),
-        ))
-    }
-}
-
-const fn c(name: &'static str, ty: Ty, doc: &'static str) -> ColumnSpec {
-    ColumnSpec {
-        name,
-        ty,
-        nullable: false,
-        doc,
-    }
-}
-
-const fn n(name: &'static str, ty: Ty, doc: &'static str) -> ColumnSpec {
-    ColumnSpec {
-        name,
-        ty,
-        nullable: true,
-        doc,
-    }
-}
 
 /// `gold/dim_department`.
 pub const DIM_DEPARTMENT_SPEC: TableSpec = TableSpec {
@@ -322,6 +64,16 @@ pub const DIM_DEPARTMENT_SPEC: TableSpec = TableSpec {
             "is_current",
             Ty::Bool,
             "whether this is the current version",
+        ),
+        c(
+            "warn_after_hours",
+            Ty::Double,
+            "hours without an event after which an open stay is long-open (type 1; contract §5.1)",
+        ),
+        c(
+            "stale_after_hours",
+            Ty::Double,
+            "hours without an event after which an open stay is stale and leaves the census (type 1)",
         ),
     ],
 };
@@ -446,7 +198,7 @@ pub const FACT_ADMISSION_SPEC: TableSpec = TableSpec {
         c(
             "is_currently_admitted",
             Ty::Bool,
-            "no discharge as of the refresh",
+            "no discharge as of the refresh, and not stale",
         ),
         n("age_at_admission", Ty::Int, "age on the admitting record"),
         n(
@@ -465,6 +217,16 @@ pub const FACT_ADMISSION_SPEC: TableSpec = TableSpec {
             "the admission time was in the future and was set to the receipt time",
         ),
         c("transfers", Ty::Int, "transfers during the stay"),
+        c(
+            "last_event_time",
+            Ty::Timestamp,
+            "latest event time among the stay's records (a flat record: its admission, or its receipt when later)",
+        ),
+        n(
+            "stale_since",
+            Ty::Timestamp,
+            "open stay quiet for its current department's `stale_after`: `last_event_time + stale_after` when at or before the as-of time; from then on it is in no census (contract §5.1). NULL otherwise",
+        ),
         c(
             "as_of",
             Ty::Timestamp,
@@ -512,6 +274,60 @@ pub const FACT_STAY_SEGMENT_SPEC: TableSpec = TableSpec {
             "the segment begins with the admission",
         ),
         c("ends_stay", Ty::Bool, "the segment ends with the discharge"),
+        n(
+            "segment_hours",
+            Ty::Double,
+            "hours in the department (`time_in_department_hours`); NULL while there or before a planned end",
+        ),
+        n(
+            "stale_since",
+            Ty::Timestamp,
+            "on the last segment of a stale stay: when it left the census (`fact_admission.stale_since`)",
+        ),
+    ],
+};
+
+/// `gold/fact_ed_visit`.
+pub const FACT_ED_VISIT_SPEC: TableSpec = TableSpec {
+    name: FACT_ED_VISIT,
+    grain: "one encounter registered at the emergency department (`ARRIVAL`)",
+    doc: "Emergency-department flow (contract §5.1), rebuilt with the patient's stays. An encounter with only an `ARRIVAL` is here and in no census. The outcome is as of the refresh: `admitted` (an `ADMIT` within 24 h of the arrival), `left_without_admission` (no `ADMIT` within 24 h, and the 24 h have passed or a `DISCHARGE` closed the encounter), otherwise `waiting`.",
+    partition_by: &[],
+    columns: &[
+        c("encounter_id", Ty::Text, "the encounter"),
+        c("patient_id", Ty::Text, "the source's patient id"),
+        c("hospital_id", Ty::Int, "hospital number"),
+        c(
+            "department",
+            Ty::Text,
+            "department of the `ARRIVAL` (`Emergency`)",
+        ),
+        c("arrival_time", Ty::Timestamp, "the earliest `ARRIVAL`"),
+        n(
+            "admission_time",
+            Ty::Timestamp,
+            "the `ADMIT`; NULL if never admitted",
+        ),
+        n(
+            "discharge_time",
+            Ty::Timestamp,
+            "a `DISCHARGE` of an encounter without `ADMIT` (left from the emergency department)",
+        ),
+        n(
+            "wait_minutes",
+            Ty::Double,
+            "minutes from arrival to admission, to the discharge (left), or to the as-of time (waiting); NULL for one that left without a discharge",
+        ),
+        c(
+            "outcome",
+            Ty::Text,
+            "`admitted`, `waiting` or `left_without_admission`, as of the refresh",
+        ),
+        c(
+            "as_of",
+            Ty::Timestamp,
+            "as-of time of the refresh that last rebuilt this encounter",
+        ),
     ],
 };
 
@@ -559,13 +375,14 @@ pub const FACT_CENSUS_HOURLY_SPEC: TableSpec = TableSpec {
 };
 
 /// Every gold table's spec, dimensions first.
-pub const GOLD_SPECS: [TableSpec; 6] = [
+pub const GOLD_SPECS: [TableSpec; 7] = [
     DIM_DEPARTMENT_SPEC,
     DIM_PATIENT_SPEC,
     DIM_DATE_SPEC,
     FACT_ADMISSION_SPEC,
     FACT_STAY_SEGMENT_SPEC,
     FACT_CENSUS_HOURLY_SPEC,
+    FACT_ED_VISIT_SPEC,
 ];
 
 /// The star schema as Markdown: a Mermaid ER diagram, then each table's columns.
@@ -601,6 +418,7 @@ pub fn star_schema_markdown() -> String {
         ("fact_stay_segment", "dim_department", "department_sk"),
         ("fact_census_hourly", "dim_department", "department_sk"),
         ("fact_census_hourly", "dim_date", "date_key"),
+        ("fact_ed_visit", "fact_admission", "encounter_id"),
     ] {
         let _ = writeln!(md, "    {to} ||--o{{ {from} : {label}");
     }
@@ -629,45 +447,13 @@ pub fn star_schema_markdown() -> String {
     md
 }
 
-/// The silver column name for an extra attribute key: lower-case, `[a-z0-9_]` only, and
-/// prefixed with `attr_` where it would clash with a base column or start with a digit.
-pub fn attribute_column(key: &str) -> String {
-    let mut name: String = key
-        .trim()
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if name.is_empty()
-        || name.starts_with(|c: char| c.is_ascii_digit())
-        || SILVER_SCHEMA.fields().iter().any(|f| *f.name() == name)
-    {
-        name.insert_str(0, "attr_");
-    }
-    name
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn attribute_columns_are_safe_names() {
-        assert_eq!(attribute_column("insurance_type"), "insurance_type");
-        assert_eq!(attribute_column("Triage Level"), "triage_level");
-        assert_eq!(attribute_column("event_time"), "attr_event_time");
-        assert_eq!(attribute_column("2nd"), "attr_2nd");
-        assert_eq!(attribute_column(""), "attr_");
-    }
-
-    #[test]
     fn the_star_schema_doc_shows_the_tables_of_the_code() {
-        let doc = include_str!("../../docs/star-schema.md");
+        let doc = include_str!("../../../docs/star-schema.md");
         assert!(
             doc.contains(&star_schema_markdown()),
             "docs/star-schema.md is stale: paste the output of `patientflow gold schema`"
