@@ -55,6 +55,6 @@ pub use gold::{GoldMetrics, GoldRefresh};
 pub use open_stays::StayLimits;
 pub use pipeline::{Ingest, IngestMetrics, Progress, ProgressFn};
 pub use producer::{FileSink, Ledger, Producer, Shape, Sink};
-pub use quality::{QualityReport, ReportCounts};
+pub use quality::{OpenStays, QualityReport, ReportCounts};
 pub use reference::ReferenceData;
 pub use storage::{TableRoot, WriterLock};

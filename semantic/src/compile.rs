@@ -180,6 +180,7 @@ impl<'a> Scope<'a> {
         match metric.kind {
             MetricKind::Aggregate => self.aggregate(name, metric).await,
             MetricKind::MidnightCensus => self.midnight_census(name).await,
+            MetricKind::Waiting => self.waiting(name, metric).await,
             MetricKind::Bottleneck => {
                 let of = metric.of.as_deref().unwrap_or_default();
                 let frame = self.aggregate(name, self.model.metric(of)?).await?;
@@ -310,6 +311,9 @@ impl<'a> Scope<'a> {
             .as_ref()
             .ok_or_else(|| Error::InvalidQuery(format!("metric `{name}` has no value")))?;
         let mut df = self.restrict(self.frame(source).await?, source, &time, 0)?;
+        for (column, value) in &metric.filter {
+            df = df.filter(Self::column(source, column).eq(lit(value.as_str())))?;
+        }
         if metric.at == At::LastHour {
             // Keep only the rows of the last hour present in each period.
             const LAST: &str = "__last_hour";
@@ -349,6 +353,75 @@ impl<'a> Scope<'a> {
             None => col("__value"),
         };
         Ok(result.select(key_cols().chain([value.alias(name)]).collect::<Vec<_>>())?)
+    }
+
+    /// Contract §5.1: the emergency-department encounters waiting at one instant `t` — the end
+    /// of the time range, else the latest refresh's as-of time (the largest `as_of` of the
+    /// source) — with `wait_minutes` measured at `t`: arrived at or before `t` and within
+    /// 24 h of it, neither admitted nor discharged by then.
+    async fn waiting(&self, name: &str, metric: &Metric) -> Result<DataFrame> {
+        if self.query.grain.is_some() {
+            return Err(Error::InvalidQuery(format!(
+                "metric `{name}` is a point in time: ask for it without a grain (the end of the time range is the instant)"
+            )));
+        }
+        const T: &str = "__t";
+        const DAY_MINUTES: f64 = 24.0 * 60.0;
+        let source = self.source(metric.source.as_deref().unwrap_or_default())?;
+        let value = metric
+            .value
+            .as_ref()
+            .ok_or_else(|| Error::InvalidQuery(format!("metric `{name}` has no value")))?;
+        let frame = self.frame(source).await?;
+        let (frame, t) = match self.to {
+            Some(to) => (frame, timestamp(to)),
+            None => {
+                let latest = self
+                    .ctx
+                    .table(qualified(&source.table))
+                    .await?
+                    .aggregate(vec![], vec![max(col("as_of")).alias(T)])?;
+                (frame.join_on(latest, JoinType::Inner, [])?, col(T))
+            }
+        };
+        let column = |c: &str| Self::column(source, c);
+        let micros = cast(t.clone(), DataType::Int64) - cast(column("arrival_time"), DataType::Int64);
+        let minutes = cast(micros, DataType::Float64) / lit(60_000_000.0);
+        let not_by_t = |c: &str| column(c).is_null().or(column(c).gt(t.clone()));
+        let mut waiting = column("arrival_time")
+            .lt_eq(t.clone())
+            .and(minutes.clone().lt_eq(lit(DAY_MINUTES)))
+            .and(not_by_t("admission_time"))
+            .and(not_by_t("discharge_time"));
+        for (dim, values) in &self.query.filters {
+            let values = values
+                .iter()
+                .map(json_literal)
+                .collect::<Result<Vec<_>>>()?;
+            waiting = waiting.and(self.dimension(source, dim)?.in_list(values, false));
+        }
+        let mut keys = Vec::new();
+        for dim in &self.query.dimensions {
+            keys.push(self.dimension(source, dim)?.alias(dim));
+        }
+        let aggregate = match value {
+            Aggregate::Count(c) => count(column(c)),
+            Aggregate::Max(c) if c == "wait_minutes" => max(minutes),
+            other => {
+                return Err(Error::InvalidQuery(format!(
+                    "metric `{name}`: a waiting metric counts encounters or takes the max of `wait_minutes`, not {other:?}"
+                )));
+            }
+        };
+        let key_names = self.key_names();
+        let result = frame.filter(waiting)?.aggregate(keys, vec![aggregate.alias(name)])?;
+        Ok(result.select(
+            key_names
+                .iter()
+                .map(|k| col(k.as_str()))
+                .chain([col(name)])
+                .collect::<Vec<_>>(),
+        )?)
     }
 
     /// Contract §5: census at 00:00 UTC of the next day plus the stays admitted and discharged
@@ -399,6 +472,7 @@ fn aggregate(a: &Aggregate) -> Expr {
         Aggregate::Sum(_) => sum(c),
         Aggregate::Count(_) => count(c),
         Aggregate::Avg(_) => avg(c),
+        Aggregate::Max(_) => max(c),
         Aggregate::Median(_) => median(c),
         Aggregate::Percentile(_, p) => percentile_cont(c.sort(true, false), lit(*p)),
     }

@@ -235,6 +235,14 @@ pub(crate) enum ShapeArg {
     Adt,
 }
 
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum DefectModeArg {
+    /// The defective record, then its clean resend.
+    Add,
+    /// The defective record instead of the clean one.
+    Replace,
+}
+
 #[derive(Debug, Args)]
 pub(crate) struct ProduceArgs {
     /// Landing folder to write NDJSON files into (created if missing).
@@ -255,9 +263,18 @@ pub(crate) struct ProduceArgs {
     /// Rate of one defect kind, e.g. `invalid_age=0.01` (repeatable); overrides its share.
     #[arg(long = "defect-rate", value_name = "RULE=RATE")]
     pub(crate) defect_rates: Vec<String>,
-    /// Latest event time, RFC 3339 (default: now).
+    /// Where the simulated history ends, RFC 3339 (default: now): its last events fall in the
+    /// hour before it, whatever --events is.
     #[arg(long)]
     pub(crate) until: Option<String>,
+    /// Share of clean ADT events never sent at all (lost discharges and transfers, as real
+    /// feeds lose about 0.2 %); the ledger lists them by type.
+    #[arg(long, default_value_t = 0.002)]
+    pub(crate) lost_rate: f64,
+    /// What a defect the pipeline quarantines does: `add` sends the defective record before
+    /// the clean one (a rejected message and its corrected resend); `replace` sends it instead.
+    #[arg(long, value_enum, default_value = "add")]
+    pub(crate) defect_mode: DefectModeArg,
     /// Records per landing file.
     #[arg(long, default_value_t = 100_000)]
     pub(crate) records_per_file: usize,

@@ -62,6 +62,11 @@ pub(crate) struct ServeConfig {
 pub(crate) struct GoldConfig {
     /// Patient attributes tracked as SCD type 2 besides gender (default `["insurance_type"]`).
     pub(crate) tracked_attributes: Option<Vec<String>>,
+    /// Open-stay limits by department name (contract §5.1), e.g.
+    /// `[gold.open_stays.ICU] warn_after_hours = 240, stale_after_hours = 960`; a department
+    /// reference file's own columns win over these.
+    #[serde(default)]
+    pub(crate) open_stays: std::collections::BTreeMap<String, patientflow_ingest::StayLimits>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -129,7 +134,8 @@ mod tests {
         std::fs::write(
             &path,
             "[storage]\ndata = \"/x\"\n[ingest]\nbatch_records = 5\n\
-             [gold]\ntracked_attributes = [\"insurance_type\", \"language\"]\n",
+             [gold]\ntracked_attributes = [\"insurance_type\", \"language\"]\n\
+             [gold.open_stays.ICU]\nwarn_after_hours = 48\nstale_after_hours = 96\n",
         )
         .unwrap();
         let c = Config::load(Some(&path)).unwrap();
@@ -140,5 +146,6 @@ mod tests {
             c.gold.tracked_attributes,
             Some(vec!["insurance_type".to_string(), "language".to_string()])
         );
+        assert_eq!(c.gold.open_stays["ICU"].stale_after_hours, 96.0);
     }
 }

@@ -430,6 +430,11 @@ impl GoldRefresh {
     }
 }
 
+/// The as-of time (UTC micros) of the latest refresh that wrote `gold/fact_admission`.
+pub(crate) async fn refreshed_as_of(admissions: &DeltaTable) -> Result<Option<i64>> {
+    txn_version(admissions, FACT_ADMISSION, AS_OF_APP).await
+}
+
 fn lit_ts(t: i64) -> Expr {
     lit(
         deltalake::datafusion::scalar::ScalarValue::TimestampMicrosecond(

@@ -12,7 +12,7 @@ pub(crate) fn refresh_for(
     args: &GoldArgs,
     config: &Config,
 ) -> Result<GoldRefresh> {
-    let mut refresh = GoldRefresh::new(root);
+    let mut refresh = GoldRefresh::new(root).with_open_stay_limits(config.gold.open_stays.clone());
     if let Some(as_of) = &args.as_of {
         let t = chrono::DateTime::parse_from_rfc3339(as_of).map_err(|e| {
             Error::InvalidArgument(format!(
@@ -51,6 +51,8 @@ pub(crate) fn summary_json(m: &GoldMetrics) -> serde_json::Value {
         "patient_versions": m.patient_versions,
         "stays": m.stays,
         "waiting_encounters": m.waiting_encounters,
+        "ed_visits": m.ed_visits,
+        "stale_stays": m.stale_stays,
         "unknown_departments": m.unknown_departments,
         "unplaced_segments": m.unplaced_segments,
         "census_days": m.census_days,
@@ -66,10 +68,11 @@ pub(crate) fn summary_text(m: &GoldMetrics) -> String {
         return "gold: up to date, nothing to do".into();
     }
     format!(
-        "gold: {} patient(s) rebuilt{} · {} stays · {} patient versions · {} census rows over {} day(s) · {} encounter(s) waiting for ADMIT · {:.1}s",
+        "gold: {} patient(s) rebuilt{} · {} stays ({} stale) · {} patient versions · {} census rows over {} day(s) · {} encounter(s) waiting for ADMIT · {:.1}s",
         m.patients,
         if m.full { " (full)" } else { "" },
         m.stays,
+        m.stale_stays,
         m.patient_versions,
         m.census_rows,
         m.census_days,

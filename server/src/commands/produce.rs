@@ -1,9 +1,9 @@
 //! `patientflow produce`.
 
-use patientflow_ingest::producer::{parse_defect_rate, write_ledger};
+use patientflow_ingest::producer::{DefectMode, parse_defect_rate, write_ledger};
 use patientflow_ingest::{FileSink, Producer, Shape};
 
-use crate::cli::{ProduceArgs, ShapeArg};
+use crate::cli::{DefectModeArg, ProduceArgs, ShapeArg};
 use crate::error::{Error, Result};
 
 pub(crate) fn run(args: ProduceArgs) -> Result<()> {
@@ -15,7 +15,12 @@ pub(crate) fn run(args: ProduceArgs) -> Result<()> {
         .with_seed(args.seed)
         .with_dirty_rate(args.dirty_rate)?
         .with_flu_season(!args.no_flu_season)
-        .with_evolve_at(args.evolve_at);
+        .with_evolve_at(args.evolve_at)
+        .with_lost_rate(args.lost_rate)?
+        .with_defect_mode(match args.defect_mode {
+            DefectModeArg::Add => DefectMode::Add,
+            DefectModeArg::Replace => DefectMode::Replace,
+        });
     for spec in &args.defect_rates {
         let (defect, rate) = parse_defect_rate(spec)?;
         producer = producer.with_defect_rate(defect, rate)?;
@@ -43,10 +48,13 @@ pub(crate) fn run(args: ProduceArgs) -> Result<()> {
         args.out.display()
     );
     println!(
-        "expected: {} quarantined, {} duplicates, {} in silver; ledger: {}",
+        "expected: {} quarantined, {} duplicates, {} in silver, {} event(s) lost; events {} … {}; ledger: {}",
         ledger.quarantined,
         ledger.duplicates,
         ledger.silver_rows,
+        ledger.lost.values().sum::<u64>(),
+        ledger.first_event.as_deref().unwrap_or("-"),
+        ledger.last_event.as_deref().unwrap_or("-"),
         ledger_path.display()
     );
     Ok(())

@@ -122,6 +122,18 @@ impl Access {
     }
 
     /// How `schema.table` is shown, or `None` when no grant reaches it.
+    /// Whether a row of `schema.table` about `hospital` and `department` is in scope, for
+    /// endpoints that show figures per department other than through a query.
+    pub fn admits(&self, schema: &str, table: &str, hospital: i32, department: &str) -> bool {
+        self.rule(schema, table).is_some_and(|rule| {
+            rule.scopes.iter().any(|scope| match scope {
+                Scope::Network => true,
+                Scope::Hospital(h) => *h == hospital,
+                Scope::Department(h, d) => *h == hospital && d == department,
+            })
+        })
+    }
+
     pub(crate) fn rule(&self, schema: &str, table: &str) -> Option<TableRule> {
         let mut rule: Option<TableRule> = None;
         for grant in self.grants.iter().filter(|g| g.covers(schema, table)) {

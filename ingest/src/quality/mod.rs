@@ -2,7 +2,10 @@
 //!
 //! Each refined bronze batch adds one row per metric — `records_in`, `silver_rows`,
 //! `quarantined`, `duplicates` (kind `total`) and one per rule (kind `rule`) — tagged with the
-//! run that refined it. The report sums the latest run and all runs.
+//! run that refined it. The report sums the latest run and all runs, and adds the open stays
+//! of the latest gold refresh (contract §5.1).
+
+mod open_stays;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -17,6 +20,8 @@ use crate::error::{Error, Result};
 use crate::silver::{Counts, RULES};
 use crate::storage::{TableRoot, scan};
 use crate::tables::{QUALITY_RUNS, QUALITY_SCHEMA};
+
+pub use open_stays::OpenStays;
 
 /// The dataset name recorded for the event stream.
 pub const EVENTS_DATASET: &str = "patient_events";
@@ -152,6 +157,11 @@ pub struct QualityReport {
     pub runs: u64,
     /// Totals of every dataset: the event stream and the daily batches (departments, EHR).
     pub datasets: BTreeMap<String, ReportCounts>,
+    /// The as-of time of the latest gold refresh (RFC 3339), which `open_stays` are as of.
+    pub gold_as_of: Option<String>,
+    /// Open, long-open and stale stays per hospital and department (contract §5.1): findings
+    /// about the source, not rejected records.
+    pub open_stays: Vec<OpenStays>,
 }
 
 impl QualityReport {
@@ -214,6 +224,7 @@ impl QualityReport {
         }
         let runs = per_run.len() as u64;
         let latest = per_run.into_iter().next_back();
+        let (gold_as_of, open_stays) = open_stays::load(root).await?;
         Ok(Self {
             latest_run_id: latest.as_ref().map(|((_, id), _)| id.clone()),
             latest_run_started_at: latest.as_ref().and_then(|((t, _), _)| {
@@ -225,6 +236,8 @@ impl QualityReport {
             totals,
             runs,
             datasets,
+            gold_as_of: gold_as_of.and_then(rfc3339),
+            open_stays,
         })
     }
 
@@ -256,6 +269,21 @@ impl QualityReport {
                 c.records_in, c.silver_rows, c.quarantined, c.duplicates
             ));
         }
+        out.push_str(&format!(
+            "\n## Open stays (as of the gold refresh at {})\n\nLong-open: quiet for longer than the department's `warn_after`, still counted. Stale: quiet for its `stale_after`, in no census. Findings about the source, not rejected records.\n\n| hospital | department | open | long-open | stale | oldest last event |\n| ---: | --- | ---: | ---: | ---: | --- |\n",
+            self.gold_as_of.as_deref().unwrap_or("-")
+        ));
+        for o in &self.open_stays {
+            out.push_str(&format!(
+                "| {} | {} | {} | {} | {} | {} |\n",
+                o.hospital_id,
+                o.department,
+                o.open,
+                o.long_open,
+                o.stale,
+                o.oldest_last_event.as_deref().unwrap_or("-")
+            ));
+        }
         out
     }
 
@@ -268,20 +296,37 @@ impl QualityReport {
                 html_escape(&name)
             ));
         }
+        let mut open = String::new();
+        for o in &self.open_stays {
+            open.push_str(&format!(
+                "<tr><td class=n>{}</td><td>{}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td><td>{}</td></tr>\n",
+                o.hospital_id,
+                html_escape(&o.department),
+                o.open,
+                o.long_open,
+                o.stale,
+                html_escape(o.oldest_last_event.as_deref().unwrap_or("-"))
+            ));
+        }
         format!(
             "<!doctype html><html><head><meta charset=utf-8><title>patientflow data quality</title>\
              <style>body{{font-family:system-ui,sans-serif;margin:2rem}}table{{border-collapse:collapse}}\
              td,th{{border:1px solid #ccc;padding:.3rem .6rem}}.n{{text-align:right}}</style></head>\
              <body><h1>Data-quality report</h1><p>Runs recorded: {}. Latest run: {}.</p>\
              <table><tr><th>metric</th><th>latest run</th><th>all runs</th></tr>\n{rows}</table>\
-             <p>records_in = silver_rows + quarantined + duplicates: <b>{}</b></p></body></html>\n",
+             <p>records_in = silver_rows + quarantined + duplicates: <b>{}</b></p>\
+             <h2>Open stays (as of the gold refresh at {})</h2><p>Long-open: quiet for longer than \
+             the department's warn_after, still counted. Stale: quiet for its stale_after, in no census.</p>\
+             <table><tr><th>hospital</th><th>department</th><th>open</th><th>long-open</th><th>stale</th>\
+             <th>oldest last event</th></tr>\n{open}</table></body></html>\n",
             self.runs,
             html_escape(self.latest_run_id.as_deref().unwrap_or("none")),
             if self.latest.balanced() && self.totals.balanced() {
                 "holds"
             } else {
                 "VIOLATED"
-            }
+            },
+            html_escape(self.gold_as_of.as_deref().unwrap_or("-")),
         )
     }
 
@@ -314,6 +359,10 @@ impl QualityReport {
         }
         rows
     }
+}
+
+fn rfc3339(t: i64) -> Option<String> {
+    chrono::DateTime::from_timestamp_micros(t).map(|d| d.to_rfc3339())
 }
 
 fn html_escape(s: &str) -> String {

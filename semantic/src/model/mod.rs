@@ -11,8 +11,12 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::query::MetricQuery;
 
+mod aggregate;
+
+pub use aggregate::Aggregate;
+
 /// The model shipped with patientflow (`semantic/model/patientflow.yaml`).
-pub(crate) const BUILT_IN: &str = include_str!("../model/patientflow.yaml");
+pub(crate) const BUILT_IN: &str = include_str!("../../model/patientflow.yaml");
 
 /// A semantic model.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -113,6 +117,9 @@ pub struct Metric {
     /// The occupancy metric a `bottleneck` compares with the threshold.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub of: Option<String>,
+    /// Only the source's rows whose column (key) holds this text (value).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub filter: BTreeMap<String, String>,
 }
 
 impl Metric {
@@ -135,6 +142,10 @@ pub enum MetricKind {
     MidnightCensus,
     /// `occupancy_rate_point ≥ bottleneck_threshold`, per hospital and department.
     Bottleneck,
+    /// An aggregate over the emergency-department encounters waiting at one instant (contract
+    /// §5.1): the end of the time range, else the as-of time of the latest refresh. Its
+    /// `wait_minutes` are measured at that instant; no grain.
+    Waiting,
 }
 
 /// Which rows of a period an aggregate metric reads.
@@ -148,99 +159,6 @@ pub enum At {
     LastHour,
     /// The aggregate per hour, then the mean over the hours of the period.
     HourlyMean,
-}
-
-/// An aggregate function over one column.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(
-    deny_unknown_fields,
-    try_from = "AggregateSpec",
-    into = "AggregateSpec"
-)]
-pub enum Aggregate {
-    /// Sum of the column.
-    Sum(String),
-    /// Rows where the column is not NULL.
-    Count(String),
-    /// Mean of the column.
-    Avg(String),
-    /// Median of the column (exact).
-    Median(String),
-    /// Continuous percentile `p` (0–1) of the column (exact).
-    Percentile(String, f64),
-}
-
-impl Aggregate {
-    /// The column aggregated.
-    pub fn column(&self) -> &str {
-        match self {
-            Aggregate::Sum(c)
-            | Aggregate::Count(c)
-            | Aggregate::Avg(c)
-            | Aggregate::Median(c)
-            | Aggregate::Percentile(c, _) => c,
-        }
-    }
-}
-
-/// The YAML form of an [`Aggregate`]: exactly one function key, naming the column.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-struct AggregateSpec {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    sum: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    count: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    avg: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    median: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    percentile: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    p: Option<f64>,
-}
-
-impl TryFrom<AggregateSpec> for Aggregate {
-    type Error = String;
-
-    fn try_from(s: AggregateSpec) -> std::result::Result<Self, String> {
-        let found: Vec<Aggregate> = [
-            s.sum.map(Aggregate::Sum),
-            s.count.map(Aggregate::Count),
-            s.avg.map(Aggregate::Avg),
-            s.median.map(Aggregate::Median),
-            s.percentile
-                .map(|c| Aggregate::Percentile(c, s.p.unwrap_or(f64::NAN))),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
-        match found.as_slice() {
-            [Aggregate::Percentile(_, p)] if !(0.0..=1.0).contains(p) => {
-                Err("`percentile` needs `p` between 0 and 1".into())
-            }
-            [one] => Ok(one.clone()),
-            _ => Err("an aggregate has exactly one of sum, count, avg, median, percentile".into()),
-        }
-    }
-}
-
-impl From<Aggregate> for AggregateSpec {
-    fn from(a: Aggregate) -> Self {
-        let mut s = AggregateSpec::default();
-        match a {
-            Aggregate::Sum(c) => s.sum = Some(c),
-            Aggregate::Count(c) => s.count = Some(c),
-            Aggregate::Avg(c) => s.avg = Some(c),
-            Aggregate::Median(c) => s.median = Some(c),
-            Aggregate::Percentile(c, p) => {
-                s.percentile = Some(c);
-                s.p = Some(p);
-            }
-        }
-        s
-    }
 }
 
 /// `known` as a comma-separated list, for error messages.
@@ -309,7 +227,7 @@ impl Model {
         }
         for (name, metric) in &self.metrics {
             match metric.kind {
-                MetricKind::Aggregate => {}
+                MetricKind::Aggregate | MetricKind::Waiting => {}
                 MetricKind::Bottleneck => {
                     let of = metric.of.as_deref().unwrap_or_default();
                     match self.metrics.get(of) {
@@ -342,8 +260,11 @@ impl Model {
                     listing(self.sources.keys())
                 ));
             }
-            if metric.time.is_none() || metric.value.is_none() {
-                return Err(format!("metric `{name}` needs `time` and `value`"));
+            if metric.value.is_none() {
+                return Err(format!("metric `{name}` needs a `value`"));
+            }
+            if metric.time.is_none() && metric.kind == MetricKind::Aggregate {
+                return Err(format!("metric `{name}` needs a `time` column"));
             }
         }
         for (name, view) in &self.views {
@@ -382,7 +303,9 @@ impl Model {
                 .unwrap_or_default()
         };
         match metric.kind {
-            MetricKind::Aggregate => offered(metric.source.as_deref().unwrap_or_default()),
+            MetricKind::Aggregate | MetricKind::Waiting => {
+                offered(metric.source.as_deref().unwrap_or_default())
+            }
             MetricKind::Bottleneck => metric
                 .of
                 .as_deref()
