@@ -87,6 +87,13 @@ impl Defect {
         )
     }
 
+    /// Whether the source sends a corrected record after this one (in the default mode): it
+    /// was rejected, or its time was wrong enough to be corrected on receipt. A record kept
+    /// with a field set to NULL is not resent.
+    pub fn resent(self) -> bool {
+        self.quarantines() || self == Defect::FutureAdmissionTime
+    }
+
     /// Whether the defect exists for records of this shape.
     pub fn applies(self, shape: Shape) -> bool {
         match self {

@@ -37,7 +37,8 @@ pub enum Shape {
     Adt,
 }
 
-/// What becomes of a record the producer spoils with a defect the pipeline quarantines.
+/// What becomes of a record the producer spoils with a defect the pipeline quarantines or
+/// corrects (a future time).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum DefectMode {
     /// The defective record is sent, then the clean one (the registration system's rejected
@@ -216,7 +217,7 @@ impl Producer {
         match d.defect {
             _ if d.lost => 0,
             Some(Defect::Duplicate) => 2,
-            Some(d) if d.quarantines() && self.defect_mode == DefectMode::Add => 2,
+            Some(d) if d.resent() && self.defect_mode == DefectMode::Add => 2,
             _ => 1,
         }
     }
@@ -335,8 +336,13 @@ impl Producer {
             };
             let times = (record_time, emit.discharge);
             let bytes = defects::inject(&mut rng, d, obj, future, iso, times);
-            if d.quarantines() {
-                out.quarantined(&bytes)?;
+            let corrected = d == Defect::FutureAdmissionTime;
+            if d.resent() {
+                if corrected {
+                    out.clean(emit, &bytes, true)?;
+                } else {
+                    out.quarantined(&bytes)?;
+                }
                 if self.defect_mode == DefectMode::Add {
                     // The corrected resend is a new message.
                     if resend.contains_key("event_id") {
@@ -347,7 +353,7 @@ impl Producer {
                 }
                 continue;
             }
-            out.clean(emit, &bytes, d == Defect::FutureAdmissionTime)?;
+            out.clean(emit, &bytes, false)?;
             if d == Defect::Duplicate {
                 let due = out.ledger.records_in + rng.random_range(1..200);
                 let at = delayed.partition_point(|(t, _)| *t <= due);

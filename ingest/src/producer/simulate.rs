@@ -2,7 +2,7 @@
 //! beds, transfers and discharges with per-department length-of-stay distributions, and
 //! emergency-department arrivals that leave without being admitted.
 //!
-//! Arrival rates aim each department's occupancy, transfers in included, at 80–92 % of its
+//! Arrival rates aim each department's occupancy, transfers in included, at 72–88 % of its
 //! beds; the simulation starts two weeks before the records it is asked for, so that wards are
 //! full by then.
 
@@ -113,7 +113,7 @@ pub(crate) struct Simulation {
     pub(crate) stays: Vec<Stay>,
 }
 
-/// Seasonal surge multiplier: flu season (December–February) brings 40% more arrivals.
+/// Seasonal surge multiplier: flu season (December–February) brings 20% more arrivals.
 fn surge(t: i64, flu_season: bool) -> f64 {
     if !flu_season {
         return 1.0;
@@ -121,7 +121,7 @@ fn surge(t: i64, flu_season: bool) -> f64 {
     let month =
         chrono::DateTime::from_timestamp_micros(t).map_or(1, |d| chrono::Datelike::month(&d));
     if matches!(month, 12 | 1 | 2) {
-        1.4
+        1.2
     } else {
         1.0
     }
@@ -146,7 +146,7 @@ fn arrival_rates(depts: &[(i32, &'static str, i64)]) -> Vec<f64> {
         }
     };
     let target =
-        |(h, _, cap): &(i32, &str, i64)| (0.80 + 0.03 * f64::from(h % 5)) * *cap as f64;
+        |(h, _, cap): &(i32, &str, i64)| (0.72 + 0.04 * f64::from(h % 5)) * *cap as f64;
     let mut rates: Vec<f64> = depts.iter().map(|d| target(d) / mean_los(d.1)).collect();
     // A few rounds of fixed point: transfer targets form cycles (ICU ⇄ Cardiology).
     for _ in 0..8 {
@@ -285,7 +285,54 @@ pub(crate) fn simulate(
             });
         }
     }
+    admit_transfers(&mut stays, &depts);
     Simulation { patients, stays }
+}
+
+/// Keeps a transfer only if the target department has a bed for it when it happens: its own
+/// stays (bounded by its beds) plus the transfers it took in so far must leave one free.
+/// Otherwise the patient stays where they are.
+fn admit_transfers(stays: &mut [Stay], depts: &[(i32, &'static str, i64)]) {
+    for &(hospital, department, capacity) in depts {
+        // (time, +1 own arrival / -1 departure / 0 transfer candidate, stay)
+        let mut events: Vec<(i64, i8, usize)> = Vec::new();
+        for (i, s) in stays.iter().enumerate() {
+            if s.hospital_id != hospital || s.kind != StayKind::Admitted {
+                continue;
+            }
+            if s.department == department {
+                events.push((s.admission, 1, i));
+                events.push((s.discharge, -1, i));
+            }
+            if let Some((at, to, _)) = s.transfer
+                && to == department
+            {
+                events.push((at, 0, i));
+            }
+        }
+        // Departures first at equal times: a bed freed at t can be taken at t.
+        events.sort_by_key(|&(t, kind, _)| (t, kind != -1));
+        let mut departures: BinaryHeap<Reverse<i64>> = BinaryHeap::new();
+        let mut present = 0i64;
+        for (t, kind, i) in events {
+            while let Some(Reverse(end)) = departures.peek().copied() {
+                if end > t {
+                    break;
+                }
+                departures.pop();
+                present -= 1;
+            }
+            match kind {
+                1 => present += 1,
+                -1 => present -= 1,
+                _ if present < capacity => {
+                    present += 1;
+                    departures.push(Reverse(stays[i].discharge));
+                }
+                _ => stays[i].transfer = None,
+            }
+        }
+    }
 }
 
 fn pick_patient(rng: &mut ChaCha8Rng, patients: &mut Vec<Patient>, department: &str) -> usize {
