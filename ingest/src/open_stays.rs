@@ -100,7 +100,10 @@ mod tests {
         let ed = StayLimits::default_for("Emergency");
         assert_eq!((ed.warn_after_hours, ed.stale_after_hours), (24.0, 72.0));
         let onc = StayLimits::default_for("Oncology");
-        assert_eq!((onc.warn_after_hours, onc.stale_after_hours), (1008.0, 2880.0));
+        assert_eq!(
+            (onc.warn_after_hours, onc.stale_after_hours),
+            (1008.0, 2880.0)
+        );
         let configured = BTreeMap::from([(
             "ICU".to_string(),
             StayLimits {

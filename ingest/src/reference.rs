@@ -61,9 +61,9 @@ impl DepartmentRow {
             return Some("warn_after_hours and stale_after_hours must be positive hours".into());
         }
         match (self.warn_after_hours, self.stale_after_hours) {
-            (Some(w), Some(s)) if w >= s => {
-                Some(format!("warn_after_hours ({w}) must be below stale_after_hours ({s})"))
-            }
+            (Some(w), Some(s)) if w >= s => Some(format!(
+                "warn_after_hours ({w}) must be below stale_after_hours ({s})"
+            )),
             _ => None,
         }
     }

@@ -32,13 +32,14 @@ pub const KPI_SCHEMA: &str = "kpi";
 
 /// Every Delta table the query service exposes, as `schema/table` under the root. Bronze
 /// stays internal: its raw payloads are for reprocessing, not for analysts.
-pub const EXPOSED_TABLES: [&str; 12] = [
+pub const EXPOSED_TABLES: [&str; 13] = [
     tables::DIM_DEPARTMENT,
     tables::DIM_PATIENT,
     tables::DIM_DATE,
     tables::FACT_ADMISSION,
     tables::FACT_STAY_SEGMENT,
     tables::FACT_CENSUS_HOURLY,
+    tables::FACT_ED_VISIT,
     tables::SILVER_EVENTS,
     tables::QUARANTINE,
     tables::SILVER_DEPARTMENTS,

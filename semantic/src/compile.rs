@@ -385,7 +385,8 @@ impl<'a> Scope<'a> {
             }
         };
         let column = |c: &str| Self::column(source, c);
-        let micros = cast(t.clone(), DataType::Int64) - cast(column("arrival_time"), DataType::Int64);
+        let micros =
+            cast(t.clone(), DataType::Int64) - cast(column("arrival_time"), DataType::Int64);
         let minutes = cast(micros, DataType::Float64) / lit(60_000_000.0);
         let not_by_t = |c: &str| column(c).is_null().or(column(c).gt(t.clone()));
         let mut waiting = column("arrival_time")
@@ -414,7 +415,9 @@ impl<'a> Scope<'a> {
             }
         };
         let key_names = self.key_names();
-        let result = frame.filter(waiting)?.aggregate(keys, vec![aggregate.alias(name)])?;
+        let result = frame
+            .filter(waiting)?
+            .aggregate(keys, vec![aggregate.alias(name)])?;
         Ok(result.select(
             key_names
                 .iter()

@@ -158,6 +158,38 @@ function legend(names, colors = PALETTE) {
   return div;
 }
 
+// Per hospital: encounters waiting in the emergency department, the longest wait, and those
+// who left without admission today (UTC day of the as-of time).
+function edNow(el, waiting, left) {
+  const hospitals = [...new Set([...waiting, ...left].map((r) => r.hospital))].sort((a, b) => a - b);
+  if (!hospitals.length) return empty(el, "no emergency-department arrivals");
+  const by = (rows) => new Map(rows.map((r) => [r.hospital, r]));
+  const w = by(waiting), l = by(left);
+  const table = document.createElement("table");
+  table.className = "ed";
+  table.dataset.marks = hospitals.length;
+  table.innerHTML = "<tr><th></th><th>waiting</th><th>longest wait</th><th>left without admission today</th></tr>";
+  for (const h of hospitals) {
+    const minutes = w.get(h)?.ed_longest_wait_minutes;
+    const tr = table.insertRow();
+    tr.innerHTML = `<th>Hospital ${h}</th><td class="n">${w.get(h)?.ed_waiting ?? 0}</td>
+      <td class="n">${minutes === undefined || minutes === null ? "–" : `${Math.floor(minutes / 60)} h ${String(Math.round(minutes % 60)).padStart(2, "0")} min`}</td>
+      <td class="n">${l.get(h)?.ed_left_without_admission ?? 0}</td>`;
+  }
+  el.replaceChildren(table);
+}
+
+// Open stays that stopped reporting (contract §5.1), from the quality report.
+function openStays(quality) {
+  const rows = (quality.open_stays || []).filter((o) => o.long_open + o.stale > 0);
+  const total = (k) => (quality.open_stays || []).reduce((n, o) => n + o[k], 0);
+  const list = rows.slice().sort((a, b) => b.stale + b.long_open - a.stale - a.long_open).slice(0, 8)
+    .map((o) => `Hospital ${o.hospital_id} · ${o.department}: ${o.stale} stale, ${o.long_open} long-open`).join(" · ");
+  return `<p>Open stays: ${total("open")} · <b>long-open ${total("long_open")}</b> (quiet past the department's warning, still counted)
+    · <b>stale ${total("stale")}</b> (quiet past its limit, left out of census and occupancy)</p>
+    <p class="muted">${list || "none long-open or stale"}</p>`;
+}
+
 const state = { asOf: null, threshold: null, hospitals: [] };
 
 function filters() {
@@ -190,7 +222,9 @@ async function refresh() {
   const time_range = range(days);
   const base = { filters: filters(), time_range };
 
-  const [now, trend, flow, alos, gender, age, quality] = await Promise.all([
+  const today = new Date(Date.UTC(state.asOf.getUTCFullYear(), state.asOf.getUTCMonth(), state.asOf.getUTCDate()));
+  const tomorrow = new Date(today.getTime() + 86400e3);
+  const [now, trend, flow, alos, gender, age, quality, ed, left] = await Promise.all([
     api("/api/v1/query", { metrics: ["occupancy_rate_point", "census", "bottleneck"], dimensions: ["hospital", "department"], filters: filters(), order: ["-occupancy_rate_point"] }),
     api("/api/v1/query", { ...base, metrics: ["occupancy_rate"], dimensions: ["department"], grain: days <= 1 ? "hour" : "day" }),
     api("/api/v1/query", { ...base, metrics: ["admissions", "discharges"], grain: "day" }),
@@ -198,6 +232,9 @@ async function refresh() {
     api("/api/v1/query", { ...base, metrics: ["admissions"], dimensions: ["gender"] }),
     api("/api/v1/query", { ...base, metrics: ["admissions"], dimensions: ["age_band"] }),
     api("/api/v1/quality/latest"),
+    api("/api/v1/query", { metrics: ["ed_waiting", "ed_longest_wait_minutes"], dimensions: ["hospital"], filters: filters() }),
+    api("/api/v1/query", { metrics: ["ed_left_without_admission"], dimensions: ["hospital"], filters: filters(),
+      time_range: { from: today.toISOString(), to: tomorrow.toISOString() } }),
   ]);
 
   if (!state.hospitals.length) {
@@ -226,13 +263,16 @@ async function refresh() {
   hbars($("gender"), gender.rows.map((r) => ({ label: r.gender, value: r.admissions })), { fmt: (v) => String(v) });
   hbars($("age"), age.rows.map((r) => ({ label: r.age_band, value: r.admissions })), { fmt: (v) => String(v) });
 
+  edNow($("ed"), ed.rows, left.rows);
+
   const latestRun = quality.latest || {};
   const rules = Object.entries(latestRun.rules || {}).filter(([, n]) => n > 0).sort((a, b) => b[1] - a[1]);
   $("quality").innerHTML = `<table>
     <tr><th>records in</th><th>silver</th><th>quarantined</th><th>duplicates</th></tr>
     <tr><td class="n">${latestRun.records_in ?? 0}</td><td class="n">${latestRun.silver_rows ?? 0}</td>
         <td class="n">${latestRun.quarantined ?? 0}</td><td class="n">${latestRun.duplicates ?? 0}</td></tr></table>
-    <p class="muted">${rules.map(([n, c]) => `${n}: ${c}`).join(" · ") || "no rule fired"}</p>`;
+    <p class="muted">${rules.map(([n, c]) => `${n}: ${c}`).join(" · ") || "no rule fired"}</p>
+    ${openStays(quality)}`;
   document.body.dataset.status = errors.length ? "error" : "ready";
 }
 

@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use chrono_tz::Tz;
 use deltalake::arrow::array::{
-    Array, ArrayRef, BinaryArray, Date32Array, Float64Array, Int32Array, RecordBatch,
-    StringArray, TimestampMicrosecondArray,
+    Array, ArrayRef, BinaryArray, Date32Array, Float64Array, Int32Array, RecordBatch, StringArray,
+    TimestampMicrosecondArray,
 };
 use deltalake::arrow::datatypes::{DataType, Field as ArrowField, Schema};
 use deltalake::datafusion::prelude::lit;
@@ -386,8 +386,16 @@ impl<'a> Stage<'a> {
                             .collect::<StringArray>(),
                     ),
                     Arc::new(rows.iter().map(key).collect::<StringArray>()),
-                    Arc::new(d.iter().map(|r| r.warn_after_hours).collect::<Float64Array>()),
-                    Arc::new(d.iter().map(|r| r.stale_after_hours).collect::<Float64Array>()),
+                    Arc::new(
+                        d.iter()
+                            .map(|r| r.warn_after_hours)
+                            .collect::<Float64Array>(),
+                    ),
+                    Arc::new(
+                        d.iter()
+                            .map(|r| r.stale_after_hours)
+                            .collect::<Float64Array>(),
+                    ),
                 ]);
                 SILVER_DEPARTMENTS_SCHEMA
                     .fields()
@@ -561,7 +569,8 @@ pub(crate) async fn silver_departments(root: &TableRoot) -> Result<Vec<Departmen
                 .transpose()
         };
         let (warn, stale) = (limit("warn_after_hours")?, limit("stale_after_hours")?);
-        let at = |a: Option<&Float64Array>, i: usize| a.filter(|a| a.is_valid(i)).map(|a| a.value(i));
+        let at =
+            |a: Option<&Float64Array>, i: usize| a.filter(|a| a.is_valid(i)).map(|a| a.value(i));
         for i in 0..b.num_rows() {
             out.push(DepartmentRow {
                 hospital_id: hospital.value(i),

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use deltalake::arrow::array::{ArrayRef, Float64Array, Int32Array, RecordBatch, StringArray};
 
-use super::stays::EdVisit;
 use super::DAY;
+use super::stays::EdVisit;
 use crate::error::{Error, Result};
 use crate::tables::{FACT_ED_VISIT, FACT_ED_VISIT_SPEC, timestamp_array};
 
@@ -31,9 +31,7 @@ impl Outcome {
         let deadline = v.arrival_time + DAY;
         match (v.admission_time, v.discharge_time) {
             (Some(a), _) if a <= as_of && a <= deadline => (Self::Admitted, minutes(a)),
-            (_, Some(d)) if d <= as_of && d <= deadline => {
-                (Self::LeftWithoutAdmission, minutes(d))
-            }
+            (_, Some(d)) if d <= as_of && d <= deadline => (Self::LeftWithoutAdmission, minutes(d)),
             _ if deadline <= as_of => (
                 Self::LeftWithoutAdmission,
                 v.admission_time.or(v.discharge_time).and_then(minutes),
@@ -132,10 +130,7 @@ mod tests {
             (Outcome::Waiting, Some(120.0))
         );
         // Only an arrival: waiting for 24 h, then left without admission.
-        assert_eq!(
-            at(&visit(None, None), DAY - 1).0,
-            Outcome::Waiting
-        );
+        assert_eq!(at(&visit(None, None), DAY - 1).0, Outcome::Waiting);
         assert_eq!(
             at(&visit(None, None), DAY),
             (Outcome::LeftWithoutAdmission, None)

@@ -214,7 +214,12 @@ mod tests {
         assert_eq!(rebuilt.waiting, 0);
         let s = &rebuilt.stays[0];
         assert_eq!(
-            (s.admission_time, s.discharge_time, s.arrival_time, s.last_event),
+            (
+                s.admission_time,
+                s.discharge_time,
+                s.arrival_time,
+                s.last_event
+            ),
             (20, Some(100), Some(5), 100)
         );
         assert_eq!(
@@ -262,7 +267,10 @@ mod tests {
             ],
         );
         assert_eq!(
-            (left.ed_visits[0].arrival_time, left.ed_visits[0].discharge_time),
+            (
+                left.ed_visits[0].arrival_time,
+                left.ed_visits[0].discharge_time
+            ),
             (5, Some(40))
         );
 

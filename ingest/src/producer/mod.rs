@@ -204,11 +204,7 @@ impl Producer {
 
     fn decide(&self, rng: &mut ChaCha8Rng, rates: &[(Defect, f64)]) -> Decision {
         let lost = self.shape == Shape::Adt && rng.random_bool(self.lost_rate);
-        let defect = if lost {
-            None
-        } else {
-            pick_defect(rng, rates)
-        };
+        let defect = if lost { None } else { pick_defect(rng, rates) };
         Decision { lost, defect }
     }
 
@@ -592,7 +588,10 @@ mod tests {
             let mut resent = 0;
             for pair in records.windows(2) {
                 let bad = &pair[0];
-                if bad["hospital_id"].as_i64().is_some_and(|h| (1..=7).contains(&h)) {
+                if bad["hospital_id"]
+                    .as_i64()
+                    .is_some_and(|h| (1..=7).contains(&h))
+                {
                     continue;
                 }
                 let good = &pair[1];

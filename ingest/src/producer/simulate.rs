@@ -145,8 +145,7 @@ fn arrival_rates(depts: &[(i32, &'static str, i64)]) -> Vec<f64> {
             0.0
         }
     };
-    let target =
-        |(h, _, cap): &(i32, &str, i64)| (0.72 + 0.04 * f64::from(h % 5)) * *cap as f64;
+    let target = |(h, _, cap): &(i32, &str, i64)| (0.72 + 0.04 * f64::from(h % 5)) * *cap as f64;
     let mut rates: Vec<f64> = depts.iter().map(|d| target(d) / mean_los(d.1)).collect();
     // A few rounds of fixed point: transfer targets form cycles (ICU ⇄ Cardiology).
     for _ in 0..8 {
@@ -156,7 +155,9 @@ fn arrival_rates(depts: &[(i32, &'static str, i64)]) -> Vec<f64> {
                 depts
                     .iter()
                     .zip(&rates)
-                    .filter(|((sh, sd, _), _)| sh == h && transfers(sd) && transfer_target(sd) == *d)
+                    .filter(|((sh, sd, _), _)| {
+                        sh == h && transfers(sd) && transfer_target(sd) == *d
+                    })
                     .map(|((_, sd, _), r)| r * out_share(sd) * mean_los(sd))
                     .sum()
             })

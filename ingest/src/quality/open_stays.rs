@@ -49,7 +49,14 @@ pub(crate) async fn load(root: &TableRoot) -> Result<(Option<i64>, Vec<OpenStays
         "last_event_time",
         "stale_since",
     ];
-    let batches = scan(&admissions, t, &columns, col("discharge_time").is_null(), &[]).await?;
+    let batches = scan(
+        &admissions,
+        t,
+        &columns,
+        col("discharge_time").is_null(),
+        &[],
+    )
+    .await?;
     let mut out: BTreeMap<(i32, String), (OpenStays, i64)> = BTreeMap::new();
     for b in &batches {
         let hospital = column::<Int32Array>(b, t, "hospital_id")?;
@@ -91,7 +98,12 @@ pub(crate) async fn load(root: &TableRoot) -> Result<(Option<i64>, Vec<OpenStays
 async fn warn_limits(root: &TableRoot) -> Result<BTreeMap<(i32, String), i64>> {
     let t = DIM_DEPARTMENT;
     let table = root.open(t).await?;
-    let columns = ["hospital_id", "department", "warn_after_hours", "is_current"];
+    let columns = [
+        "hospital_id",
+        "department",
+        "warn_after_hours",
+        "is_current",
+    ];
     let batches = scan(&table, t, &columns, col("is_current").eq(lit(true)), &[]).await?;
     let mut out = BTreeMap::new();
     for b in &batches {

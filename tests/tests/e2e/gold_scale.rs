@@ -47,7 +47,8 @@ fn census_equals_an_independent_recomputation_over_100k_stays() {
     assert!(stays >= 100_000, "only {stays} stays");
     assert!(scalar(&data, "gold/fact_admission", "select sum(transfers) from t") > 1_000);
 
-    // Census by a sweep over the segments: started by the hour minus ended by the hour.
+    // Census by a sweep over the segments: started by the hour minus ended by the hour, a stale
+    // stay ending when it went stale (contract §5.1).
     type Key = (i32, String);
     let mut starts: HashMap<Key, Vec<i64>> = HashMap::new();
     let mut ends: HashMap<Key, Vec<i64>> = HashMap::new();
@@ -61,10 +62,13 @@ fn census_equals_an_independent_recomputation_over_100k_stays() {
         let d = d.as_any().downcast_ref::<StringArray>().unwrap();
         let s = column::<TimestampMicrosecondArray>(&b, "segment_start");
         let e = column::<TimestampMicrosecondArray>(&b, "segment_end");
+        let stale = column::<TimestampMicrosecondArray>(&b, "stale_since");
         for i in 0..b.num_rows() {
             let key = (h.value(i), d.value(i).to_string());
             starts.entry(key.clone()).or_default().push(s.value(i));
-            if e.is_valid(i) {
+            if stale.is_valid(i) {
+                ends.entry(key).or_default().push(stale.value(i));
+            } else if e.is_valid(i) {
                 ends.entry(key).or_default().push(e.value(i));
             }
         }
