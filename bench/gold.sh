@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Benchmark: a full gold build over EVENTS ADT events (default 3.6M, about 1M stays), then an
-# incremental refresh after 10k new events. Prints a Markdown table for BENCHMARKS.md.
+# incremental refresh after 1k new events and another after 10k more. Prints a Markdown table
+# for BENCHMARKS.md. PATIENTFLOW_BIN=<binary> measures another build.
 N="${1:-3600000}"
 source "$(dirname "$0")/common.sh"
 UNTIL="2026-11-20T00:00:00Z"; AS_OF="2026-11-20T06:00:00Z"
-"$BIN" produce --out "$WORK/landing" --events "$N" --seed 1 --until "$UNTIL" >/dev/null
+"$TREE_BIN" produce --out "$WORK/landing" --events "$N" --seed 1 --until "$UNTIL" >/dev/null
 "$BIN" ingest --from "$WORK/landing" --data "$WORK/data" --no-gold --log off >/dev/null
 
 measure() { # label, command…  → seconds, peak RSS (MiB) and the refresh's own summary
@@ -23,7 +24,9 @@ echo
 echo "| refresh | patients rebuilt | stays written | census rows written | seconds | peak RSS MiB |"
 echo "| --- | ---: | ---: | ---: | ---: | ---: |"
 measure "full build" "$BIN" gold refresh --data "$WORK/data" --as-of "$AS_OF" --format json --log off
-"$BIN" produce --out "$WORK/more" --events 10000 --seed 2 --until "$UNTIL" >/dev/null
-cp "$WORK/more/events-000001.ndjson" "$WORK/landing/more-events.ndjson"
-"$BIN" ingest --from "$WORK/landing" --data "$WORK/data" --no-gold --log off >/dev/null
-measure "incremental, 10k new events" "$BIN" gold refresh --data "$WORK/data" --as-of "$AS_OF" --format json --log off
+for MORE in 1000 10000; do
+  "$TREE_BIN" produce --out "$WORK/more-$MORE" --events "$MORE" --seed "$MORE" --until "$UNTIL" >/dev/null
+  cp "$WORK/more-$MORE/events-000001.ndjson" "$WORK/landing/more-$MORE.ndjson"
+  "$BIN" ingest --from "$WORK/landing" --data "$WORK/data" --no-gold --log off >/dev/null
+  measure "incremental, $MORE new events" "$BIN" gold refresh --data "$WORK/data" --as-of "$AS_OF" --format json --log off
+done

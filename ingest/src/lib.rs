@@ -14,7 +14,8 @@
 //!                                              │
 //!                                              ▼
 //!        gold: dim_patient, dim_department (SCD2), dim_date,
-//!              fact_admission, fact_stay_segment, fact_census_hourly (gold::GoldRefresh)
+//!              fact_admission, fact_stay_segment, fact_census_hourly, fact_ed_visit
+//!              (gold::GoldRefresh; stale open stays out of the census, open_stays)
 //! ```
 //!
 //! ```

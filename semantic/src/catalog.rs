@@ -310,6 +310,21 @@ impl SchemaProvider for KpiSchema {
         let Some(query) = self.model.views.get(name) else {
             return Ok(None);
         };
+        // A view over a table not written yet (a new fact before the next refresh) is not
+        // there either, rather than an error for whoever lists the catalog.
+        // A refusal is left to the compiled view, which reports it.
+        let catalog = self.ctx.catalog(CATALOG);
+        for table in self.model.tables_read(query) {
+            let Some((schema, table)) = table.split_once('.') else {
+                continue;
+            };
+            let schema = catalog.as_ref().and_then(|c| c.schema(schema));
+            if let Some(schema) = schema
+                && matches!(schema.table(table).await, Ok(None))
+            {
+                return Ok(None);
+            }
+        }
         let plan = compile(&self.model, &self.ctx, query)
             .await?
             .into_unoptimized_plan();

@@ -113,7 +113,7 @@ pub(crate) struct Simulation {
     pub(crate) stays: Vec<Stay>,
 }
 
-/// Seasonal surge multiplier: flu season (December–February) brings 20% more arrivals.
+/// Seasonal surge multiplier: flu season (December–February) brings 10% more arrivals.
 fn surge(t: i64, flu_season: bool) -> f64 {
     if !flu_season {
         return 1.0;
@@ -121,7 +121,7 @@ fn surge(t: i64, flu_season: bool) -> f64 {
     let month =
         chrono::DateTime::from_timestamp_micros(t).map_or(1, |d| chrono::Datelike::month(&d));
     if matches!(month, 12 | 1 | 2) {
-        1.2
+        1.1
     } else {
         1.0
     }

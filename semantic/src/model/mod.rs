@@ -322,6 +322,31 @@ impl Model {
         }
     }
 
+    /// The `schema.table`s a query reads.
+    pub fn tables_read(&self, query: &MetricQuery) -> std::collections::BTreeSet<String> {
+        let mut sources = Vec::new();
+        let mut metrics: Vec<&str> = query.metrics.iter().map(String::as_str).collect();
+        while let Some(name) = metrics.pop() {
+            let Some(metric) = self.metrics.get(name) else {
+                continue;
+            };
+            match metric.kind {
+                MetricKind::Aggregate | MetricKind::Waiting => {
+                    sources.extend(metric.source.as_deref());
+                }
+                MetricKind::MidnightCensus => sources.extend(["census", "stays"]),
+                MetricKind::Bottleneck => metrics.extend(metric.of.as_deref()),
+            }
+        }
+        sources
+            .into_iter()
+            .filter_map(|s| self.sources.get(s))
+            .flat_map(|s| {
+                std::iter::once(s.table.clone()).chain(s.joins.iter().map(|j| j.table.clone()))
+            })
+            .collect()
+    }
+
     /// Checks that a query names only what exists and fits together, without planning it.
     pub fn validate(&self, query: &MetricQuery) -> Result<()> {
         if query.metrics.is_empty() {

@@ -391,8 +391,8 @@ fn a_site_department_file_replaces_the_shipped_one() {
         rows(
             &data,
             &[("d", "gold/dim_department")],
-            "select hospital_id, hospital_name, department, bed_capacity, cast(valid_from as varchar), \
-             cast(valid_to as varchar), warn_after_hours, stale_after_hours from d \
+            "select hospital_id, hospital_name, department, bed_capacity, cast(valid_from as varchar) as from_, \
+             cast(valid_to as varchar) as to_, warn_after_hours, stale_after_hours from d \
              order by department, valid_from"
         ),
         vec![
@@ -410,4 +410,90 @@ fn a_site_department_file_replaces_the_shipped_one() {
     let out = ingest(&landing, &data, &["--as-of", "2026-07-01T00:00:00Z"]);
     assert_eq!(out["quarantined"], 1, "{out}");
     assert_eq!(out["rules"]["unknown_hospital"], 1, "{out}");
+}
+
+/// The demo's data (the producer's default settings, 200k events): occupancy a bed manager can
+/// believe, a history that reaches the as-of time, and open stays as the producer's ledger
+/// expects them.
+#[test]
+fn the_demo_data_has_believable_occupancy_and_the_ledger_s_open_stays() {
+    const UNTIL: &str = "2026-12-02T06:00:00Z";
+    let dir = tempfile::tempdir().unwrap();
+    let (landing, data) = (dir.path().join("landing"), dir.path().join("data"));
+    let ledger = patientflow_e2e::produce(&landing, 200_000, &["--until", UNTIL]);
+    ingest(&landing, &data, &["--as-of", UNTIL]);
+    let occupancy = rows(
+        &data,
+        &[("c", "gold/fact_census_hourly")],
+        "select hospital_id, department, census, bed_capacity from c \
+         where hour_start = (select max(hour_start) from c) order by hospital_id, department",
+    );
+    assert_eq!(occupancy.len(), 49);
+    let (mut census, mut beds) = (0, 0);
+    for row in &occupancy {
+        let f: Vec<&str> = row.split('|').collect();
+        let (n, cap): (i64, i64) = (f[2].parse().unwrap(), f[3].parse().unwrap());
+        assert!(n * 100 <= cap * 110, "over 110 % of beds: {row}");
+        census += n;
+        beds += cap;
+    }
+    let network = census as f64 / beds as f64;
+    assert!(
+        (0.6..=0.95).contains(&network),
+        "network occupancy {network}"
+    );
+    // Admissions in the 24 hours before the as-of time, and events in its last hour.
+    let recent = rows(
+        &data,
+        &[("f", "gold/fact_admission")],
+        &format!(
+            "select count(*) from f where admission_time >= timestamp '{UNTIL}' - interval '24 hours'"
+        ),
+    );
+    assert!(recent[0].parse::<i64>().unwrap() > 500, "{recent:?}");
+    let last = ledger["last_event"].as_str().unwrap();
+    assert!(last.starts_with("2026-12-02T05:"), "{last}");
+    // The quality report's long-open and stale stays are exactly the ledger's.
+    let report = quality_report(&data);
+    let found: Vec<(i64, String, u64, u64)> = report["open_stays"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| o["long_open"].as_u64().unwrap() + o["stale"].as_u64().unwrap() > 0)
+        .map(|o| {
+            (
+                o["hospital_id"].as_i64().unwrap(),
+                o["department"].as_str().unwrap().to_string(),
+                o["long_open"].as_u64().unwrap(),
+                o["stale"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let expected: Vec<(i64, String, u64, u64)> = ledger["open_stays"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            (
+                o["hospital_id"].as_i64().unwrap(),
+                o["department"].as_str().unwrap().to_string(),
+                o["long_open"].as_u64().unwrap(),
+                o["stale"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(found, expected);
+    let stale: u64 = expected.iter().map(|e| e.3).sum();
+    assert!(stale > 20, "the lost discharges leave stale stays: {stale}");
+    assert!(
+        ledger["lost"]["DISCHARGE"].as_u64().unwrap() > 50,
+        "{}",
+        ledger["lost"]
+    );
+    assert_eq!(
+        report["records_in"].as_u64().unwrap(),
+        report["silver_rows"].as_u64().unwrap()
+            + report["quarantined"].as_u64().unwrap()
+            + report["duplicates"].as_u64().unwrap()
+    );
 }
