@@ -281,6 +281,11 @@ impl<'a> Scope<'a> {
         if let Some(to) = self.to {
             predicate = predicate.and(time.clone().lt(timestamp(to + shift)));
         }
+        Ok(df.filter(self.filtered(source, predicate)?)?)
+    }
+
+    /// `predicate` and the query's dimension filters over `source`.
+    fn filtered(&self, source: &Source, mut predicate: Expr) -> Result<Expr> {
         for (dim, values) in &self.query.filters {
             let values = values
                 .iter()
@@ -288,7 +293,7 @@ impl<'a> Scope<'a> {
                 .collect::<Result<Vec<_>>>()?;
             predicate = predicate.and(self.dimension(source, dim)?.in_list(values, false));
         }
-        Ok(df.filter(predicate)?)
+        Ok(predicate)
     }
 
     /// Key expressions: `period` from `time` (with a grain), then the dimensions.
@@ -389,18 +394,14 @@ impl<'a> Scope<'a> {
             cast(t.clone(), DataType::Int64) - cast(column("arrival_time"), DataType::Int64);
         let minutes = cast(micros, DataType::Float64) / lit(60_000_000.0);
         let not_by_t = |c: &str| column(c).is_null().or(column(c).gt(t.clone()));
-        let mut waiting = column("arrival_time")
-            .lt_eq(t.clone())
-            .and(minutes.clone().lt_eq(lit(DAY_MINUTES)))
-            .and(not_by_t("admission_time"))
-            .and(not_by_t("discharge_time"));
-        for (dim, values) in &self.query.filters {
-            let values = values
-                .iter()
-                .map(json_literal)
-                .collect::<Result<Vec<_>>>()?;
-            waiting = waiting.and(self.dimension(source, dim)?.in_list(values, false));
-        }
+        let waiting = self.filtered(
+            source,
+            column("arrival_time")
+                .lt_eq(t.clone())
+                .and(minutes.clone().lt_eq(lit(DAY_MINUTES)))
+                .and(not_by_t("admission_time"))
+                .and(not_by_t("discharge_time")),
+        )?;
         let mut keys = Vec::new();
         for dim in &self.query.dimensions {
             keys.push(self.dimension(source, dim)?.alias(dim));

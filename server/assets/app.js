@@ -161,7 +161,8 @@ function legend(names, colors = PALETTE) {
 // Per hospital: encounters waiting in the emergency department, the longest wait, and those
 // who left without admission today (UTC day of the as-of time).
 function edNow(el, waiting, left) {
-  const hospitals = [...new Set([...waiting, ...left].map((r) => r.hospital))].sort((a, b) => a - b);
+  const hospitals = [...new Set([...state.hospitals, ...waiting.map((r) => r.hospital), ...left.map((r) => r.hospital)])]
+    .filter((h) => !$("hospital").value || String(h) === $("hospital").value).sort((a, b) => a - b);
   if (!hospitals.length) return empty(el, "no emergency-department arrivals");
   const by = (rows) => new Map(rows.map((r) => [r.hospital, r]));
   const w = by(waiting), l = by(left);

@@ -525,10 +525,14 @@ async fn discharges_passed(
         .eq(lit(true))
         .and(col("segment_end").gt(lit_ts(since)))
         .and(col("segment_end").lt_eq(lit_ts(as_of)));
-    let batches = scan(segments, FACT_STAY_SEGMENT, &["patient_id"], filter, &[]).await?;
+    patient_ids(segments, FACT_STAY_SEGMENT, filter).await
+}
+
+/// The patients of the rows of `table` (`name`) matching `filter`.
+async fn patient_ids(table: &DeltaTable, name: &str, filter: Expr) -> Result<BTreeSet<String>> {
     let mut out = BTreeSet::new();
-    for b in &batches {
-        let ids = column::<StringArray>(b, FACT_STAY_SEGMENT, "patient_id")?;
+    for b in &scan(table, name, &["patient_id"], filter, &[]).await? {
+        let ids = column::<StringArray>(b, name, "patient_id")?;
         out.extend(ids.iter().flatten().map(str::to_string));
     }
     Ok(out)
@@ -571,14 +575,7 @@ async fn stale_passed(
 /// Patients with an emergency-department visit still waiting at the last refresh: their
 /// wait, and perhaps their outcome, move with the as-of time.
 async fn ed_waiting(visits: &DeltaTable) -> Result<BTreeSet<String>> {
-    let filter = col("outcome").eq(lit("waiting"));
-    let batches = scan(visits, FACT_ED_VISIT, &["patient_id"], filter, &[]).await?;
-    let mut out = BTreeSet::new();
-    for b in &batches {
-        let ids = column::<StringArray>(b, FACT_ED_VISIT, "patient_id")?;
-        out.extend(ids.iter().flatten().map(str::to_string));
-    }
-    Ok(out)
+    patient_ids(visits, FACT_ED_VISIT, col("outcome").eq(lit("waiting"))).await
 }
 
 /// Segments from `gold/fact_stay_segment` matching `filter`.

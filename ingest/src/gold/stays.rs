@@ -75,8 +75,7 @@ pub(crate) fn stays(patient_id: &str, observations: &[Observation]) -> Rebuilt {
             (_, None) => {}
         }
     }
-    let mut out = Rebuilt::default();
-    out.stays = flat
+    let stays = flat
         .into_iter()
         .map(|((hospital_id, admission), (o, last_event))| Stay {
             stay_key: format!("flat:{patient_id}:{hospital_id}:{admission}"),
@@ -97,6 +96,10 @@ pub(crate) fn stays(patient_id: &str, observations: &[Observation]) -> Rebuilt {
             }],
         })
         .collect();
+    let mut out = Rebuilt {
+        stays,
+        ..Rebuilt::default()
+    };
     for (id, mut events) in encounters {
         events.sort_by(|a, b| (a.time, &a.received).cmp(&(b.time, &b.received)));
         let stay = encounter(id, &events);

@@ -108,6 +108,35 @@ fn open_stays(report: &Value) -> Vec<(String, u64, u64, u64, String)> {
         .collect()
 }
 
+/// The answer to a semantic query through REST (status 200 asserted).
+fn answer(server: &Server, body: Value) -> Value {
+    let response = server
+        .client()
+        .post(server.url("/api/v1/query"))
+        .json(&body)
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    response.json().unwrap()
+}
+
+/// `(hospital, department, long_open, stale)` of a list of open-stay counts with any.
+fn long_open_and_stale(list: &Value) -> Vec<(i64, String, u64, u64)> {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            (
+                o["hospital_id"].as_i64().unwrap(),
+                o["department"].as_str().unwrap().to_string(),
+                o["long_open"].as_u64().unwrap(),
+                o["stale"].as_u64().unwrap(),
+            )
+        })
+        .filter(|o| o.2 + o.3 > 0)
+        .collect()
+}
+
 #[test]
 fn a_stay_whose_discharge_is_lost_leaves_the_census_when_stale_and_a_late_discharge_revives_it() {
     let dir = tempfile::tempdir().unwrap();
@@ -220,19 +249,12 @@ fn a_stay_whose_discharge_is_lost_leaves_the_census_when_stale_and_a_late_discha
     // Semantic KPIs read the same: midnight census of 3 March (census at 4 March 00:00) has
     // the ICU stay only; the bottleneck view sees no stale stay.
     let server = Server::start(&data, &[]);
-    let client = server.client();
-    let answer = |body: Value| -> Value {
-        let response = client
-            .post(server.url("/api/v1/query"))
-            .json(&body)
-            .send()
-            .unwrap();
-        assert_eq!(response.status(), 200);
-        response.json().unwrap()
-    };
-    let midnight = answer(json!({
+    let midnight = answer(
+        &server,
+        json!({
         "metrics": ["midnight_census"], "dimensions": ["department"], "grain": "day",
-        "time_range": {"from": "2026-03-03", "to": "2026-03-04"}}));
+        "time_range": {"from": "2026-03-03", "to": "2026-03-04"}}),
+    );
     let by_department: Vec<(String, i64)> = midnight["rows"]
         .as_array()
         .unwrap()
@@ -304,18 +326,8 @@ fn emergency_flow_counts_waiting_longest_wait_and_left_without_admission() {
 
     let server = Server::start(&data, &[]);
     let client = server.client();
-    let answer = |body: Value| -> Vec<Value> {
-        let response = client
-            .post(server.url("/api/v1/query"))
-            .json(&body)
-            .send()
-            .unwrap();
-        assert_eq!(response.status(), 200);
-        response.json::<Value>().unwrap()["rows"]
-            .as_array()
-            .unwrap()
-            .clone()
-    };
+    let answer =
+        |body: Value| -> Vec<Value> { answer(&server, body)["rows"].as_array().unwrap().clone() };
     // At the as-of time of the refresh, and at the end of a time range.
     let now = answer(
         json!({"metrics": ["ed_waiting", "ed_longest_wait_minutes"], "dimensions": ["hospital"]}),
@@ -455,34 +467,8 @@ fn the_demo_data_has_believable_occupancy_and_the_ledger_s_open_stays() {
     assert!(last.starts_with("2026-12-02T05:"), "{last}");
     // The quality report's long-open and stale stays are exactly the ledger's.
     let report = quality_report(&data);
-    let found: Vec<(i64, String, u64, u64)> = report["open_stays"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|o| o["long_open"].as_u64().unwrap() + o["stale"].as_u64().unwrap() > 0)
-        .map(|o| {
-            (
-                o["hospital_id"].as_i64().unwrap(),
-                o["department"].as_str().unwrap().to_string(),
-                o["long_open"].as_u64().unwrap(),
-                o["stale"].as_u64().unwrap(),
-            )
-        })
-        .collect();
-    let expected: Vec<(i64, String, u64, u64)> = ledger["open_stays"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| {
-            (
-                o["hospital_id"].as_i64().unwrap(),
-                o["department"].as_str().unwrap().to_string(),
-                o["long_open"].as_u64().unwrap(),
-                o["stale"].as_u64().unwrap(),
-            )
-        })
-        .collect();
-    assert_eq!(found, expected);
+    let expected = long_open_and_stale(&ledger["open_stays"]);
+    assert_eq!(long_open_and_stale(&report["open_stays"]), expected);
     let stale: u64 = expected.iter().map(|e| e.3).sum();
     assert!(stale > 20, "the lost discharges leave stale stays: {stale}");
     assert!(
