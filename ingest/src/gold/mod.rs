@@ -2,7 +2,8 @@
 //!
 //! The unit of incremental work is the patient: a refresh finds the patients with silver
 //! records the gold tables have not consumed yet (plus those whose planned discharge the
-//! as-of time has passed), rebuilds their versions, stays and segments from all their silver
+//! as-of time has passed, those with an open stay it has made stale (contract §5.1), and those
+//! with an emergency-department encounter still waiting), rebuilds their versions, stays and segments from all their silver
 //! records, and replaces their rows. The census is recomputed for the days whose segments
 //! changed and the days the as-of time moved over. Every gold table records the silver
 //! sequence and as-of time it holds as Delta application transactions, so an interrupted
