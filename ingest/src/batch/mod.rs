@@ -6,8 +6,13 @@
 //! transaction, so the same file again adds nothing. Its silver rows, quarantine rows and
 //! quality counts each record the bronze sequence they hold, as the event stream's do.
 
+mod departments;
+mod normalise;
 mod rows;
 pub mod rules;
+
+pub(crate) use departments::{department_rows, departments_reference};
+use normalise::{Normalised, normalise};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -16,25 +21,24 @@ use std::time::{Duration, Instant};
 
 use chrono_tz::Tz;
 use deltalake::arrow::array::{
-    Array, ArrayRef, BinaryArray, Date32Array, Float64Array, Int32Array, RecordBatch, StringArray,
+    ArrayRef, BinaryArray, Date32Array, Float64Array, Int32Array, RecordBatch, StringArray,
     TimestampMicrosecondArray,
 };
 use deltalake::arrow::datatypes::{DataType, Field as ArrowField, Schema};
 use deltalake::datafusion::prelude::lit;
 
-use self::rules::{BatchRule, DEPARTMENT_COLUMNS, DEPARTMENT_RULES, EHR_RULES, Row};
+use self::rules::{BatchRule, DEPARTMENT_RULES, EHR_RULES, Row};
 use crate::bronze::{Bronze, BronzeChunk};
 use crate::error::{Error, Result};
 use crate::gold::{GoldMetrics, GoldRefresh};
 use crate::quality::QualityRun;
 use crate::reference::{DepartmentRow, ReferenceData};
-use crate::silver::record::{Field, gender};
 use crate::silver::refine::{lineage_columns, quarantine_rows};
 use crate::silver::{Counts, KeySet, Outcome, Output, dedupe_keys, read_bronze};
-use crate::storage::{TableRoot, column, scan};
+use crate::storage::{TableRoot, column};
 use crate::tables::{
     BRONZE_DEPARTMENTS, BRONZE_EHR, QUALITY_RUNS, QUARANTINE, SILVER_DEPARTMENTS,
-    SILVER_DEPARTMENTS_SCHEMA, SILVER_EHR, SILVER_EHR_SCHEMA, attribute_column,
+    SILVER_DEPARTMENTS_SCHEMA, SILVER_EHR, SILVER_EHR_SCHEMA,
 };
 
 /// A kind of daily batch.
@@ -451,158 +455,4 @@ impl<'a> Stage<'a> {
         RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
             .map_err(|e| Error::arrow(name, e))
     }
-}
-
-/// A clean batch row, normalised.
-#[derive(Debug)]
-struct Normalised {
-    key: u128,
-    department: Option<DepartmentRow>,
-    patient_id: String,
-    gender: &'static str,
-    age: Option<i32>,
-    updated_at: i64,
-    /// Further attributes as (silver column, value).
-    extras: Vec<(String, String)>,
-}
-
-/// EHR columns that are not attributes.
-const EHR_BASE: [&str; 4] = ["patient_id", "gender", "age", "updated_at"];
-
-fn normalise(dataset: Dataset, row: &Row<'_>, received_at: i64) -> Normalised {
-    let int = |name: &str| match row.int(name) {
-        Field::Valid(v) => i32::try_from(v).ok(),
-        _ => None,
-    };
-    let mut n = Normalised {
-        key: 0,
-        department: None,
-        patient_id: row.get("patient_id").unwrap_or_default().to_string(),
-        gender: gender(&crate::silver::json::Scalar::Str(
-            row.get("gender").unwrap_or_default().into(),
-        )),
-        age: int("age").filter(|a| (0..=120).contains(a)),
-        updated_at: match row.timestamp("updated_at") {
-            Field::Valid(t) => t,
-            _ => received_at,
-        },
-        extras: Vec::new(),
-    };
-    let text = match dataset {
-        Dataset::Departments => {
-            let d = DepartmentRow {
-                hospital_id: int("hospital_id").unwrap_or_default(),
-                hospital_name: row.get("hospital_name").unwrap_or_default().to_string(),
-                department: row
-                    .get("department")
-                    .and_then(|d| row.reference.canonical_department(d))
-                    .unwrap_or_default()
-                    .to_string(),
-                bed_capacity: int("bed_capacity").unwrap_or_default(),
-                staff_count: int("staff_count").unwrap_or_default(),
-                effective_from: row
-                    .get("effective_from")
-                    .and_then(|d| d.parse().ok())
-                    .unwrap_or_default(),
-                aliases: row.get("aliases").map(str::to_string),
-                warn_after_hours: row.limits().0,
-                stale_after_hours: row.limits().1,
-            };
-            let text = format!("{d:?}");
-            n.department = Some(d);
-            text
-        }
-        Dataset::Ehr => {
-            if let Some(fields) = &row.fields {
-                n.extras = fields
-                    .iter()
-                    .filter(|(k, v)| !EHR_BASE.contains(&k.as_str()) && !v.trim().is_empty())
-                    .map(|(k, v)| (attribute_column(k), v.trim().to_string()))
-                    .collect();
-            }
-            format!(
-                "{}\u{1f}{}\u{1f}{:?}\u{1f}{}\u{1f}{:?}",
-                n.patient_id, n.gender, n.age, n.updated_at, n.extras
-            )
-        }
-    };
-    n.key = xxhash_rust::xxh3::xxh3_128(text.as_bytes());
-    n
-}
-
-/// The department rows in silver, in the order received (empty before the first batch).
-pub(crate) async fn silver_departments(root: &TableRoot) -> Result<Vec<DepartmentRow>> {
-    let table = root.open(SILVER_DEPARTMENTS).await?;
-    let t = SILVER_DEPARTMENTS;
-    let existing: Vec<String> = match table.snapshot() {
-        Ok(s) => s.schema().fields().map(|f| f.name().to_string()).collect(),
-        Err(_) => return Ok(Vec::new()),
-    };
-    let mut columns = DEPARTMENT_COLUMNS.to_vec();
-    columns.push("aliases");
-    // Tables written before contract §5.1 have no limit columns.
-    let limits = ["warn_after_hours", "stale_after_hours"];
-    let has_limits = limits.iter().all(|c| existing.iter().any(|e| e == c));
-    if has_limits {
-        columns.extend(limits);
-    }
-    let batches = scan(
-        &table,
-        t,
-        &columns,
-        lit(true),
-        &["bronze_seq", "source_line"],
-    )
-    .await?;
-    let mut out = Vec::new();
-    for b in &batches {
-        let hospital = column::<Int32Array>(b, t, "hospital_id")?;
-        let name = column::<StringArray>(b, t, "hospital_name")?;
-        let department = column::<StringArray>(b, t, "department")?;
-        let capacity = column::<Int32Array>(b, t, "bed_capacity")?;
-        let staff = column::<Int32Array>(b, t, "staff_count")?;
-        let from = column::<Date32Array>(b, t, "effective_from")?;
-        let aliases = column::<StringArray>(b, t, "aliases")?;
-        let limit = |name| {
-            has_limits
-                .then(|| column::<Float64Array>(b, t, name))
-                .transpose()
-        };
-        let (warn, stale) = (limit("warn_after_hours")?, limit("stale_after_hours")?);
-        let at =
-            |a: Option<&Float64Array>, i: usize| a.filter(|a| a.is_valid(i)).map(|a| a.value(i));
-        for i in 0..b.num_rows() {
-            out.push(DepartmentRow {
-                hospital_id: hospital.value(i),
-                hospital_name: name.value(i).to_string(),
-                department: department.value(i).to_string(),
-                bed_capacity: capacity.value(i),
-                staff_count: staff.value(i),
-                effective_from: from.value_as_date(i).unwrap_or_default(),
-                aliases: aliases.is_valid(i).then(|| aliases.value(i).to_string()),
-                warn_after_hours: at(warn, i),
-                stale_after_hours: at(stale, i),
-            });
-        }
-    }
-    Ok(out)
-}
-
-/// The department reference in force (contract §4): every department batch in silver, in the
-/// order received (later rows win); the shipped reference network only while the table root
-/// has never received one.
-pub(crate) async fn department_rows(root: &TableRoot) -> Result<Vec<DepartmentRow>> {
-    let rows = silver_departments(root).await?;
-    if rows.is_empty() {
-        return Ok(ReferenceData::reference_network()?.rows().to_vec());
-    }
-    Ok(rows)
-}
-
-/// [`department_rows`] as lookup tables for normalisation.
-pub(crate) async fn departments_reference(root: &TableRoot) -> Result<ReferenceData> {
-    ReferenceData::from_rows(
-        department_rows(root).await?,
-        Path::new("<silver/departments, or the shipped reference before the first batch>"),
-    )
 }

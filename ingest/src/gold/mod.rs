@@ -11,8 +11,10 @@
 //! new is a no-op.
 
 mod calendar;
+mod carry;
 mod census;
 mod departments;
+mod due;
 mod ed_visits;
 mod facts;
 mod history;
@@ -23,20 +25,20 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use deltalake::DeltaTable;
-use deltalake::arrow::array::{
-    Array, BooleanArray, Int32Array, RecordBatch, StringArray, TimestampMicrosecondArray,
-};
+use deltalake::arrow::array::RecordBatch;
 use deltalake::datafusion::prelude::{Expr, col, lit};
 use deltalake::kernel::Transaction;
 
-use self::census::Occupancy;
+use self::carry::kept_rows;
+use self::census::{changed_days, read_occupancies};
 use self::departments::Departments;
+use self::due::{discharges_passed, ed_waiting, stale_passed};
 use self::ed_visits::EdVisits;
 use self::facts::{Admissions, PatientStays, Segments};
 use crate::batch::{self, Dataset};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::open_stays::StayLimits;
-use crate::storage::{Keys, TableRoot, WriteMode, column, scan, scan_keyed, txn_version, write};
+use crate::storage::{Keys, TableRoot, WriteMode, column, scan, txn_version, write};
 use crate::tables::{
     DIM_DATE, DIM_DEPARTMENT, DIM_PATIENT, FACT_ADMISSION, FACT_CENSUS_HOURLY, FACT_ED_VISIT,
     FACT_STAY_SEGMENT, GOLD_APP, GOLD_TABLES, SILVER_APP, SILVER_EHR, SILVER_EVENTS,
@@ -436,7 +438,7 @@ pub(crate) async fn refreshed_as_of(admissions: &DeltaTable) -> Result<Option<i6
     txn_version(admissions, FACT_ADMISSION, AS_OF_APP).await
 }
 
-fn lit_ts(t: i64) -> Expr {
+pub(super) fn lit_ts(t: i64) -> Expr {
     lit(
         deltalake::datafusion::scalar::ScalarValue::TimestampMicrosecond(
             Some(t),
@@ -466,191 +468,10 @@ fn whole_months(days: impl IntoIterator<Item = i64>, last: i64) -> BTreeSet<i64>
     out
 }
 
-/// The rows of `table` that do not belong to `ids`, in the schema of `like`.
-async fn kept_rows(
-    table: &DeltaTable,
-    name: &str,
-    ids: &BTreeSet<String>,
-    like: &RecordBatch,
-) -> Result<Vec<RecordBatch>> {
-    let Ok(snapshot) = table.snapshot() else {
-        return Ok(vec![]);
-    };
-    let existing: Vec<String> = snapshot
-        .schema()
-        .fields()
-        .map(|f| f.name().to_string())
-        .collect();
-    let columns: Vec<&str> = existing.iter().map(String::as_str).collect();
-    let keys = Keys {
-        column: "patient_id",
-        values: ids,
-        keep: false,
-    };
-    let batches = scan_keyed(table, name, &columns, lit(true), Some(keys), &[]).await?;
-    batches.iter().map(|b| conform(b, like, name)).collect()
-}
-
-/// `batch` with the columns and types of `like` (missing columns as NULL).
-fn conform(batch: &RecordBatch, like: &RecordBatch, name: &str) -> Result<RecordBatch> {
-    let columns = like
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| match batch.column_by_name(f.name()) {
-            Some(c) => deltalake::arrow::compute::cast(c, f.data_type()),
-            None => Ok(deltalake::arrow::array::new_null_array(
-                f.data_type(),
-                batch.num_rows(),
-            )),
-        })
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| Error::arrow(name, e))?;
-    RecordBatch::try_new(like.schema(), columns).map_err(|e| Error::arrow(name, e))
-}
-
 /// A fingerprint of the department dimension's content.
 fn fingerprint(batch: &RecordBatch) -> i64 {
     let text = format!("{:?}", batch.columns());
     (xxhash_rust::xxh3::xxh3_64(text.as_bytes()) & (i64::MAX as u64)) as i64
-}
-
-/// Patients with a stay whose recorded discharge lies in `(since, as_of]`: the as-of time has
-/// made it a discharge.
-async fn discharges_passed(
-    segments: &DeltaTable,
-    since: i64,
-    as_of: i64,
-) -> Result<BTreeSet<String>> {
-    let filter = col("ends_stay")
-        .eq(lit(true))
-        .and(col("segment_end").gt(lit_ts(since)))
-        .and(col("segment_end").lt_eq(lit_ts(as_of)));
-    patient_ids(segments, FACT_STAY_SEGMENT, filter).await
-}
-
-/// The patients of the rows of `table` (`name`) matching `filter`.
-async fn patient_ids(table: &DeltaTable, name: &str, filter: Expr) -> Result<BTreeSet<String>> {
-    let mut out = BTreeSet::new();
-    for b in &scan(table, name, &["patient_id"], filter, &[]).await? {
-        let ids = column::<StringArray>(b, name, "patient_id")?;
-        out.extend(ids.iter().flatten().map(str::to_string));
-    }
-    Ok(out)
-}
-
-/// Patients with an open stay not stale at the last refresh whose `last event + stale_after`
-/// is at or before `as_of` now: the as-of time has made it stale (contract §5.1).
-async fn stale_passed(
-    admissions: &DeltaTable,
-    departments: &Departments,
-    as_of: i64,
-) -> Result<BTreeSet<String>> {
-    let t = FACT_ADMISSION;
-    let filter = col("discharge_time")
-        .is_null()
-        .and(col("stale_since").is_null())
-        .and(col("last_event_time").lt_eq(lit_ts(as_of - departments.min_stale_after())));
-    let columns = [
-        "patient_id",
-        "hospital_id",
-        "discharge_department",
-        "last_event_time",
-    ];
-    let mut out = BTreeSet::new();
-    for b in &scan(admissions, t, &columns, filter, &[]).await? {
-        let ids = column::<StringArray>(b, t, "patient_id")?;
-        let hospital = column::<Int32Array>(b, t, "hospital_id")?;
-        let department = column::<StringArray>(b, t, "discharge_department")?;
-        let last = column::<TimestampMicrosecondArray>(b, t, "last_event_time")?;
-        for i in 0..b.num_rows() {
-            let limits = departments.limits(hospital.value(i), department.value(i));
-            if last.value(i) + limits.stale_after() <= as_of {
-                out.insert(ids.value(i).to_string());
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// Patients with an emergency-department visit still waiting at the last refresh: their
-/// wait, and perhaps their outcome, move with the as-of time.
-async fn ed_waiting(visits: &DeltaTable) -> Result<BTreeSet<String>> {
-    patient_ids(visits, FACT_ED_VISIT, col("outcome").eq(lit("waiting"))).await
-}
-
-/// Segments from `gold/fact_stay_segment` matching `filter`.
-async fn read_occupancies(
-    segments: &DeltaTable,
-    filter: Expr,
-    keys: Option<Keys<'_>>,
-) -> Result<Vec<Occupancy>> {
-    let t = FACT_STAY_SEGMENT;
-    let batches = scan_keyed(
-        segments,
-        t,
-        &[
-            "hospital_id",
-            "department",
-            "segment_start",
-            "segment_end",
-            "starts_stay",
-            "ends_stay",
-            "stale_since",
-        ],
-        filter,
-        keys,
-        &[],
-    )
-    .await?;
-    let mut out = Vec::new();
-    for b in &batches {
-        let hospital = column::<Int32Array>(b, t, "hospital_id")?;
-        let department = column::<StringArray>(b, t, "department")?;
-        let start = column::<TimestampMicrosecondArray>(b, t, "segment_start")?;
-        let end = column::<TimestampMicrosecondArray>(b, t, "segment_end")?;
-        let starts = column::<BooleanArray>(b, t, "starts_stay")?;
-        let ends = column::<BooleanArray>(b, t, "ends_stay")?;
-        let stale = column::<TimestampMicrosecondArray>(b, t, "stale_since")?;
-        for i in 0..b.num_rows() {
-            out.push(Occupancy {
-                hospital_id: hospital.value(i),
-                department: department.value(i).to_string(),
-                start: start.value(i),
-                end: end.is_valid(i).then(|| end.value(i)),
-                starts_stay: starts.value(i),
-                ends_stay: ends.value(i),
-                stale_since: stale.is_valid(i).then(|| stale.value(i)),
-            });
-        }
-    }
-    Ok(out)
-}
-
-/// Days (up to the as-of day) covered by segments present in only one of `old` and `new`.
-fn changed_days(old: &[Occupancy], new: &[Occupancy], as_of: i64) -> BTreeSet<i64> {
-    let key = |o: &Occupancy| {
-        (
-            o.hospital_id,
-            o.department.clone(),
-            o.start,
-            o.end,
-            o.stale_since,
-            o.starts_stay,
-            o.ends_stay,
-        )
-    };
-    let old_keys: BTreeSet<_> = old.iter().map(key).collect();
-    let new_keys: BTreeSet<_> = new.iter().map(key).collect();
-    let last_day = as_of.div_euclid(DAY);
-    let mut days = BTreeSet::new();
-    for (_, _, start, end, stale, _, _) in old_keys.symmetric_difference(&new_keys) {
-        let first = start.div_euclid(DAY);
-        let end = [*end, *stale].into_iter().flatten().min();
-        let last = end.map_or(last_day, |e| e.div_euclid(DAY)).min(last_day);
-        days.extend(first..=last);
-    }
-    days
 }
 
 /// The first and last day of `gold/dim_date`, if it has rows.

@@ -1,0 +1,79 @@
+//! The patients a refresh must rebuild although none of their records is new: the as-of time
+//! has passed a planned discharge, made an open stay stale (contract §5.1), or moves the wait
+//! of an emergency-department encounter still waiting.
+
+use std::collections::BTreeSet;
+
+use deltalake::DeltaTable;
+use deltalake::arrow::array::{Int32Array, StringArray, TimestampMicrosecondArray};
+use deltalake::datafusion::prelude::{Expr, col, lit};
+
+use super::departments::Departments;
+use super::lit_ts;
+use crate::error::Result;
+use crate::storage::{column, scan};
+use crate::tables::{FACT_ADMISSION, FACT_ED_VISIT, FACT_STAY_SEGMENT};
+
+/// Patients with a stay whose recorded discharge lies in `(since, as_of]`: the as-of time has
+/// made it a discharge.
+pub(super) async fn discharges_passed(
+    segments: &DeltaTable,
+    since: i64,
+    as_of: i64,
+) -> Result<BTreeSet<String>> {
+    let filter = col("ends_stay")
+        .eq(lit(true))
+        .and(col("segment_end").gt(lit_ts(since)))
+        .and(col("segment_end").lt_eq(lit_ts(as_of)));
+    patient_ids(segments, FACT_STAY_SEGMENT, filter).await
+}
+
+/// The patients of the rows of `table` (`name`) matching `filter`.
+async fn patient_ids(table: &DeltaTable, name: &str, filter: Expr) -> Result<BTreeSet<String>> {
+    let mut out = BTreeSet::new();
+    for b in &scan(table, name, &["patient_id"], filter, &[]).await? {
+        let ids = column::<StringArray>(b, name, "patient_id")?;
+        out.extend(ids.iter().flatten().map(str::to_string));
+    }
+    Ok(out)
+}
+
+/// Patients with an open stay not stale at the last refresh whose `last event + stale_after`
+/// is at or before `as_of` now: the as-of time has made it stale (contract §5.1).
+pub(super) async fn stale_passed(
+    admissions: &DeltaTable,
+    departments: &Departments,
+    as_of: i64,
+) -> Result<BTreeSet<String>> {
+    let t = FACT_ADMISSION;
+    let filter = col("discharge_time")
+        .is_null()
+        .and(col("stale_since").is_null())
+        .and(col("last_event_time").lt_eq(lit_ts(as_of - departments.min_stale_after())));
+    let columns = [
+        "patient_id",
+        "hospital_id",
+        "discharge_department",
+        "last_event_time",
+    ];
+    let mut out = BTreeSet::new();
+    for b in &scan(admissions, t, &columns, filter, &[]).await? {
+        let ids = column::<StringArray>(b, t, "patient_id")?;
+        let hospital = column::<Int32Array>(b, t, "hospital_id")?;
+        let department = column::<StringArray>(b, t, "discharge_department")?;
+        let last = column::<TimestampMicrosecondArray>(b, t, "last_event_time")?;
+        for i in 0..b.num_rows() {
+            let limits = departments.limits(hospital.value(i), department.value(i));
+            if last.value(i) + limits.stale_after() <= as_of {
+                out.insert(ids.value(i).to_string());
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Patients with an emergency-department visit still waiting at the last refresh: their
+/// wait, and perhaps their outcome, move with the as-of time.
+pub(super) async fn ed_waiting(visits: &DeltaTable) -> Result<BTreeSet<String>> {
+    patient_ids(visits, FACT_ED_VISIT, col("outcome").eq(lit("waiting"))).await
+}
