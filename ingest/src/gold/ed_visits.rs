@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use deltalake::arrow::array::{ArrayRef, Float64Array, Int32Array, RecordBatch, StringArray};
 
-use super::DAY;
 use super::stays::EdVisit;
+use super::{DAY, date_key};
 use crate::error::{Error, Result};
 use crate::tables::{FACT_ED_VISIT, FACT_ED_VISIT_SPEC, timestamp_array};
 
@@ -61,6 +61,7 @@ pub(crate) struct EdVisits {
     discharge: Vec<Option<i64>>,
     wait: Vec<Option<f64>>,
     outcome: Vec<&'static str>,
+    arrival_month: Vec<i32>,
 }
 
 impl EdVisits {
@@ -77,6 +78,7 @@ impl EdVisits {
             self.discharge.push(v.discharge_time);
             self.wait.push(wait);
             self.outcome.push(outcome.name());
+            self.arrival_month.push(date_key(v.arrival_time) / 100);
         }
     }
 
@@ -94,6 +96,7 @@ impl EdVisits {
             Arc::new(Float64Array::from(self.wait)),
             Arc::new(StringArray::from(self.outcome)),
             timestamp_array(vec![Some(as_of); n]),
+            Arc::new(Int32Array::from(self.arrival_month)),
         ];
         RecordBatch::try_new(FACT_ED_VISIT_SPEC.schema(), columns)
             .map_err(|e| Error::arrow(FACT_ED_VISIT, e))

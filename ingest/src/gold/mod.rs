@@ -29,7 +29,7 @@ use deltalake::arrow::array::RecordBatch;
 use deltalake::datafusion::prelude::{Expr, col, lit};
 use deltalake::kernel::Transaction;
 
-use self::carry::kept_rows;
+use self::carry::{by_month, kept_rows};
 use self::census::{changed_days, read_occupancies};
 use self::departments::Departments;
 use self::due::{discharges_passed, ed_waiting, stale_passed};
@@ -387,7 +387,12 @@ impl GoldRefresh {
                 by_patient(),
                 &["admission_month"],
             ),
-            (FACT_ED_VISIT, ed_visits.finish(as_of)?, by_patient(), &[]),
+            (
+                FACT_ED_VISIT,
+                ed_visits.finish(as_of)?,
+                by_patient(),
+                &["arrival_month"],
+            ),
             (
                 DIM_PATIENT,
                 patients::to_batch(versions_written.iter(), &self.tracked)?,
@@ -404,14 +409,18 @@ impl GoldRefresh {
             if !self.full && current(&target) {
                 continue;
             }
-            let patient_keyed = matches!(
-                name,
-                FACT_STAY_SEGMENT | FACT_ADMISSION | FACT_ED_VISIT | DIM_PATIENT
-            );
-            let mut batches = vec![batch];
-            if let (true, WriteMode::Overwrite, Some(ids)) = (patient_keyed, &mode, &affected) {
-                batches.extend(kept_rows(&target.table, name, ids, &batches[0]).await?);
-            }
+            let patient_keyed = matches!(name, FACT_STAY_SEGMENT | FACT_ADMISSION | DIM_PATIENT);
+            let (batches, mode) = match (&mode, &affected) {
+                // Emergency visits: only the arrival months the rebuilt patients touch.
+                (WriteMode::Overwrite, Some(ids)) if name == FACT_ED_VISIT => {
+                    by_month(&target.table, name, "arrival_month", ids, batch).await?
+                }
+                (WriteMode::Overwrite, Some(ids)) if patient_keyed => {
+                    let kept = kept_rows(&target.table, name, ids, &batch).await?;
+                    (std::iter::once(batch).chain(kept).collect(), mode)
+                }
+                _ => (vec![batch], mode),
+            };
             tracing::debug!(
                 table = name,
                 rows = batches.iter().map(RecordBatch::num_rows).sum::<usize>(),

@@ -291,8 +291,8 @@ pub const FACT_STAY_SEGMENT_SPEC: TableSpec = TableSpec {
 pub const FACT_ED_VISIT_SPEC: TableSpec = TableSpec {
     name: FACT_ED_VISIT,
     grain: "one encounter registered at the emergency department (`ARRIVAL`)",
-    doc: "Emergency-department flow (contract §5.1), rebuilt with the patient's stays. An encounter with only an `ARRIVAL` is here and in no census. The outcome is as of the refresh: `admitted` (an `ADMIT` within 24 h of the arrival), `left_without_admission` (no `ADMIT` within 24 h, and the 24 h have passed or a `DISCHARGE` closed the encounter), otherwise `waiting`.",
-    partition_by: &[],
+    doc: "Emergency-department flow (contract §5.1), rebuilt with the patient's stays; a refresh rewrites only the arrival months of the encounters it rebuilt. An encounter with only an `ARRIVAL` is here and in no census. The outcome is as of the refresh: `admitted` (an `ADMIT` within 24 h of the arrival), `left_without_admission` (no `ADMIT` within 24 h, and the 24 h have passed or a `DISCHARGE` closed the encounter), otherwise `waiting`.",
+    partition_by: &["arrival_month"],
     columns: &[
         c("encounter_id", Ty::Text, "the encounter"),
         c("patient_id", Ty::Text, "the source's patient id"),
@@ -327,6 +327,11 @@ pub const FACT_ED_VISIT_SPEC: TableSpec = TableSpec {
             "as_of",
             Ty::Timestamp,
             "as-of time of the refresh that last rebuilt this encounter",
+        ),
+        c(
+            "arrival_month",
+            Ty::Int,
+            "`yyyymm` of the arrival (partition)",
         ),
     ],
 };
