@@ -26,6 +26,8 @@ pub(crate) struct PatientStays<'a> {
     pub(crate) patient_id: &'a str,
     pub(crate) versions: &'a [PatientVersion],
     pub(crate) stays: &'a [Stay],
+    /// Per stay, when it went stale as of the refresh ([`stale_since`]).
+    pub(crate) stale: &'a [Option<i64>],
 }
 
 /// Column builders for `gold/fact_admission`.
@@ -100,7 +102,7 @@ impl Admissions {
         departments: &Departments,
         as_of: i64,
     ) -> Result<()> {
-        for stay in p.stays {
+        for (i, stay) in p.stays.iter().enumerate() {
             let (Some(first), Some(last)) = (stay.segments.first(), stay.segments.last()) else {
                 continue;
             };
@@ -119,7 +121,7 @@ impl Admissions {
                     }
                 };
             let discharge = stay.discharge_time.filter(|d| *d <= as_of);
-            let stale = stale_since(stay, departments, as_of);
+            let stale = p.stale[i];
             self.stale += usize::from(stale.is_some());
             self.stay_key.push(stay.stay_key.clone());
             self.record_kind.push(stay.record_kind);
@@ -192,9 +194,8 @@ impl Admissions {
 impl Segments {
     /// Adds a patient's stays' segments as of `as_of`.
     pub(crate) fn push(&mut self, p: &PatientStays<'_>, departments: &Departments, as_of: i64) {
-        for stay in p.stays {
+        for (stay, stale) in p.stays.iter().zip(p.stale) {
             let n = stay.segments.len();
-            let stale = stale_since(stay, departments, as_of);
             for (i, s) in stay.segments.iter().enumerate() {
                 let last = i + 1 == n;
                 let occupancy = Occupancy {

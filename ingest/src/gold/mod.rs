@@ -279,10 +279,16 @@ impl GoldRefresh {
             metrics.waiting_encounters += rebuilt.waiting;
             metrics.stays += rebuilt.stays.len();
             metrics.ed_visits += rebuilt.ed_visits.len();
+            let stale: Vec<Option<i64>> = rebuilt
+                .stays
+                .iter()
+                .map(|s| facts::stale_since(s, &departments, as_of))
+                .collect();
             let p = PatientStays {
                 patient_id,
                 versions: &versions,
                 stays: &rebuilt.stays,
+                stale: &stale,
             };
             admissions.push(&p, &departments, as_of)?;
             segments.push(&p, &departments, as_of);

@@ -125,7 +125,7 @@ pub struct Metric {
 impl Metric {
     /// Whether the metric counts rows (so no rows means 0, not NULL).
     pub fn is_count(&self) -> bool {
-        self.kind == MetricKind::Aggregate
+        matches!(self.kind, MetricKind::Aggregate | MetricKind::Waiting)
             && self.per.is_none()
             && matches!(self.value, Some(Aggregate::Count(_)))
     }

@@ -27,18 +27,22 @@ fn write(path: &Path, lines: &[String]) {
 /// Landing folder and table root with the site's department file ingested.
 fn setup(dir: &Path) -> (PathBuf, PathBuf) {
     let (landing, data) = (dir.join("landing"), dir.join("data"));
-    let departments = dir.join("departments.csv");
-    std::fs::write(&departments, DEPARTMENTS).unwrap();
+    department_batch(&dir.join("departments.csv"), DEPARTMENTS, &data);
+    (landing, data)
+}
+
+/// Writes `csv` to `file` and ingests it as a department batch into `data`.
+fn department_batch(file: &Path, csv: &str, data: &Path) {
+    std::fs::write(file, csv).unwrap();
     run_ok(&[
         "ingest",
         "batch",
         "--data",
-        path(&data),
+        path(data),
         "--departments",
-        path(&departments),
+        path(file),
         "--no-gold",
     ]);
-    (landing, data)
 }
 
 fn refresh(data: &Path, as_of: &str) -> Value {
@@ -378,22 +382,12 @@ fn a_site_department_file_replaces_the_shipped_one() {
     let dir = tempfile::tempdir().unwrap();
     let (landing, data) = setup(dir.path());
     // A capacity change for Surgery from 1 June.
-    let change = dir.path().join("change.csv");
-    std::fs::write(
-        &change,
+    department_batch(
+        &dir.path().join("change.csv"),
         "hospital_id,hospital_name,department,bed_capacity,staff_count,effective_from\n\
          1,Test General,Surgery,3,9,2026-06-01\n",
-    )
-    .unwrap();
-    run_ok(&[
-        "ingest",
-        "batch",
-        "--data",
-        path(&data),
-        "--departments",
-        path(&change),
-        "--no-gold",
-    ]);
+        &data,
+    );
     write(
         &landing.join("a.ndjson"),
         &[adt("ADMIT", "2026-03-01T00:00:00Z", "S1", "Surgery")],
