@@ -16,6 +16,8 @@
 //!        gold: dim_patient, dim_department (SCD2), dim_date,
 //!              fact_admission, fact_stay_segment, fact_census_hourly, fact_ed_visit
 //!              (gold::GoldRefresh; stale open stays out of the census, open_stays)
+//!
+//!  maintenance::Maintenance: compaction, checkpoints, VACUUM  ──▶  ops/maintenance
 //! ```
 //!
 //! ```
@@ -40,6 +42,7 @@ pub mod batch;
 mod bronze;
 mod error;
 pub mod gold;
+pub mod maintenance;
 pub mod open_stays;
 mod pipeline;
 pub mod producer;
@@ -53,6 +56,7 @@ pub mod tables;
 pub use batch::{BatchIngest, BatchMetrics, Dataset};
 pub use error::{Error, Result};
 pub use gold::{GoldMetrics, GoldRefresh};
+pub use maintenance::{Maintenance, MaintenanceReport};
 pub use open_stays::StayLimits;
 pub use pipeline::{Ingest, IngestMetrics, Progress, ProgressFn};
 pub use producer::{FileSink, Ledger, Producer, Shape, Sink};

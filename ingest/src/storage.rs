@@ -168,6 +168,8 @@ pub(crate) enum WriteMode {
     Overwrite,
     /// Replace the rows matching the predicate with the rows (which must all match it).
     Replace(Expr),
+    /// Replace the whole table, its schema and partitioning too.
+    Recreate,
 }
 
 /// Writes `batches` to `table` in one commit that also records `txns`, so data and source
@@ -180,6 +182,34 @@ pub(crate) async fn write(
     txns: Vec<Transaction>,
     partition_by: &[&str],
 ) -> Result<DeltaTable> {
+    let props = writer_properties();
+    let save_mode = match mode {
+        WriteMode::Append => SaveMode::Append,
+        WriteMode::Overwrite | WriteMode::Replace(_) | WriteMode::Recreate => SaveMode::Overwrite,
+    };
+    let schema_mode = match mode {
+        WriteMode::Recreate => SchemaMode::Overwrite,
+        _ => SchemaMode::Merge,
+    };
+    let mut builder = table
+        .write(batches)
+        .with_save_mode(save_mode)
+        .with_schema_mode(schema_mode)
+        .with_writer_properties(props)
+        .with_commit_properties(CommitProperties::default().with_application_transactions(txns));
+    if let WriteMode::Replace(predicate) = mode {
+        builder = builder.with_replace_where(predicate);
+    }
+    if !partition_by.is_empty() {
+        builder = builder.with_partition_columns(partition_by.iter().map(|c| c.to_string()));
+    }
+    builder
+        .await
+        .map_err(|e: DeltaTableError| Error::delta(name, e))
+}
+
+/// How every Parquet file of every table is written (by a write or a compaction).
+pub(crate) fn writer_properties() -> WriterProperties {
     // Snappy: what Spark writes by default and what every engine reads (Synapse serverless
     // included). (LZ4_RAW was measured no faster on the raw payloads.)
     let mut props = WriterProperties::builder().set_compression(Compression::SNAPPY);
@@ -193,26 +223,7 @@ pub(crate) async fn write(
     for column in UNIQUE_NUMBERS {
         props = props.set_column_dictionary_enabled(ColumnPath::from(column), false);
     }
-    let props = props.build();
-    let save_mode = match mode {
-        WriteMode::Append => SaveMode::Append,
-        WriteMode::Overwrite | WriteMode::Replace(_) => SaveMode::Overwrite,
-    };
-    let mut builder = table
-        .write(batches)
-        .with_save_mode(save_mode)
-        .with_schema_mode(SchemaMode::Merge)
-        .with_writer_properties(props)
-        .with_commit_properties(CommitProperties::default().with_application_transactions(txns));
-    if let WriteMode::Replace(predicate) = mode {
-        builder = builder.with_replace_where(predicate);
-    }
-    if !partition_by.is_empty() {
-        builder = builder.with_partition_columns(partition_by.iter().map(|c| c.to_string()));
-    }
-    builder
-        .await
-        .map_err(|e: DeltaTableError| Error::delta(name, e))
+    props.build()
 }
 
 /// Appends `batches` to `table`; see [`write`].

@@ -14,6 +14,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 ///   patientflow ingest --from landing --data data      (bronze → silver → gold)
 ///   patientflow quality report --data data
 ///   patientflow serve --data data                      (dashboard, REST, Flight SQL)
+///   patientflow maintain --data data                   (compaction, checkpoints, VACUUM)
 #[derive(Debug, Parser)]
 #[command(name = "patientflow", version, about, long_about)]
 pub(crate) struct Cli {
@@ -55,6 +56,10 @@ pub(crate) enum Command {
     /// a landing folder, ingest them through bronze, silver and gold, then serve. Re-running
     /// reuses what is there.
     Demo(DemoArgs),
+    /// Table maintenance: compact small files, write a checkpoint every N commits, and VACUUM
+    /// files that no version younger than the retention references. Queries running meanwhile
+    /// keep working; what was done goes to ops/maintenance.
+    Maintain(MaintainArgs),
     /// Mint a development token for a policy role (signed by the local development key;
     /// trusted only by a server started with --dev-tokens). Prints the token.
     Token(TokenArgs),
@@ -222,6 +227,27 @@ pub(crate) struct RefreshArgs {
     pub(crate) full: bool,
     #[command(flatten)]
     pub(crate) gold: GoldArgs,
+    /// Output format of the summary.
+    #[arg(long, value_enum, default_value = "text")]
+    pub(crate) format: SummaryFormat,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct MaintainArgs {
+    /// Table root: a local path or URL.
+    #[arg(long, env = "PATIENTFLOW_DATA")]
+    pub(crate) data: Option<String>,
+    /// Hours a file removed by a later version is kept before VACUUM deletes it, so that
+    /// queries and time travel still find it (default 168 = 7 days; at least 1).
+    #[arg(long, env = "PATIENTFLOW_RETENTION_HOURS")]
+    pub(crate) retention_hours: Option<f64>,
+    /// Write a checkpoint when a table has this many commits since its last (default 10, as
+    /// Spark does).
+    #[arg(long, env = "PATIENTFLOW_CHECKPOINT_EVERY")]
+    pub(crate) checkpoint_every: Option<u64>,
+    /// Change nothing: list the files VACUUM would delete.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
     /// Output format of the summary.
     #[arg(long, value_enum, default_value = "text")]
     pub(crate) format: SummaryFormat,

@@ -21,6 +21,17 @@ pub(crate) struct Config {
     pub(crate) gold: GoldConfig,
     #[serde(default)]
     pub(crate) serve: ServeConfig,
+    #[serde(default)]
+    pub(crate) maintain: MaintainConfig,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct MaintainConfig {
+    /// Hours a removed file is kept before VACUUM deletes it (default 168, at least 1).
+    pub(crate) retention_hours: Option<f64>,
+    /// Commits after which a table gets a new checkpoint (default 10).
+    pub(crate) checkpoint_every: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

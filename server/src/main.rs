@@ -82,6 +82,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Serve(args) => runtime.block_on(commands::serve::run(args, &config)),
         Command::Demo(args) => runtime.block_on(commands::demo::run(args, &config)),
         Command::Token(args) => commands::token::run(args),
+        Command::Maintain(args) => runtime.block_on(commands::maintain::run(args, &config)),
         Command::Gold(GoldCommand::Schema) => {
             print!("{}", patientflow_ingest::tables::star_schema_markdown());
             Ok(())

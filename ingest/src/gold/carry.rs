@@ -8,22 +8,50 @@ use deltalake::arrow::array::Int32Array;
 use deltalake::arrow::array::RecordBatch;
 use deltalake::datafusion::prelude::{Expr, col, lit};
 
+use super::history::{History, Observation};
+use super::{date_key, patients, stays};
 use crate::error::{Error, Result};
 use crate::storage::{Keys, WriteMode, column, scan_keyed};
 
-/// The rows of `table` that do not belong to `ids`, in the schema of `like`.
-pub(super) async fn kept_rows(
-    table: &DeltaTable,
-    name: &str,
-    ids: &BTreeSet<String>,
-    like: &RecordBatch,
-) -> Result<Vec<RecordBatch>> {
-    let keys = Keys {
-        column: "patient_id",
-        values: ids,
-        keep: false,
-    };
-    kept_rows_where(table, name, lit(true), keys, like).await
+/// The month partitions that the rows of the rebuilt patients occupy in a gold table, found
+/// without reading it: the rows were built from the records that table had consumed, so
+/// rebuilding from those records gives their months back (a stay's admission month, an
+/// encounter's arrival month and a patient's first month depend on nothing else).
+#[derive(Debug, Default)]
+pub(super) struct Held {
+    /// `fact_admission` and `fact_stay_segment`: `admission_month`.
+    pub(super) admission: BTreeSet<i32>,
+    /// `fact_ed_visit`: `arrival_month`.
+    pub(super) arrival: BTreeSet<i32>,
+    /// `dim_patient`: `first_seen_month`.
+    pub(super) first_seen: BTreeSet<i32>,
+}
+
+impl Held {
+    /// The months of the rows built from `history`'s records up to the event and EHR bronze
+    /// sequences `seq` and `ehr`.
+    pub(super) fn up_to(history: &History, seq: i64, ehr: i64) -> Self {
+        let mut held = Self::default();
+        for (patient_id, observations) in history {
+            let consumed: Vec<Observation> = observations
+                .iter()
+                .filter(|o| o.received.0 <= if o.from_ehr { ehr } else { seq })
+                .cloned()
+                .collect();
+            if consumed.is_empty() {
+                continue;
+            }
+            let rebuilt = stays::stays(patient_id, &consumed);
+            let month = |t: i64| date_key(t) / 100;
+            held.admission
+                .extend(rebuilt.stays.iter().map(|s| month(s.admission_time)));
+            held.arrival
+                .extend(rebuilt.ed_visits.iter().map(|v| month(v.arrival_time)));
+            held.first_seen
+                .extend(patients::first_seen_month(&patients::versions(patient_id, &consumed)));
+        }
+        held
+    }
 }
 
 /// The rows of `table` matching `filter` and `keys`, in the schema of `like`.
@@ -66,37 +94,32 @@ fn conform(batch: &RecordBatch, like: &RecordBatch, name: &str) -> Result<Record
 }
 
 /// The rows and write of a month-partitioned, patient-keyed table (`month` column) when only
-/// the patients `ids` were rebuilt into `rebuilt`: the months their old and new rows fall in
-/// are replaced, with the other patients' rows of those months carried over.
-pub(super) async fn by_month(
+/// the patients `ids` were rebuilt into `rebuilt`: the months their rows fell in before
+/// (`held`) and fall in now are replaced, with the other patients' rows of those months
+/// carried over. The other months' files are not touched.
+pub(super) async fn replace_months(
     table: &DeltaTable,
     name: &str,
     month: &str,
     ids: &BTreeSet<String>,
+    held: &BTreeSet<i32>,
     rebuilt: RecordBatch,
 ) -> Result<(Vec<RecordBatch>, WriteMode)> {
-    let keys = |keep| Keys {
-        column: "patient_id",
-        values: ids,
-        keep,
-    };
-    let mut months: BTreeSet<i32> = BTreeSet::new();
-    let months_of = |b: &RecordBatch, months: &mut BTreeSet<i32>| -> Result<()> {
-        months.extend(column::<Int32Array>(b, name, month)?.iter().flatten());
-        Ok(())
-    };
-    months_of(&rebuilt, &mut months)?;
-    for b in scan_keyed(table, name, &[month], lit(true), Some(keys(true)), &[]).await? {
-        months_of(&b, &mut months)?;
-    }
+    let mut months = held.clone();
+    months.extend(column::<Int32Array>(&rebuilt, name, month)?.iter().flatten());
     if months.is_empty() {
         // Nothing to replace: an empty append still records what the table holds.
         return Ok((vec![rebuilt], WriteMode::Append));
     }
     let in_months = col(month).in_list(months.iter().map(|m| lit(*m)).collect(), false);
-    let mut batches = vec![];
-    let kept = kept_rows_where(table, name, in_months.clone(), keys(false), &rebuilt).await?;
-    batches.push(rebuilt);
-    batches.extend(kept);
-    Ok((batches, WriteMode::Replace(in_months)))
+    let others = Keys {
+        column: "patient_id",
+        values: ids,
+        keep: false,
+    };
+    let kept = kept_rows_where(table, name, in_months.clone(), others, &rebuilt).await?;
+    Ok((
+        std::iter::once(rebuilt).chain(kept).collect(),
+        WriteMode::Replace(in_months),
+    ))
 }

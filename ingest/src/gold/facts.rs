@@ -79,6 +79,7 @@ pub(crate) struct Segments {
     ends_stay: Vec<bool>,
     hours: Vec<Option<f64>>,
     stale_since: Vec<Option<i64>>,
+    admission_month: Vec<i32>,
     /// The same segments as the census reads them.
     pub(crate) occupancies: Vec<Occupancy>,
 }
@@ -228,6 +229,7 @@ impl Segments {
                         .map(|e| (e - s.start) as f64 / HOUR as f64),
                 );
                 self.stale_since.push(occupancy.stale_since);
+                self.admission_month.push(date_key(stay.admission_time) / 100);
                 self.occupancies.push(occupancy);
             }
         }
@@ -249,6 +251,7 @@ impl Segments {
             Arc::new(BooleanArray::from(std::mem::take(&mut self.ends_stay))),
             Arc::new(Float64Array::from(std::mem::take(&mut self.hours))),
             timestamp_array(std::mem::take(&mut self.stale_since)),
+            Arc::new(Int32Array::from(std::mem::take(&mut self.admission_month))),
         ];
         RecordBatch::try_new(FACT_STAY_SEGMENT_SPEC.schema(), columns)
             .map_err(|e| Error::arrow(FACT_STAY_SEGMENT, e))

@@ -45,6 +45,8 @@ impl Kind {
 pub(crate) struct Observation {
     /// Receipt order: bronze sequence, source, line.
     pub(crate) received: (i64, Arc<str>, i64),
+    /// An EHR extract row (its bronze sequence is `silver/ehr_patients`'s), not an event.
+    pub(crate) from_ehr: bool,
     pub(crate) kind: Kind,
     pub(crate) encounter_id: Option<String>,
     pub(crate) hospital_id: i32,
@@ -220,6 +222,7 @@ fn read_ehr_batch(
             .or_default()
             .push(Observation {
                 received: (seq.value(i), sources.intern(source.value(i)), line.value(i)),
+                from_ehr: true,
                 kind: Kind::Update,
                 encounter_id: None,
                 hospital_id: 0,
@@ -312,6 +315,7 @@ fn read_batch(
             .or_default()
             .push(Observation {
                 received: (seq.value(i), sources.intern(source.value(i)), line.value(i)),
+                from_ehr: false,
                 kind,
                 encounter_id: encounter
                     .is_valid(i)

@@ -29,7 +29,7 @@ use deltalake::arrow::array::RecordBatch;
 use deltalake::datafusion::prelude::{Expr, col, lit};
 use deltalake::kernel::Transaction;
 
-use self::carry::{by_month, kept_rows};
+use self::carry::{Held, replace_months};
 use self::census::{changed_days, read_occupancies};
 use self::departments::Departments;
 use self::due::{discharges_passed, ed_waiting, stale_passed};
@@ -41,7 +41,7 @@ use crate::open_stays::StayLimits;
 use crate::storage::{Keys, TableRoot, WriteMode, column, scan, txn_version, write};
 use crate::tables::{
     DIM_DATE, DIM_DEPARTMENT, DIM_PATIENT, FACT_ADMISSION, FACT_CENSUS_HOURLY, FACT_ED_VISIT,
-    FACT_STAY_SEGMENT, GOLD_APP, GOLD_TABLES, SILVER_APP, SILVER_EHR, SILVER_EVENTS,
+    FACT_STAY_SEGMENT, GOLD_APP, GOLD_SPECS, GOLD_TABLES, SILVER_APP, SILVER_EHR, SILVER_EVENTS,
 };
 
 pub(crate) const HOUR: i64 = 3_600_000_000;
@@ -140,6 +140,8 @@ struct Target {
     ehr: i64,
     as_of: Option<i64>,
     departments: Option<i64>,
+    /// Partitioned as its specification says (a table of an earlier layout is rebuilt).
+    laid_out: bool,
 }
 
 impl GoldRefresh {
@@ -209,6 +211,7 @@ impl GoldRefresh {
             let table = self.root.open(name).await?;
             let version = |app| txn_version(&table, name, app);
             let target = Target {
+                laid_out: partitioned_as_specified(&table, name),
                 seq: version(GOLD_APP).await?.unwrap_or(0),
                 ehr: version(EHR_APP).await?.unwrap_or(0),
                 as_of: version(AS_OF_APP).await?,
@@ -218,7 +221,8 @@ impl GoldRefresh {
             targets.insert(name, target);
         }
         let current = |t: &Target| {
-            t.seq >= upto
+            t.laid_out
+                && t.seq >= upto
                 && t.ehr >= ehr_upto
                 && t.as_of == Some(as_of)
                 && t.departments == Some(fingerprint)
@@ -239,7 +243,9 @@ impl GoldRefresh {
         let full = self.full
             || (consumed == 0 && ehr_consumed == 0)
             || census_as_of.is_none_or(|t| t > as_of)
-            || targets.values().any(|t| t.departments != Some(fingerprint));
+            || targets
+                .values()
+                .any(|t| t.departments != Some(fingerprint) || !t.laid_out);
         metrics.full = full;
 
         // Who to rebuild.
@@ -267,6 +273,15 @@ impl GoldRefresh {
             ehr_upto,
         };
         let history = history::load(&sources, affected.as_ref(), &self.tracked).await?;
+        // Where the rebuilt patients' rows lie now, per table (the same for all unless an
+        // interrupted refresh left the tables at different sequences).
+        let held: BTreeMap<&str, Held> = match &affected {
+            None => BTreeMap::new(),
+            Some(_) => targets
+                .iter()
+                .map(|(name, t)| (*name, Held::up_to(&history, t.seq, t.ehr)))
+                .collect(),
+        };
 
         // Rebuild them.
         let mut admissions = Admissions::default();
@@ -318,7 +333,13 @@ impl GoldRefresh {
                     values: ids,
                     keep,
                 };
-                let old = read_occupancies(table, lit(true), Some(keys(true))).await?;
+                let old_months = held[FACT_STAY_SEGMENT]
+                    .admission
+                    .iter()
+                    .map(|m| lit(*m))
+                    .collect();
+                let in_old_months = col("admission_month").in_list(old_months, false);
+                let old = read_occupancies(table, in_old_months, Some(keys(true))).await?;
                 let since = census_as_of.unwrap_or(as_of).div_euclid(DAY);
                 let changed = changed_days(&old, &new_occupancies, as_of)
                     .into_iter()
@@ -373,58 +394,49 @@ impl GoldRefresh {
                 col("month_key").in_list(months.iter().map(|m| lit(*m)).collect(), false),
             )
         };
-        // Patients not rebuilt keep their rows: carried over into the overwrite, or, when no
-        // patient was rebuilt, left alone by an empty append that only records the inputs.
-        let by_patient = || match &affected {
-            Some(ids) if ids.is_empty() => WriteMode::Append,
-            _ => WriteMode::Overwrite,
-        };
-        let writes: [(&str, RecordBatch, WriteMode, &[&str]); 7] = [
-            (
-                FACT_CENSUS_HOURLY,
-                census_batch,
-                census_mode,
-                &["month_key"],
-            ),
-            (FACT_STAY_SEGMENT, segments.finish()?, by_patient(), &[]),
+        // Patients not rebuilt keep their rows: the months the rebuilt patients' rows fall in
+        // are replaced, the other patients' rows of those months carried over; the other
+        // months' files are not touched.
+        let writes: [(&str, RecordBatch, WriteMode); 7] = [
+            (FACT_CENSUS_HOURLY, census_batch, census_mode),
+            (FACT_STAY_SEGMENT, segments.finish()?, WriteMode::Overwrite),
             (
                 FACT_ADMISSION,
                 admissions.finish(as_of)?,
-                by_patient(),
-                &["admission_month"],
+                WriteMode::Overwrite,
             ),
             (
                 FACT_ED_VISIT,
                 ed_visits.finish(as_of)?,
-                by_patient(),
-                &["arrival_month"],
+                WriteMode::Overwrite,
             ),
             (
                 DIM_PATIENT,
                 patients::to_batch(versions_written.iter(), &self.tracked)?,
-                by_patient(),
-                &[],
+                WriteMode::Overwrite,
             ),
-            (DIM_DEPARTMENT, department_batch, WriteMode::Overwrite, &[]),
-            (DIM_DATE, calendar, WriteMode::Overwrite, &[]),
+            (DIM_DEPARTMENT, department_batch, WriteMode::Overwrite),
+            (DIM_DATE, calendar, WriteMode::Overwrite),
         ];
-        for (name, batch, mode, partition_by) in writes {
+        for (name, batch, mode) in writes {
             let Some(target) = targets.remove(name) else {
                 continue;
             };
             if !self.full && current(&target) {
                 continue;
             }
-            let patient_keyed = matches!(name, FACT_STAY_SEGMENT | FACT_ADMISSION | DIM_PATIENT);
-            let (batches, mode) = match (&mode, &affected) {
-                // Emergency visits: only the arrival months the rebuilt patients touch.
-                (WriteMode::Overwrite, Some(ids)) if name == FACT_ED_VISIT => {
-                    by_month(&target.table, name, "arrival_month", ids, batch).await?
+            let by_patient = held.get(name).and_then(|h| match name {
+                FACT_ADMISSION | FACT_STAY_SEGMENT => Some(("admission_month", &h.admission)),
+                FACT_ED_VISIT => Some(("arrival_month", &h.arrival)),
+                DIM_PATIENT => Some(("first_seen_month", &h.first_seen)),
+                _ => None,
+            });
+            let (batches, mode) = match (by_patient, &affected) {
+                (Some((month, held)), Some(ids)) => {
+                    replace_months(&target.table, name, month, ids, held, batch).await?
                 }
-                (WriteMode::Overwrite, Some(ids)) if patient_keyed => {
-                    let kept = kept_rows(&target.table, name, ids, &batch).await?;
-                    (std::iter::once(batch).chain(kept).collect(), mode)
-                }
+                // A table of an earlier layout is replaced whole, partitioning included.
+                _ if !target.laid_out => (vec![batch], WriteMode::Recreate),
                 _ => (vec![batch], mode),
             };
             tracing::debug!(
@@ -438,7 +450,7 @@ impl GoldRefresh {
                 batches,
                 mode,
                 txns.clone(),
-                partition_by,
+                partition_columns(name),
             )
             .await?;
             metrics.tables_written += 1;
@@ -446,6 +458,26 @@ impl GoldRefresh {
         metrics.elapsed = started.elapsed();
         Ok(metrics)
     }
+}
+
+/// The partition columns of the gold table `name`.
+fn partition_columns(name: &str) -> &'static [&'static str] {
+    GOLD_SPECS
+        .iter()
+        .find(|spec| spec.name == name)
+        .map_or(&[], |spec| spec.partition_by)
+}
+
+/// Whether `table` does not exist yet or is partitioned as its specification says.
+fn partitioned_as_specified(table: &DeltaTable, name: &str) -> bool {
+    table.snapshot().map_or(true, |snapshot| {
+        snapshot
+            .metadata()
+            .partition_columns()
+            .iter()
+            .map(String::as_str)
+            .eq(partition_columns(name).iter().copied())
+    })
 }
 
 /// The as-of time (UTC micros) of the latest refresh that wrote `gold/fact_admission`.

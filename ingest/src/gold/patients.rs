@@ -14,7 +14,7 @@ use deltalake::arrow::array::{
 use deltalake::arrow::datatypes::{DataType, Field, Schema};
 
 use super::history::Observation;
-use super::surrogate_key;
+use super::{date_key, surrogate_key};
 use crate::error::{Error, Result};
 use crate::tables::{DIM_PATIENT, DIM_PATIENT_SPEC, attribute_column, timestamp_array};
 
@@ -131,6 +131,7 @@ pub(crate) fn to_batch<'a>(
                 .map(|v| Some(v.valid_to.is_none()))
                 .collect::<BooleanArray>(),
         ),
+        Arc::new(first_seen_months(&rows)),
     ];
     for i in 0..tracked.len() {
         columns.push(Arc::new(
@@ -143,6 +144,27 @@ pub(crate) fn to_batch<'a>(
         .map_err(|e| Error::arrow(DIM_PATIENT, e))
 }
 
+/// Per version, `yyyymm` of its patient's first version: the patient's partition. A patient's
+/// versions come together and in time order.
+fn first_seen_months(rows: &[&PatientVersion]) -> Int32Array {
+    let mut first: Option<(&str, i32)> = None;
+    rows.iter()
+        .map(|v| match first {
+            Some((patient, month)) if patient == v.patient_id => Some(month),
+            _ => {
+                let month = date_key(v.valid_from) / 100;
+                first = Some((&v.patient_id, month));
+                Some(month)
+            }
+        })
+        .collect()
+}
+
+/// `yyyymm` of the month the patient with these versions was first seen.
+pub(crate) fn first_seen_month(versions: &[PatientVersion]) -> Option<i32> {
+    versions.first().map(|v| date_key(v.valid_from) / 100)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,6 +173,7 @@ mod tests {
     fn obs(time: i64, seq: i64, gender: &str, insurance: Option<&str>) -> Observation {
         Observation {
             received: (seq, "f".into(), 1),
+            from_ehr: false,
             kind: Kind::Update,
             encounter_id: Some("e".into()),
             hospital_id: 1,

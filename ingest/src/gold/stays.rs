@@ -189,6 +189,7 @@ mod tests {
     fn ev(kind: Kind, time: i64, seq: i64, department: &str) -> Observation {
         Observation {
             received: (seq, "f".into(), seq),
+            from_ehr: false,
             kind,
             encounter_id: Some("enc".into()),
             hospital_id: 2,

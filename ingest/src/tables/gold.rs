@@ -82,8 +82,8 @@ pub const DIM_DEPARTMENT_SPEC: TableSpec = TableSpec {
 pub const DIM_PATIENT_SPEC: TableSpec = TableSpec {
     name: DIM_PATIENT,
     grain: "one version of a patient",
-    doc: "SCD type 2 over gender and the tracked attributes (configuration `gold.tracked_attributes`, default `insurance_type`; each is a nullable text column after these), sequenced by event time: a late record inserts its version into the past. A record that does not state an attribute keeps the value in force.",
-    partition_by: &[],
+    doc: "SCD type 2 over gender and the tracked attributes (configuration `gold.tracked_attributes`, default `insurance_type`; each is a nullable text column after these), sequenced by event time: a late record inserts its version into the past. A record that does not state an attribute keeps the value in force. All versions of a patient lie in the partition of the month the patient was first seen, so a refresh rewrites only the months of the patients it rebuilt.",
+    partition_by: &["first_seen_month"],
     columns: &[
         c(
             "patient_sk",
@@ -111,6 +111,11 @@ pub const DIM_PATIENT_SPEC: TableSpec = TableSpec {
             "is_current",
             Ty::Bool,
             "whether this is the current version",
+        ),
+        c(
+            "first_seen_month",
+            Ty::Int,
+            "`yyyymm` of the patient's first version (partition)",
         ),
     ],
 };
@@ -244,8 +249,8 @@ pub const FACT_ADMISSION_SPEC: TableSpec = TableSpec {
 pub const FACT_STAY_SEGMENT_SPEC: TableSpec = TableSpec {
     name: FACT_STAY_SEGMENT,
     grain: "one stay in one department (a transfer starts a new segment)",
-    doc: "Where each stay was and when: the census follows stays across transfers through these segments.",
-    partition_by: &[],
+    doc: "Where each stay was and when: the census follows stays across transfers through these segments. Partitioned like `fact_admission`, by the month of the stay's admission.",
+    partition_by: &["admission_month"],
     columns: &[
         c("stay_key", Ty::Text, "the stay (`fact_admission.stay_key`)"),
         c(
@@ -283,6 +288,11 @@ pub const FACT_STAY_SEGMENT_SPEC: TableSpec = TableSpec {
             "stale_since",
             Ty::Timestamp,
             "on the last segment of a stale stay: when it left the census (`fact_admission.stale_since`)",
+        ),
+        c(
+            "admission_month",
+            Ty::Int,
+            "`yyyymm` of the stay's admission (partition)",
         ),
     ],
 };

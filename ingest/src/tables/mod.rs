@@ -19,6 +19,27 @@ pub const QUALITY_RUNS: &str = "ops/quality_runs";
 /// Every query the query service answered or refused: who, what, how many rows, outcome.
 pub const AUDIT: &str = "ops/audit";
 
+/// Every table patientflow writes, bronze to gold and the operational tables.
+pub const ALL_TABLES: [&str; 17] = [
+    BRONZE_EVENTS,
+    BRONZE_DEPARTMENTS,
+    BRONZE_EHR,
+    SILVER_EVENTS,
+    QUARANTINE,
+    SILVER_DEPARTMENTS,
+    SILVER_EHR,
+    QUALITY_RUNS,
+    AUDIT,
+    MAINTENANCE,
+    DIM_DEPARTMENT,
+    DIM_PATIENT,
+    DIM_DATE,
+    FACT_ADMISSION,
+    FACT_STAY_SEGMENT,
+    FACT_CENSUS_HOURLY,
+    FACT_ED_VISIT,
+];
+
 /// Application-transaction id under which bronze records its own commit sequence.
 pub(crate) const BRONZE_SEQ_APP: &str = "patientflow:bronze_seq";
 /// Application-transaction id under which silver tables record the bronze sequence consumed.
@@ -121,6 +142,25 @@ pub static AUDIT_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new("duration_ms", DataType::Float64, false),
         Field::new("cached", DataType::Boolean, false),
         Field::new("outcome", DataType::Utf8, false),
+    ]))
+});
+
+/// What `patientflow maintain` did: one row per run, table and operation.
+pub const MAINTENANCE: &str = "ops/maintenance";
+
+/// `ops/maintenance`: one row per run, table and operation (`compact`, `checkpoint`,
+/// `vacuum`).
+pub static MAINTENANCE_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    Arc::new(Schema::new(vec![
+        Field::new("run_id", DataType::Utf8, false),
+        Field::new("recorded_at", timestamp_type(), false),
+        Field::new("table_name", DataType::Utf8, false),
+        Field::new("operation", DataType::Utf8, false),
+        Field::new("dry_run", DataType::Boolean, false),
+        Field::new("table_version", DataType::Int64, false),
+        Field::new("files_removed", DataType::Int64, false),
+        Field::new("files_added", DataType::Int64, false),
+        Field::new("bytes_removed", DataType::Int64, false),
     ]))
 });
 

@@ -3,6 +3,7 @@
 pub(crate) mod demo;
 pub(crate) mod gold;
 pub(crate) mod ingest;
+pub(crate) mod maintain;
 pub(crate) mod produce;
 pub(crate) mod quality;
 pub(crate) mod serve;

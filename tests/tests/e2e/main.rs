@@ -7,6 +7,7 @@ mod bad_input;
 mod crash;
 mod gold;
 mod gold_scale;
+mod maintain;
 mod open_stays;
 mod pipeline;
 mod python_reader;

@@ -1,0 +1,282 @@
+//! Table maintenance (`patientflow maintain`): compaction of small files, a checkpoint every
+//! N commits, and `VACUUM` of the files no version younger than the retention references.
+//!
+//! Readers never fail during maintenance: a compaction only adds a version (its new files
+//! hold the same rows, marked `dataChange: false`), so a reader's snapshot keeps every file it
+//! names; VACUUM deletes only files that versions older than the retention (at least an hour)
+//! removed, which no running query still reads. Every table stays at reader version 1 /
+//! writer version 2: neither operation adds a table feature. Maintenance holds the writer lock,
+//! so it never races an ingest or a gold refresh of the same root; what it did goes to
+//! `ops/maintenance` in one commit at the end.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use deltalake::DeltaTable;
+use deltalake::arrow::array::{ArrayRef, BooleanArray, Int64Array, RecordBatch, StringArray};
+use deltalake::logstore::object_store::ObjectStoreExt;
+use deltalake::operations::vacuum::VacuumMode;
+
+use crate::error::{Error, Result};
+use crate::storage::{TableRoot, writer_properties};
+use crate::tables::{ALL_TABLES, MAINTENANCE, MAINTENANCE_SCHEMA, timestamp_array};
+
+/// The shortest retention VACUUM accepts: a query started before it may still read a file
+/// that a later version removed.
+pub const MIN_RETENTION: Duration = Duration::from_secs(3_600);
+
+/// What one operation did to one table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Operation {
+    /// The table, e.g. `gold/fact_admission`.
+    pub table: &'static str,
+    /// `compact`, `checkpoint` or `vacuum`.
+    pub kind: &'static str,
+    /// The table version after the operation.
+    pub version: u64,
+    /// Files the compaction removed from the table or VACUUM deleted (in a dry run: would
+    /// delete).
+    pub files_removed: u64,
+    /// The files VACUUM deleted (in a dry run: would delete), relative to the table.
+    pub deleted: Vec<String>,
+    /// Files the compaction wrote.
+    pub files_added: u64,
+    /// Bytes of the files a compaction removed.
+    pub bytes_removed: i64,
+}
+
+/// What a maintenance run did.
+#[derive(Debug, Clone, Default)]
+pub struct MaintenanceReport {
+    /// The run's id (a UUID), as recorded in `ops/maintenance`.
+    pub run_id: String,
+    /// Nothing was changed; `operations` lists what VACUUM would delete.
+    pub dry_run: bool,
+    /// The operations, table by table.
+    pub operations: Vec<Operation>,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+/// Maintains every table under a root.
+///
+/// ```no_run
+/// # async fn demo() -> patientflow_ingest::Result<()> {
+/// use patientflow_ingest::{Maintenance, TableRoot};
+/// let report = Maintenance::new(TableRoot::parse("data")?).run().await?;
+/// println!("{} operations", report.operations.len());
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Maintenance {
+    root: TableRoot,
+    retention: Duration,
+    checkpoint_every: u64,
+    dry_run: bool,
+}
+
+impl Maintenance {
+    /// Maintenance of the tables under `root`: VACUUM retention 7 days, a checkpoint every 10
+    /// commits.
+    pub fn new(root: TableRoot) -> Self {
+        Self {
+            root,
+            retention: Duration::from_secs(7 * 24 * 3_600),
+            checkpoint_every: 10,
+            dry_run: false,
+        }
+    }
+
+    /// Files removed longer ago than this are deleted by VACUUM (at least [`MIN_RETENTION`]).
+    pub fn with_retention(mut self, retention: Duration) -> Result<Self> {
+        if retention < MIN_RETENTION {
+            return Err(Error::InvalidArgument(format!(
+                "a VACUUM retention of {} s is below the minimum of one hour: a query started \
+                 before it could lose its files; give at least 1 hour",
+                retention.as_secs()
+            )));
+        }
+        self.retention = retention;
+        Ok(self)
+    }
+
+    /// A checkpoint is written once a table has this many commits since its last one.
+    pub fn with_checkpoint_every(mut self, commits: u64) -> Result<Self> {
+        if commits == 0 {
+            return Err(Error::InvalidArgument(
+                "a checkpoint interval of 0 commits: give a positive number".into(),
+            ));
+        }
+        self.checkpoint_every = commits;
+        Ok(self)
+    }
+
+    /// Change nothing: list the files VACUUM would delete.
+    pub fn with_dry_run(mut self, dry_run: bool) -> Self {
+        self.dry_run = dry_run;
+        self
+    }
+
+    /// Takes the writer lock and maintains every table that exists.
+    pub async fn run(self) -> Result<MaintenanceReport> {
+        let _lock = self.root.lock_writer()?;
+        let started = Instant::now();
+        let mut report = MaintenanceReport {
+            run_id: uuid::Uuid::new_v4().to_string(),
+            dry_run: self.dry_run,
+            ..MaintenanceReport::default()
+        };
+        for name in ALL_TABLES {
+            let table = self.root.open(name).await?;
+            if table.version().is_none() {
+                continue;
+            }
+            let table = if self.dry_run {
+                table
+            } else {
+                let (table, compaction) = compact(table, name).await?;
+                report.operations.extend(compaction);
+                let checkpoint = self.checkpoint(&table, name).await?;
+                report.operations.extend(checkpoint);
+                table
+            };
+            report
+                .operations
+                .push(self.vacuum(table, name).await?);
+        }
+        if !self.dry_run {
+            self.root
+                .append(MAINTENANCE, vec![to_batch(&report)?])
+                .await?;
+        }
+        report.elapsed = started.elapsed();
+        Ok(report)
+    }
+
+    /// A checkpoint at the current version when the table has `checkpoint_every` commits
+    /// since its last one.
+    async fn checkpoint(&self, table: &DeltaTable, name: &'static str) -> Result<Option<Operation>> {
+        let version = table.version().unwrap_or(0);
+        // Commits since the last checkpoint (all of them, versions 0 to `version`, without one).
+        let since = match last_checkpoint(table, name).await? {
+            Some(last) => version.saturating_sub(last),
+            None => version + 1,
+        };
+        if since < self.checkpoint_every {
+            return Ok(None);
+        }
+        deltalake::checkpoints::create_checkpoint(table, None)
+            .await
+            .map_err(|e| Error::delta(name, e))?;
+        tracing::info!(table = name, version, "checkpoint written");
+        Ok(Some(Operation {
+            table: name,
+            kind: "checkpoint",
+            version,
+            files_removed: 0,
+            deleted: vec![],
+            files_added: 0,
+            bytes_removed: 0,
+        }))
+    }
+
+    async fn vacuum(&self, table: DeltaTable, name: &'static str) -> Result<Operation> {
+        let retention = chrono::Duration::from_std(self.retention)
+            .map_err(|e| Error::InvalidArgument(format!("VACUUM retention: {e}")))?;
+        let (table, metrics) = table
+            .vacuum()
+            .with_mode(VacuumMode::Lite)
+            .with_retention_period(retention)
+            // The table's own `deletedFileRetentionDuration` (7 days unless set) would refuse
+            // a shorter retention; ours is checked against MIN_RETENTION instead.
+            .with_enforce_retention_duration(false)
+            .with_dry_run(self.dry_run)
+            .await
+            .map_err(|e| Error::delta(name, e))?;
+        let files = metrics.files_deleted;
+        if !files.is_empty() {
+            tracing::info!(
+                table = name,
+                files = files.len(),
+                dry_run = self.dry_run,
+                "vacuum"
+            );
+        }
+        Ok(Operation {
+            table: name,
+            kind: "vacuum",
+            version: table.version().unwrap_or(0),
+            files_removed: files.len() as u64,
+            deleted: files,
+            files_added: 0,
+            bytes_removed: 0,
+        })
+    }
+}
+
+/// Rewrites the small files of each partition into files of the table's target size (the
+/// audit table and the tails that small batches leave).
+async fn compact(table: DeltaTable, name: &'static str) -> Result<(DeltaTable, Option<Operation>)> {
+    let (table, metrics) = table
+        .optimize()
+        .with_writer_properties(writer_properties())
+        .await
+        .map_err(|e| Error::delta(name, e))?;
+    if metrics.num_files_removed == 0 {
+        return Ok((table, None));
+    }
+    tracing::info!(
+        table = name,
+        removed = metrics.num_files_removed,
+        added = metrics.num_files_added,
+        "compacted"
+    );
+    let operation = Operation {
+        table: name,
+        kind: "compact",
+        version: table.version().unwrap_or(0),
+        files_removed: metrics.num_files_removed,
+        deleted: vec![],
+        files_added: metrics.num_files_added,
+        bytes_removed: metrics.files_removed.total_size,
+    };
+    Ok((table, Some(operation)))
+}
+
+/// The version of the table's last checkpoint (`_delta_log/_last_checkpoint`), if any.
+async fn last_checkpoint(table: &DeltaTable, name: &str) -> Result<Option<u64>> {
+    let path = deltalake::Path::from("_delta_log/_last_checkpoint");
+    let bytes = match table.object_store().get(&path).await {
+        Ok(found) => found.bytes().await,
+        Err(deltalake::ObjectStoreError::NotFound { .. }) => return Ok(None),
+        Err(e) => Err(e),
+    }
+    .map_err(|e| Error::delta(name, e.into()))?;
+    let hint: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+    Ok(hint["version"].as_u64())
+}
+
+/// The report's rows for `ops/maintenance`.
+fn to_batch(report: &MaintenanceReport) -> Result<RecordBatch> {
+    let ops = &report.operations;
+    let now = chrono::Utc::now().timestamp_micros();
+    let text = |f: fn(&Operation) -> &'static str| -> ArrayRef {
+        Arc::new(ops.iter().map(|o| Some(f(o))).collect::<StringArray>())
+    };
+    let number = |f: &dyn Fn(&Operation) -> i64| -> ArrayRef {
+        Arc::new(ops.iter().map(f).collect::<Int64Array>())
+    };
+    let columns = vec![
+        Arc::new(StringArray::from(vec![report.run_id.as_str(); ops.len()])) as ArrayRef,
+        timestamp_array(vec![Some(now); ops.len()]),
+        text(|o| o.table),
+        text(|o| o.kind),
+        Arc::new(BooleanArray::from(vec![report.dry_run; ops.len()])) as ArrayRef,
+        number(&|o| o.version as i64),
+        number(&|o| o.files_removed as i64),
+        number(&|o| o.files_added as i64),
+        number(&|o| o.bytes_removed),
+    ];
+    RecordBatch::try_new(MAINTENANCE_SCHEMA.clone(), columns)
+        .map_err(|e| Error::arrow(MAINTENANCE, e))
+}
