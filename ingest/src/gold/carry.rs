@@ -48,7 +48,9 @@ impl Held {
             held.arrival
                 .extend(rebuilt.ed_visits.iter().map(|v| month(v.arrival_time)));
             held.first_seen
-                .extend(patients::first_seen_month(&patients::versions(patient_id, &consumed)));
+                .extend(patients::first_seen_month(&patients::versions(
+                    patient_id, &consumed,
+                )));
         }
         held
     }
@@ -106,7 +108,11 @@ pub(super) async fn replace_months(
     rebuilt: RecordBatch,
 ) -> Result<(Vec<RecordBatch>, WriteMode)> {
     let mut months = held.clone();
-    months.extend(column::<Int32Array>(&rebuilt, name, month)?.iter().flatten());
+    months.extend(
+        column::<Int32Array>(&rebuilt, name, month)?
+            .iter()
+            .flatten(),
+    );
     if months.is_empty() {
         // Nothing to replace: an empty append still records what the table holds.
         return Ok((vec![rebuilt], WriteMode::Append));

@@ -229,7 +229,8 @@ impl Segments {
                         .map(|e| (e - s.start) as f64 / HOUR as f64),
                 );
                 self.stale_since.push(occupancy.stale_since);
-                self.admission_month.push(date_key(stay.admission_time) / 100);
+                self.admission_month
+                    .push(date_key(stay.admission_time) / 100);
                 self.occupancies.push(occupancy);
             }
         }

@@ -272,7 +272,12 @@ impl GoldRefresh {
             ehr: &ehr,
             ehr_upto,
         };
+        tracing::debug!(
+            patients = affected.as_ref().map(BTreeSet::len),
+            "patients to rebuild found"
+        );
         let history = history::load(&sources, affected.as_ref(), &self.tracked).await?;
+        tracing::debug!(patients = history.len(), "silver history loaded");
         // Where the rebuilt patients' rows lie now, per table (the same for all unless an
         // interrupted refresh left the tables at different sequences).
         let held: BTreeMap<&str, Held> = match &affected {
@@ -358,6 +363,7 @@ impl GoldRefresh {
             }
         };
         let (census_batch, unplaced) = census::census(&days, as_of, &departments, &occupancies)?;
+        tracing::debug!(days = days.len(), "census computed");
         metrics.unplaced_segments = unplaced;
         metrics.census_days = days.len();
         metrics.census_rows = census_batch.num_rows();

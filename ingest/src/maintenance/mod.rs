@@ -140,9 +140,7 @@ impl Maintenance {
                 report.operations.extend(checkpoint);
                 table
             };
-            report
-                .operations
-                .push(self.vacuum(table, name).await?);
+            report.operations.push(self.vacuum(table, name).await?);
         }
         if !self.dry_run {
             self.root
@@ -155,7 +153,11 @@ impl Maintenance {
 
     /// A checkpoint at the current version when the table has `checkpoint_every` commits
     /// since its last one.
-    async fn checkpoint(&self, table: &DeltaTable, name: &'static str) -> Result<Option<Operation>> {
+    async fn checkpoint(
+        &self,
+        table: &DeltaTable,
+        name: &'static str,
+    ) -> Result<Option<Operation>> {
         let version = table.version().unwrap_or(0);
         // Commits since the last checkpoint (all of them, versions 0 to `version`, without one).
         let since = match last_checkpoint(table, name).await? {

@@ -82,7 +82,11 @@ fn summary_text(r: &MaintenanceReport) -> String {
         if r.dry_run { " (dry run)" } else { "" },
         r.operations.iter().filter(|o| o.kind != "vacuum").count(),
         deleted,
-        if r.dry_run { "VACUUM would delete" } else { "vacuumed" },
+        if r.dry_run {
+            "VACUUM would delete"
+        } else {
+            "vacuumed"
+        },
         r.elapsed.as_secs_f64()
     ));
     out

@@ -13,13 +13,14 @@ const AS_OF: &str = "2026-11-20T06:30:00Z";
 const UNTIL: &str = "2026-11-20T00:00:00Z";
 const HOUR: i64 = 3_600_000_000;
 
-const GOLD: [&str; 6] = [
+pub(crate) const GOLD: [&str; 7] = [
     "gold/dim_department",
     "gold/dim_patient",
     "gold/dim_date",
     "gold/fact_admission",
     "gold/fact_stay_segment",
     "gold/fact_census_hourly",
+    "gold/fact_ed_visit",
 ];
 
 fn column<'a, T: 'static>(b: &'a deltalake::arrow::array::RecordBatch, name: &str) -> &'a T {
@@ -148,7 +149,7 @@ fn t_mod(data: &Path) -> i64 {
 }
 
 /// Every gold table's rows, sorted, as text.
-fn snapshot(data: &Path) -> Vec<(String, Vec<String>)> {
+pub(crate) fn snapshot(data: &Path) -> Vec<(String, Vec<String>)> {
     GOLD.iter()
         .map(|t| {
             let mut r = rows(data, &[("t", t)], "select * from t");
@@ -159,7 +160,11 @@ fn snapshot(data: &Path) -> Vec<(String, Vec<String>)> {
 }
 
 /// Asserts two snapshots are equal, showing a few differing rows per table.
-fn assert_same(got: &[(String, Vec<String>)], want: &[(String, Vec<String>)], context: &str) {
+pub(crate) fn assert_same(
+    got: &[(String, Vec<String>)],
+    want: &[(String, Vec<String>)],
+    context: &str,
+) {
     for ((table, a), (_, b)) in got.iter().zip(want) {
         if a != b {
             let (set_a, set_b): (HashSet<_>, HashSet<_>) = (a.iter().collect(), b.iter().collect());
@@ -176,7 +181,7 @@ fn assert_same(got: &[(String, Vec<String>)], want: &[(String, Vec<String>)], co
 
 /// Copies a table root (silver included), so two refreshes start from the same silver: the
 /// future-time correction depends on when records reached bronze.
-fn copy_root(from: &Path, to: &Path) {
+pub(crate) fn copy_root(from: &Path, to: &Path) {
     let status = std::process::Command::new("cp")
         .arg("-r")
         .arg(from)

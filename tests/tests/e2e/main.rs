@@ -6,6 +6,7 @@
 mod bad_input;
 mod crash;
 mod gold;
+mod gold_incremental;
 mod gold_scale;
 mod maintain;
 mod open_stays;

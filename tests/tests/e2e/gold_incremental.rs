@@ -1,0 +1,87 @@
+//! An incremental gold history equals a full rebuild of the same input: 50 batches over a
+//! history of more than 100k stays, with transfers, late and lost events, stale stays revived
+//! by later records, as-of times moving forward and a new attribute arriving part-way.
+
+use std::path::Path;
+
+use patientflow_e2e::{ingest, parse_json, path, produce, run_ok};
+
+use crate::gold_scale::{assert_same, copy_root, snapshot};
+
+const UNTIL: &str = "2026-11-20T00:00:00Z";
+const BATCHES: usize = 50;
+
+fn refresh(data: &Path, as_of: &str, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec!["gold", "refresh", "--data", path(data), "--as-of", as_of];
+    args.extend_from_slice(&["--format", "json"]);
+    args.extend_from_slice(extra);
+    parse_json(&run_ok(&args))
+}
+
+/// The as-of time of batch `i` (0: the first files): an hour later per batch, the last one
+/// six hours after the history's end (`UNTIL`, 2026-11-20T00:00Z).
+fn as_of(i: usize) -> String {
+    let hour = 20 * 24 + 6 - (BATCHES - i) as i64; // hours since the day before 2026-11-01
+    format!("2026-11-{:02}T{:02}:00:00Z", hour / 24, hour % 24)
+}
+
+#[test]
+fn fifty_incremental_refreshes_equal_a_full_rebuild() {
+    let dir = tempfile::tempdir().unwrap();
+    let produced = dir.path().join("produced");
+    let ledger = produce(
+        &produced,
+        340_000,
+        &[
+            "--seed",
+            "17",
+            "--until",
+            UNTIL,
+            "--records-per-file",
+            "6500",
+        ],
+    );
+    assert!(ledger["stays"].as_u64().unwrap() > 100_000, "{ledger}");
+    let mut files: Vec<_> = std::fs::read_dir(&produced)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "ndjson"))
+        .collect();
+    files.sort();
+    assert!(files.len() > BATCHES, "{} files", files.len());
+    let (first, batches) = files.split_at(files.len() - BATCHES);
+
+    // The first files at once, then one file per batch, each followed by a refresh at an
+    // as-of time an hour later than the one before.
+    let landing = dir.path().join("landing");
+    std::fs::create_dir_all(&landing).unwrap();
+    let inc = dir.path().join("inc");
+    let land = |file: &Path| {
+        std::fs::copy(file, landing.join(file.file_name().unwrap())).unwrap();
+    };
+    first.iter().for_each(|f| land(f));
+    ingest(&landing, &inc, &["--no-gold"]);
+    refresh(&inc, &as_of(0), &[]);
+    let mut rebuilt = 0;
+    for (i, file) in batches.iter().enumerate() {
+        land(file);
+        ingest(&landing, &inc, &["--no-gold"]);
+        let out = refresh(&inc, &as_of(i + 1), &[]);
+        assert_eq!(out["full"], false, "batch {i}: {out}");
+        rebuilt += out["patients"].as_u64().unwrap();
+    }
+    assert!(rebuilt > 10_000, "the batches rebuilt {rebuilt} patients");
+
+    // A full rebuild of the same silver (copied: the future-time correction depends on when
+    // records reached bronze) at the last as-of time.
+    let full = dir.path().join("full");
+    copy_root(&inc, &full);
+    let out = refresh(&full, &as_of(BATCHES), &["--full"]);
+    assert_eq!(out["full"], true, "{out}");
+    assert!(out["stale_stays"].as_u64().unwrap() > 0, "{out}");
+    assert_same(
+        &snapshot(&inc),
+        &snapshot(&full),
+        "50 incremental refreshes vs a full rebuild",
+    );
+}
