@@ -279,6 +279,27 @@ pub(crate) fn changed_days(old: &[Occupancy], new: &[Occupancy], as_of: i64) -> 
     days
 }
 
+/// Every day of the months of `days`, up to `last` (days since the epoch).
+pub(super) fn whole_months(days: impl IntoIterator<Item = i64>, last: i64) -> BTreeSet<i64> {
+    use chrono::Datelike;
+    let mut out = BTreeSet::new();
+    for day in days {
+        if out.contains(&day) || day > last {
+            continue;
+        }
+        let date = chrono::DateTime::from_timestamp_micros(day * DAY)
+            .unwrap_or_default()
+            .date_naive();
+        let first = day - i64::from(date.day0());
+        let mut d = first;
+        while d <= last && date_key(d * DAY) / 100 == date_key(day * DAY) / 100 {
+            out.insert(d);
+            d += 1;
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,6 +18,7 @@ mod due;
 mod ed_visits;
 mod facts;
 mod history;
+mod layout;
 mod patients;
 mod stays;
 
@@ -30,18 +31,19 @@ use deltalake::datafusion::prelude::{Expr, col, lit};
 use deltalake::kernel::Transaction;
 
 use self::carry::{Held, replace_months};
-use self::census::{changed_days, read_occupancies};
+use self::census::{changed_days, read_occupancies, whole_months};
 use self::departments::Departments;
 use self::due::{discharges_passed, ed_waiting, stale_passed};
 use self::ed_visits::EdVisits;
 use self::facts::{Admissions, PatientStays, Segments};
+use self::layout::{partition_columns, partitioned_as_specified};
 use crate::batch::{self, Dataset};
 use crate::error::Result;
 use crate::open_stays::StayLimits;
 use crate::storage::{Keys, TableRoot, WriteMode, column, scan, txn_version, write};
 use crate::tables::{
     DIM_DATE, DIM_DEPARTMENT, DIM_PATIENT, FACT_ADMISSION, FACT_CENSUS_HOURLY, FACT_ED_VISIT,
-    FACT_STAY_SEGMENT, GOLD_APP, GOLD_SPECS, GOLD_TABLES, SILVER_APP, SILVER_EHR, SILVER_EVENTS,
+    FACT_STAY_SEGMENT, GOLD_APP, GOLD_TABLES, SILVER_APP, SILVER_EHR, SILVER_EVENTS,
 };
 
 pub(crate) const HOUR: i64 = 3_600_000_000;
@@ -466,26 +468,6 @@ impl GoldRefresh {
     }
 }
 
-/// The partition columns of the gold table `name`.
-fn partition_columns(name: &str) -> &'static [&'static str] {
-    GOLD_SPECS
-        .iter()
-        .find(|spec| spec.name == name)
-        .map_or(&[], |spec| spec.partition_by)
-}
-
-/// Whether `table` does not exist yet or is partitioned as its specification says.
-fn partitioned_as_specified(table: &DeltaTable, name: &str) -> bool {
-    table.snapshot().map_or(true, |snapshot| {
-        snapshot
-            .metadata()
-            .partition_columns()
-            .iter()
-            .map(String::as_str)
-            .eq(partition_columns(name).iter().copied())
-    })
-}
-
 /// The as-of time (UTC micros) of the latest refresh that wrote `gold/fact_admission`.
 pub(crate) async fn refreshed_as_of(admissions: &DeltaTable) -> Result<Option<i64>> {
     txn_version(admissions, FACT_ADMISSION, AS_OF_APP).await
@@ -498,27 +480,6 @@ pub(super) fn lit_ts(t: i64) -> Expr {
             Some("UTC".into()),
         ),
     )
-}
-
-/// Every day of the months of `days`, up to `last` (days since the epoch).
-fn whole_months(days: impl IntoIterator<Item = i64>, last: i64) -> BTreeSet<i64> {
-    use chrono::Datelike;
-    let mut out = BTreeSet::new();
-    for day in days {
-        if out.contains(&day) || day > last {
-            continue;
-        }
-        let date = chrono::DateTime::from_timestamp_micros(day * DAY)
-            .unwrap_or_default()
-            .date_naive();
-        let first = day - i64::from(date.day0());
-        let mut d = first;
-        while d <= last && date_key(d * DAY) / 100 == date_key(day * DAY) / 100 {
-            out.insert(d);
-            d += 1;
-        }
-    }
-    out
 }
 
 /// A fingerprint of the department dimension's content.
