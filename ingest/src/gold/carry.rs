@@ -9,7 +9,7 @@ use deltalake::arrow::array::RecordBatch;
 use deltalake::datafusion::prelude::{Expr, col, lit};
 
 use super::history::{History, Observation};
-use super::{date_key, patients, stays};
+use super::{month_key, patients, stays};
 use crate::error::{Error, Result};
 use crate::storage::{Keys, WriteMode, column, scan_keyed};
 
@@ -42,11 +42,10 @@ impl Held {
                 continue;
             }
             let rebuilt = stays::stays(patient_id, &consumed);
-            let month = |t: i64| date_key(t) / 100;
             held.admission
-                .extend(rebuilt.stays.iter().map(|s| month(s.admission_time)));
+                .extend(rebuilt.stays.iter().map(|s| month_key(s.admission_time)));
             held.arrival
-                .extend(rebuilt.ed_visits.iter().map(|v| month(v.arrival_time)));
+                .extend(rebuilt.ed_visits.iter().map(|v| month_key(v.arrival_time)));
             held.first_seen
                 .extend(patients::first_seen_month(&patients::versions(
                     patient_id, &consumed,

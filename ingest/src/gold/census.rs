@@ -15,7 +15,7 @@ use deltalake::arrow::array::{Array, BooleanArray};
 use deltalake::datafusion::prelude::Expr;
 
 use super::departments::Departments;
-use super::{DAY, HOUR, date_key};
+use super::{DAY, HOUR, date_key, month_key};
 use crate::error::{Error, Result};
 use crate::storage::{Keys, column, scan_keyed};
 use crate::tables::{FACT_CENSUS_HOURLY, FACT_CENSUS_HOURLY_SPEC, FACT_STAY_SEGMENT};
@@ -292,7 +292,7 @@ pub(super) fn whole_months(days: impl IntoIterator<Item = i64>, last: i64) -> BT
             .date_naive();
         let first = day - i64::from(date.day0());
         let mut d = first;
-        while d <= last && date_key(d * DAY) / 100 == date_key(day * DAY) / 100 {
+        while d <= last && month_key(d * DAY) == month_key(day * DAY) {
             out.insert(d);
             d += 1;
         }

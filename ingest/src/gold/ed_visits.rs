@@ -6,7 +6,7 @@ use std::sync::Arc;
 use deltalake::arrow::array::{ArrayRef, Float64Array, Int32Array, RecordBatch, StringArray};
 
 use super::stays::EdVisit;
-use super::{DAY, date_key};
+use super::{DAY, month_key};
 use crate::error::{Error, Result};
 use crate::tables::{FACT_ED_VISIT, FACT_ED_VISIT_SPEC, timestamp_array};
 
@@ -78,7 +78,7 @@ impl EdVisits {
             self.discharge.push(v.discharge_time);
             self.wait.push(wait);
             self.outcome.push(outcome.name());
-            self.arrival_month.push(date_key(v.arrival_time) / 100);
+            self.arrival_month.push(month_key(v.arrival_time));
         }
     }
 

@@ -10,7 +10,7 @@ use super::census::Occupancy;
 use super::departments::Departments;
 use super::patients::{PatientVersion, at};
 use super::stays::Stay;
-use super::{HOUR, date_key};
+use super::{HOUR, date_key, month_key};
 use crate::error::{Error, Result};
 use crate::tables::{
     FACT_ADMISSION, FACT_ADMISSION_SPEC, FACT_STAY_SEGMENT, FACT_STAY_SEGMENT_SPEC, timestamp_array,
@@ -152,7 +152,7 @@ impl Admissions {
             self.transfers.push(stay.segments.len() as i32 - 1);
             self.last_event.push(Some(stay.last_event));
             self.stale_since.push(stale);
-            self.admission_month.push(admission_key / 100);
+            self.admission_month.push(month_key(stay.admission_time));
         }
         Ok(())
     }
@@ -229,8 +229,7 @@ impl Segments {
                         .map(|e| (e - s.start) as f64 / HOUR as f64),
                 );
                 self.stale_since.push(occupancy.stale_since);
-                self.admission_month
-                    .push(date_key(stay.admission_time) / 100);
+                self.admission_month.push(month_key(stay.admission_time));
                 self.occupancies.push(occupancy);
             }
         }

@@ -65,6 +65,11 @@ pub(crate) fn date_key(t: i64) -> i32 {
     d.year() * 10_000 + d.month() as i32 * 100 + d.day() as i32
 }
 
+/// `yyyymm` of a UTC instant in microseconds: the month partition of a row keyed by it.
+pub(crate) fn month_key(t: i64) -> i32 {
+    date_key(t) / 100
+}
+
 /// A stable surrogate key for a version: a 63-bit hash of its natural key and start.
 pub(crate) fn surrogate_key(natural: &[&str], valid_from: i64) -> i64 {
     let mut bytes = Vec::new();
@@ -280,15 +285,22 @@ impl GoldRefresh {
         );
         let history = history::load(&sources, affected.as_ref(), &self.tracked).await?;
         tracing::debug!(patients = history.len(), "silver history loaded");
-        // Where the rebuilt patients' rows lie now, per table (the same for all unless an
-        // interrupted refresh left the tables at different sequences).
-        let held: BTreeMap<&str, Held> = match &affected {
-            None => BTreeMap::new(),
-            Some(_) => targets
-                .iter()
-                .map(|(name, t)| (*name, Held::up_to(&history, t.seq, t.ehr)))
-                .collect(),
-        };
+        // Where the rebuilt patients' rows lie now, by the silver sequences a patient-keyed
+        // table consumed (one set unless an interrupted refresh left them apart).
+        let mut held: BTreeMap<(i64, i64), Held> = BTreeMap::new();
+        if affected.is_some() {
+            for name in [
+                FACT_ADMISSION,
+                FACT_STAY_SEGMENT,
+                FACT_ED_VISIT,
+                DIM_PATIENT,
+            ] {
+                let t = &targets[name];
+                held.entry((t.seq, t.ehr))
+                    .or_insert_with(|| Held::up_to(&history, t.seq, t.ehr));
+            }
+        }
+        let held_by = |t: &Target| held.get(&(t.seq, t.ehr));
 
         // Rebuild them.
         let mut admissions = Admissions::default();
@@ -340,11 +352,9 @@ impl GoldRefresh {
                     values: ids,
                     keep,
                 };
-                let old_months = held[FACT_STAY_SEGMENT]
-                    .admission
-                    .iter()
-                    .map(|m| lit(*m))
-                    .collect();
+                let old_months = held_by(&targets[FACT_STAY_SEGMENT])
+                    .map(|h| h.admission.iter().map(|m| lit(*m)).collect())
+                    .unwrap_or_default();
                 let in_old_months = col("admission_month").in_list(old_months, false);
                 let old = read_occupancies(table, in_old_months, Some(keys(true))).await?;
                 let since = census_as_of.unwrap_or(as_of).div_euclid(DAY);
@@ -391,7 +401,7 @@ impl GoldRefresh {
             Transaction::new(AS_OF_APP, as_of),
             Transaction::new(DEPARTMENTS_APP, fingerprint),
         ];
-        let months: BTreeSet<i32> = days.iter().map(|d| date_key(d * DAY) / 100).collect();
+        let months: BTreeSet<i32> = days.iter().map(|d| month_key(d * DAY)).collect();
         let census_mode = if full {
             WriteMode::Overwrite
         } else if months.is_empty() {
@@ -433,7 +443,7 @@ impl GoldRefresh {
             if !self.full && current(&target) {
                 continue;
             }
-            let by_patient = held.get(name).and_then(|h| match name {
+            let by_patient = held_by(&target).and_then(|h| match name {
                 FACT_ADMISSION | FACT_STAY_SEGMENT => Some(("admission_month", &h.admission)),
                 FACT_ED_VISIT => Some(("arrival_month", &h.arrival)),
                 DIM_PATIENT => Some(("first_seen_month", &h.first_seen)),

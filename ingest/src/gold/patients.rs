@@ -14,7 +14,7 @@ use deltalake::arrow::array::{
 use deltalake::arrow::datatypes::{DataType, Field, Schema};
 
 use super::history::Observation;
-use super::{date_key, surrogate_key};
+use super::{month_key, surrogate_key};
 use crate::error::{Error, Result};
 use crate::tables::{DIM_PATIENT, DIM_PATIENT_SPEC, attribute_column, timestamp_array};
 
@@ -152,7 +152,7 @@ fn first_seen_months(rows: &[&PatientVersion]) -> Int32Array {
         .map(|v| match first {
             Some((patient, month)) if patient == v.patient_id => Some(month),
             _ => {
-                let month = date_key(v.valid_from) / 100;
+                let month = month_key(v.valid_from);
                 first = Some((&v.patient_id, month));
                 Some(month)
             }
@@ -162,7 +162,7 @@ fn first_seen_months(rows: &[&PatientVersion]) -> Int32Array {
 
 /// `yyyymm` of the month the patient with these versions was first seen.
 pub(crate) fn first_seen_month(versions: &[PatientVersion]) -> Option<i32> {
-    versions.first().map(|v| date_key(v.valid_from) / 100)
+    versions.first().map(|v| month_key(v.valid_from))
 }
 
 #[cfg(test)]

@@ -4,18 +4,15 @@
 
 use std::path::Path;
 
-use patientflow_e2e::{ingest, parse_json, path, produce, run_ok};
+use patientflow_e2e::{ingest, parse_json, produce};
 
-use crate::gold_scale::{assert_same, copy_root, snapshot_without};
+use crate::gold_scale::{assert_same, copy_root, refresh_at, snapshot_without};
 
 const UNTIL: &str = "2026-11-20T00:00:00Z";
 const BATCHES: usize = 50;
 
 fn refresh(data: &Path, as_of: &str, extra: &[&str]) -> serde_json::Value {
-    let mut args = vec!["gold", "refresh", "--data", path(data), "--as-of", as_of];
-    args.extend_from_slice(&["--format", "json"]);
-    args.extend_from_slice(extra);
-    parse_json(&run_ok(&args))
+    parse_json(&refresh_at(data, as_of, extra))
 }
 
 /// The as-of time of batch `i` (0: the first files): an hour later per batch, the last one

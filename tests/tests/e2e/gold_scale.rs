@@ -221,13 +221,18 @@ fn refresh_killed_then_rerun(data: &Path, delay_ms: u64) -> String {
 }
 
 fn refresh(data: &Path, extra: &[&str]) -> String {
+    refresh_at(data, AS_OF, extra)
+}
+
+/// `gold refresh --as-of <as_of> --format json` plus `extra`; its summary.
+pub(crate) fn refresh_at(data: &Path, as_of: &str, extra: &[&str]) -> String {
     let mut args = vec![
         "gold",
         "refresh",
         "--data",
         path(data),
         "--as-of",
-        AS_OF,
+        as_of,
         "--format",
         "json",
     ];
