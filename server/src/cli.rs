@@ -205,6 +205,10 @@ pub(crate) struct GoldArgs {
     /// `insurance_type`, or `gold.tracked_attributes` in the config file).
     #[arg(long = "track", value_name = "ATTRIBUTE")]
     pub(crate) tracked: Vec<String>,
+    /// Silver records a full build rebuilds at a time (default 1,000,000, or
+    /// `gold.rows_per_slice`): its memory is that of one slice, whatever the history.
+    #[arg(long, value_name = "ROWS", env = "PATIENTFLOW_GOLD_ROWS_PER_SLICE")]
+    pub(crate) rows_per_slice: Option<usize>,
 }
 
 /// The gold refresh that follows an ingest.

@@ -78,6 +78,8 @@ pub(crate) struct GoldConfig {
     /// reference file's own columns win over these.
     #[serde(default)]
     pub(crate) open_stays: std::collections::BTreeMap<String, patientflow_ingest::StayLimits>,
+    /// Silver records a full build rebuilds at a time (default 1,000,000; about 1 GiB).
+    pub(crate) rows_per_slice: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]

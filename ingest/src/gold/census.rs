@@ -2,7 +2,7 @@
 //! of the hour, the bed capacity of the department version effective then, the occupancy
 //! rate, the occupied bed-hours within the hour, and the admissions and discharges in it.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use deltalake::arrow::array::{
@@ -45,49 +45,189 @@ pub(crate) fn census(
     let (Some(first), Some(last)) = (days.first(), days.last()) else {
         return Ok((RecordBatch::new_empty(FACT_CENSUS_HOURLY_SPEC.schema()), 0));
     };
-    let lo = first * DAY;
-    let hi = ((last + 1) * DAY).min(as_of.div_euclid(HOUR) * HOUR + HOUR);
-    let hours = usize::try_from((hi - lo).max(0) / HOUR).unwrap_or(0);
-    let keys: Vec<&(i32, String)> = departments.keys().collect();
-    let index: HashMap<(i32, &str), usize> = keys
-        .iter()
+    let mut grid = Grid::new(*first, last + 1, as_of, departments);
+    let unplaced = occupancies.iter().filter(|o| !grid.add(o)).count();
+    Ok((grid.finish(days)?, unplaced))
+}
+
+/// The census of every month from the first segment's to the as-of time's, accumulated
+/// segment by segment: segments can be added in any order and in as many pieces as the work
+/// is sliced into, and the result is the same.
+#[derive(Debug)]
+pub(crate) struct MonthlyCensus<'a> {
+    as_of: i64,
+    departments: &'a Departments,
+    /// Each month's grid by the day it starts (days since the epoch).
+    months: BTreeMap<i64, Grid<'a>>,
+    index: HashMap<(i32, &'a str), usize>,
+    unplaced: usize,
+}
+
+impl<'a> MonthlyCensus<'a> {
+    pub(crate) fn new(as_of: i64, departments: &'a Departments) -> Self {
+        Self {
+            as_of,
+            departments,
+            months: BTreeMap::new(),
+            index: department_index(departments),
+            unplaced: 0,
+        }
+    }
+
+    /// Counts a segment in every month it touches (up to the as-of time's).
+    pub(crate) fn add(&mut self, o: &Occupancy) {
+        if !self
+            .index
+            .contains_key(&(o.hospital_id, o.department.as_str()))
+        {
+            self.unplaced += 1;
+            return;
+        }
+        let as_of_day = self.as_of.div_euclid(DAY);
+        let last = o
+            .end
+            .filter(|e| *e <= self.as_of)
+            .or(o.stale_since)
+            .map_or(as_of_day, |e| e.div_euclid(DAY))
+            .min(as_of_day);
+        let mut month = month_start(o.start.div_euclid(DAY));
+        while month <= last {
+            let next = next_month(month);
+            self.months
+                .entry(month)
+                .or_insert_with(|| Grid::new(month, next, self.as_of, self.departments))
+                .add(o);
+            month = next;
+        }
+    }
+
+    /// Segments whose department has no version.
+    pub(crate) fn unplaced(&self) -> usize {
+        self.unplaced
+    }
+
+    /// Every day of the census: whole months from the first segment's to the as-of day.
+    pub(crate) fn days(&self) -> BTreeSet<i64> {
+        let as_of_day = self.as_of.div_euclid(DAY);
+        match self.months.keys().next() {
+            Some(first) => whole_months(*first..=as_of_day, as_of_day),
+            None => BTreeSet::new(),
+        }
+    }
+
+    /// The rows, a month at a time (months no segment touched have rows of zeros).
+    pub(crate) fn into_months(mut self) -> impl Iterator<Item = Result<RecordBatch>> + 'a {
+        let days = self.days();
+        let (as_of, departments) = (self.as_of, self.departments);
+        let mut month = days.first().copied();
+        std::iter::from_fn(move || {
+            let start = month?;
+            let next = next_month(start);
+            month = Some(next).filter(|m| days.contains(m));
+            let grid = self
+                .months
+                .remove(&start)
+                .unwrap_or_else(|| Grid::new(start, next, as_of, departments));
+            Some(grid.finish(&days))
+        })
+    }
+}
+
+/// Each department's position in [`Departments::keys`].
+fn department_index(departments: &Departments) -> HashMap<(i32, &str), usize> {
+    departments
+        .keys()
         .enumerate()
         .map(|(i, (h, d))| ((*h, d.as_str()), i))
-        .collect();
-    let cells = keys.len() * hours;
-    let mut census = vec![0i32; cells];
-    // Occupied time in microseconds: integer sums do not depend on the order of the segments.
-    let mut occupied = vec![0i64; cells];
-    let mut admissions = vec![0i32; cells];
-    let mut discharges = vec![0i32; cells];
-    let hour_of = |t: i64| usize::try_from((t - lo) / HOUR).ok().filter(|h| *h < hours);
-    let mut unplaced = 0;
-    for o in occupancies {
-        let Some(&d) = index.get(&(o.hospital_id, o.department.as_str())) else {
-            unplaced += 1;
-            continue;
+        .collect()
+}
+
+/// The first day of the month of `day` (days since the epoch).
+fn month_start(day: i64) -> i64 {
+    use chrono::Datelike;
+    let date = chrono::DateTime::from_timestamp_micros(day * DAY)
+        .unwrap_or_default()
+        .date_naive();
+    day - i64::from(date.day0())
+}
+
+/// The first day of the month after the one starting on `first`.
+fn next_month(first: i64) -> i64 {
+    let mut day = first + 28;
+    while month_key(day * DAY) == month_key(first * DAY) {
+        day += 1;
+    }
+    day
+}
+
+/// Census accumulators for every hour of the days `lo..hi` (up to the as-of hour) and every
+/// department.
+#[derive(Debug)]
+struct Grid<'a> {
+    lo: i64,
+    hi: i64,
+    hours: usize,
+    as_of: i64,
+    departments: &'a Departments,
+    keys: Vec<&'a (i32, String)>,
+    index: HashMap<(i32, &'a str), usize>,
+    census: Vec<i32>,
+    /// Occupied time in microseconds: integer sums do not depend on the order of the segments.
+    occupied: Vec<i64>,
+    admissions: Vec<i32>,
+    discharges: Vec<i32>,
+}
+
+impl<'a> Grid<'a> {
+    fn new(first_day: i64, end_day: i64, as_of: i64, departments: &'a Departments) -> Self {
+        let lo = first_day * DAY;
+        let hi = (end_day * DAY).min(as_of.div_euclid(HOUR) * HOUR + HOUR);
+        let hours = usize::try_from((hi - lo).max(0) / HOUR).unwrap_or(0);
+        let keys: Vec<&(i32, String)> = departments.keys().collect();
+        let cells = keys.len() * hours;
+        Self {
+            lo,
+            hi,
+            hours,
+            as_of,
+            departments,
+            keys,
+            index: department_index(departments),
+            census: vec![0; cells],
+            occupied: vec![0; cells],
+            admissions: vec![0; cells],
+            discharges: vec![0; cells],
+        }
+    }
+
+    /// Counts a segment; false when its department has no version (it cannot be placed).
+    fn add(&mut self, o: &Occupancy) -> bool {
+        let Some(&d) = self.index.get(&(o.hospital_id, o.department.as_str())) else {
+            return false;
         };
+        let (lo, hi, hours) = (self.lo, self.hi, self.hours);
         let row = d * hours;
+        let hour_of = |t: i64| usize::try_from((t - lo) / HOUR).ok().filter(|h| *h < hours);
         // A flat record's planned discharge after the as-of time is not a discharge yet; a
         // stale stay leaves the census without being discharged.
-        let discharge = o.end.filter(|e| *e <= as_of);
+        let discharge = o.end.filter(|e| *e <= self.as_of);
         let end = discharge.or(o.stale_since).unwrap_or(i64::MAX);
         if o.starts_stay
             && o.start >= lo
             && let Some(h) = hour_of(o.start)
         {
-            admissions[row + h] += 1;
+            self.admissions[row + h] += 1;
         }
         if o.ends_stay
             && let Some(end) = discharge
             && end >= lo
             && let Some(h) = hour_of(end)
         {
-            discharges[row + h] += 1;
+            self.discharges[row + h] += 1;
         }
         let (s, e) = (o.start.max(lo), end.min(hi));
         if s >= e {
-            continue;
+            return true;
         }
         let first_hour = (s - lo) / HOUR;
         let last_hour = (e - lo - 1) / HOUR;
@@ -95,39 +235,43 @@ pub(crate) fn census(
             let start = lo + h * HOUR;
             let cell = row + h as usize;
             if o.start <= start && start < end {
-                census[cell] += 1;
+                self.census[cell] += 1;
             }
-            occupied[cell] += e.min(start + HOUR) - s.max(start);
+            self.occupied[cell] += e.min(start + HOUR) - s.max(start);
         }
+        true
     }
 
-    let mut out = Rows::default();
-    for h in 0..hours {
-        let start = lo + h as i64 * HOUR;
-        if !days.contains(&start.div_euclid(DAY)) {
-            continue;
-        }
-        for (d, (hospital_id, department)) in keys.iter().enumerate() {
-            let Some(version) = departments.at(*hospital_id, department, start) else {
+    /// The rows of the hours of `days`.
+    fn finish(self, days: &BTreeSet<i64>) -> Result<RecordBatch> {
+        let mut out = Rows::default();
+        for h in 0..self.hours {
+            let start = self.lo + h as i64 * HOUR;
+            if !days.contains(&start.div_euclid(DAY)) {
                 continue;
-            };
-            let cell = d * hours + h;
-            out.push(
-                start,
-                version.sk,
-                *hospital_id,
-                department,
-                version.bed_capacity,
-                CellValues {
-                    census: census[cell],
-                    occupied: occupied[cell] as f64 / HOUR as f64,
-                    admissions: admissions[cell],
-                    discharges: discharges[cell],
-                },
-            );
+            }
+            for (d, (hospital_id, department)) in self.keys.iter().enumerate() {
+                let Some(version) = self.departments.at(*hospital_id, department, start) else {
+                    continue;
+                };
+                let cell = d * self.hours + h;
+                out.push(
+                    start,
+                    version.sk,
+                    *hospital_id,
+                    department,
+                    version.bed_capacity,
+                    CellValues {
+                        census: self.census[cell],
+                        occupied: self.occupied[cell] as f64 / HOUR as f64,
+                        admissions: self.admissions[cell],
+                        discharges: self.discharges[cell],
+                    },
+                );
+            }
         }
+        out.finish()
     }
-    Ok((out.finish()?, unplaced))
 }
 
 struct CellValues {
@@ -281,21 +425,12 @@ pub(crate) fn changed_days(old: &[Occupancy], new: &[Occupancy], as_of: i64) -> 
 
 /// Every day of the months of `days`, up to `last` (days since the epoch).
 pub(super) fn whole_months(days: impl IntoIterator<Item = i64>, last: i64) -> BTreeSet<i64> {
-    use chrono::Datelike;
     let mut out = BTreeSet::new();
     for day in days {
         if out.contains(&day) || day > last {
             continue;
         }
-        let date = chrono::DateTime::from_timestamp_micros(day * DAY)
-            .unwrap_or_default()
-            .date_naive();
-        let first = day - i64::from(date.day0());
-        let mut d = first;
-        while d <= last && month_key(d * DAY) == month_key(day * DAY) {
-            out.insert(d);
-            d += 1;
-        }
+        out.extend(month_start(day)..next_month(month_start(day)).min(last + 1));
     }
     out
 }

@@ -66,7 +66,7 @@ pub(crate) struct Observation {
 
 /// One shared copy of each source name: millions of observations name a few files.
 #[derive(Debug, Default)]
-struct Interner(HashMap<String, Arc<str>>);
+pub(super) struct Interner(HashMap<String, Arc<str>>);
 
 impl Interner {
     fn intern(&mut self, s: &str) -> Arc<str> {
@@ -133,7 +133,10 @@ pub(crate) struct Sources<'a> {
 }
 
 /// The tracked attributes' columns that exist in `table` (by position in `tracked`).
-fn attribute_columns(table: &DeltaTable, tracked: &[String]) -> Option<Vec<Option<String>>> {
+pub(super) fn attribute_columns(
+    table: &DeltaTable,
+    tracked: &[String],
+) -> Option<Vec<Option<String>>> {
     let existing: Vec<String> = table
         .snapshot()
         .ok()?
@@ -147,6 +150,30 @@ fn attribute_columns(table: &DeltaTable, tracked: &[String]) -> Option<Vec<Optio
             .map(|a| Some(attribute_column(a)).filter(|c| existing.contains(c)))
             .collect(),
     )
+}
+
+/// The columns gold reads of `silver/ehr_patients`, given its tracked attribute columns.
+pub(super) fn ehr_columns(attributes: &[Option<String>]) -> Vec<&str> {
+    let mut columns = vec![
+        "bronze_seq",
+        "received_at",
+        "source",
+        "source_line",
+        "patient_id",
+        "gender",
+        "age",
+        "updated_at",
+    ];
+    columns.extend(attributes.iter().flatten().map(String::as_str));
+    columns
+}
+
+/// The columns gold reads of `silver/patient_events`, given its tracked attribute columns.
+pub(super) fn event_columns(attributes: &[Option<String>]) -> Vec<&str> {
+    let mut columns: Vec<&str> = COLUMNS.to_vec();
+    columns.push("admission_time_corrected");
+    columns.extend(attributes.iter().flatten().map(String::as_str));
+    columns
 }
 
 /// Every silver record and EHR row of the given patients (`None`: all), up to the given
@@ -164,43 +191,32 @@ pub(crate) async fn load(
     let mut history = History::new();
     let mut interner = Interner::default();
     if let Some(attributes) = attribute_columns(sources.ehr, tracked) {
-        let mut columns = vec![
-            "bronze_seq",
-            "received_at",
-            "source",
-            "source_line",
-            "patient_id",
-            "gender",
-            "age",
-            "updated_at",
-        ];
-        columns.extend(attributes.iter().flatten().map(String::as_str));
         let filter = col("bronze_seq").lt_eq(lit(sources.ehr_upto));
+        let columns = ehr_columns(&attributes);
         for b in scan_keyed(sources.ehr, SILVER_EHR, &columns, filter, keys, &[]).await? {
             read_ehr_batch(&b, &attributes, &mut interner, &mut history)?;
         }
     }
-    let silver = sources.events;
-    let upto = sources.events_upto;
-    let Some(attributes) = attribute_columns(silver, tracked) else {
-        return Ok(history);
-    };
-    let mut columns: Vec<&str> = COLUMNS.to_vec();
-    columns.push("admission_time_corrected");
-    columns.extend(attributes.iter().flatten().map(String::as_str));
-    let filter = col("bronze_seq").lt_eq(lit(upto));
-    let batches = scan_keyed(silver, SILVER_EVENTS, &columns, filter, keys, &[]).await?;
-    for b in &batches {
-        read_batch(b, &attributes, &mut interner, &mut history)?;
+    if let Some(attributes) = attribute_columns(sources.events, tracked) {
+        let filter = col("bronze_seq").lt_eq(lit(sources.events_upto));
+        let columns = event_columns(&attributes);
+        for b in scan_keyed(sources.events, SILVER_EVENTS, &columns, filter, keys, &[]).await? {
+            read_batch(&b, &attributes, &mut interner, &mut history)?;
+        }
     }
-    for observations in history.values_mut() {
-        observations.sort_by(|a, b| a.received.cmp(&b.received));
-    }
+    in_receipt_order(&mut history);
     Ok(history)
 }
 
+/// Each patient's observations in receipt order.
+pub(super) fn in_receipt_order(history: &mut History) {
+    for observations in history.values_mut() {
+        observations.sort_by(|a, b| a.received.cmp(&b.received));
+    }
+}
+
 /// EHR rows are demographic updates at their `updated_at` time.
-fn read_ehr_batch(
+pub(super) fn read_ehr_batch(
     b: &RecordBatch,
     attributes: &[Option<String>],
     sources: &mut Interner,
@@ -262,7 +278,7 @@ fn values_at(columns: &[Option<&StringArray>], i: usize) -> Vec<Option<String>> 
         .collect()
 }
 
-fn read_batch(
+pub(super) fn read_batch(
     b: &RecordBatch,
     attributes: &[Option<String>],
     sources: &mut Interner,

@@ -1,14 +1,12 @@
 //! Gold: the star schema (contract §4–§5), refreshed incrementally from silver.
 //!
-//! The unit of incremental work is the patient: a refresh finds the patients with silver
-//! records the gold tables have not consumed yet (plus those whose planned discharge the
-//! as-of time has passed, those with an open stay it has made stale (contract §5.1), and those
-//! with an emergency-department encounter still waiting), rebuilds their versions, stays and segments from all their silver
-//! records, and replaces their rows. The census is recomputed for the days whose segments
-//! changed and the days the as-of time moved over. Every gold table records the silver
-//! sequence and as-of time it holds as Delta application transactions, so an interrupted
-//! refresh re-run finishes exactly the tables it had not written, and a refresh with nothing
-//! new is a no-op.
+//! The unit of work is the patient: a patient's versions, stays and segments are rebuilt from
+//! all their silver records. A full build ([`full`]) does every patient, a slice of patients
+//! at a time so that its memory does not grow with the history; an incremental refresh
+//! ([`incremental`]) does the patients with something new and rewrites only the month
+//! partitions their rows fall in. Every gold table records the silver sequence and as-of time
+//! it holds as Delta application transactions, so an interrupted refresh re-run finishes
+//! exactly the tables it had not written, and a refresh with nothing new is a no-op.
 
 mod calendar;
 mod carry;
@@ -17,33 +15,34 @@ mod departments;
 mod due;
 mod ed_visits;
 mod facts;
+mod full;
 mod history;
+mod incremental;
 mod layout;
 mod patients;
+mod rebuild;
+mod slices;
 mod stays;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use deltalake::DeltaTable;
 use deltalake::arrow::array::RecordBatch;
-use deltalake::datafusion::prelude::{Expr, col, lit};
+use deltalake::datafusion::prelude::{Expr, lit};
 use deltalake::kernel::Transaction;
 
-use self::carry::{Held, replace_months};
-use self::census::{changed_days, read_occupancies, whole_months};
 use self::departments::Departments;
-use self::due::{discharges_passed, ed_waiting, stale_passed};
-use self::ed_visits::EdVisits;
-use self::facts::{Admissions, PatientStays, Segments};
-use self::layout::{partition_columns, partitioned_as_specified};
+use self::full::{FullBuild, Replaced};
+use self::incremental::Incremental;
+use self::layout::partitioned_as_specified;
 use crate::batch::{self, Dataset};
 use crate::error::Result;
 use crate::open_stays::StayLimits;
-use crate::storage::{Keys, TableRoot, WriteMode, column, scan, txn_version, write};
+use crate::storage::{TableRoot, column, scan, txn_version};
 use crate::tables::{
-    DIM_DATE, DIM_DEPARTMENT, DIM_PATIENT, FACT_ADMISSION, FACT_CENSUS_HOURLY, FACT_ED_VISIT,
-    FACT_STAY_SEGMENT, GOLD_APP, GOLD_TABLES, SILVER_APP, SILVER_EHR, SILVER_EVENTS,
+    DIM_DATE, FACT_ADMISSION, FACT_CENSUS_HOURLY, GOLD_APP, GOLD_TABLES, SILVER_APP, SILVER_EHR,
+    SILVER_EVENTS,
 };
 
 pub(crate) const HOUR: i64 = 3_600_000_000;
@@ -137,7 +136,11 @@ pub struct GoldRefresh {
     tracked: Vec<String>,
     limits: BTreeMap<String, StayLimits>,
     full: bool,
+    rows_per_slice: usize,
 }
+
+/// Silver records per slice of a full build (about 1 GiB of working memory).
+pub const DEFAULT_ROWS_PER_SLICE: usize = 1_000_000;
 
 /// A gold table and what it holds.
 #[derive(Debug)]
@@ -160,6 +163,7 @@ impl GoldRefresh {
             tracked: DEFAULT_TRACKED_ATTRIBUTES.map(String::from).to_vec(),
             limits: BTreeMap::new(),
             full: false,
+            rows_per_slice: DEFAULT_ROWS_PER_SLICE,
         }
     }
 
@@ -185,6 +189,13 @@ impl GoldRefresh {
     /// Rebuild every patient, not only those with new records.
     pub fn with_full_rebuild(mut self, full: bool) -> Self {
         self.full = full;
+        self
+    }
+
+    /// How many silver records a full build rebuilds at a time: its memory is that of one
+    /// slice, whatever the history.
+    pub fn with_rows_per_slice(mut self, rows: usize) -> Self {
+        self.rows_per_slice = rows.max(1);
         self
     }
 
@@ -254,224 +265,52 @@ impl GoldRefresh {
                 .values()
                 .any(|t| t.departments != Some(fingerprint) || !t.laid_out);
         metrics.full = full;
-
-        // Who to rebuild.
-        let affected: Option<BTreeSet<String>> = if full {
-            None
-        } else {
-            let mut ids = history::patients_since(&silver, SILVER_EVENTS, consumed).await?;
-            ids.extend(history::patients_since(&ehr, SILVER_EHR, ehr_consumed).await?);
-            ids.extend(
-                discharges_passed(
-                    &targets[FACT_STAY_SEGMENT].table,
-                    census_as_of.unwrap_or(0),
-                    as_of,
-                )
-                .await?,
-            );
-            ids.extend(stale_passed(&targets[FACT_ADMISSION].table, &departments, as_of).await?);
-            ids.extend(ed_waiting(&targets[FACT_ED_VISIT].table).await?);
-            Some(ids)
-        };
         let sources = history::Sources {
             events: &silver,
             events_upto: upto,
             ehr: &ehr,
             ehr_upto,
         };
-        tracing::debug!(
-            patients = affected.as_ref().map(BTreeSet::len),
-            "patients to rebuild found"
-        );
-        let history = history::load(&sources, affected.as_ref(), &self.tracked).await?;
-        tracing::debug!(patients = history.len(), "silver history loaded");
-        // Where the rebuilt patients' rows lie now, by the silver sequences a patient-keyed
-        // table consumed (one set unless an interrupted refresh left them apart).
-        let mut held: BTreeMap<(i64, i64), Held> = BTreeMap::new();
-        if affected.is_some() {
-            for name in [
-                FACT_ADMISSION,
-                FACT_STAY_SEGMENT,
-                FACT_ED_VISIT,
-                DIM_PATIENT,
-            ] {
-                let t = &targets[name];
-                held.entry((t.seq, t.ehr))
-                    .or_insert_with(|| Held::up_to(&history, t.seq, t.ehr));
-            }
-        }
-        let held_by = |t: &Target| held.get(&(t.seq, t.ehr));
-
-        // Rebuild them.
-        let mut admissions = Admissions::default();
-        let mut segments = Segments::default();
-        let mut ed_visits = EdVisits::default();
-        let mut versions_written = Vec::new();
-        for (patient_id, observations) in &history {
-            let versions = patients::versions(patient_id, observations);
-            let rebuilt = stays::stays(patient_id, observations);
-            metrics.waiting_encounters += rebuilt.waiting;
-            metrics.stays += rebuilt.stays.len();
-            metrics.ed_visits += rebuilt.ed_visits.len();
-            let stale: Vec<Option<i64>> = rebuilt
-                .stays
-                .iter()
-                .map(|s| facts::stale_since(s, &departments, as_of))
-                .collect();
-            let p = PatientStays {
-                patient_id,
-                versions: &versions,
-                stays: &rebuilt.stays,
-                stale: &stale,
-            };
-            admissions.push(&p, &departments, as_of)?;
-            segments.push(&p, &departments, as_of);
-            ed_visits.push(patient_id, &rebuilt.ed_visits, as_of);
-            versions_written.extend(versions);
-        }
-        metrics.patients = history.len();
-        metrics.patient_versions = versions_written.len();
-        metrics.unknown_departments = admissions.unknown_departments;
-        metrics.stale_stays = admissions.stale;
-
-        // The census months to recompute, and every segment overlapping them.
-        let as_of_day = as_of.div_euclid(DAY);
-        let new_occupancies = std::mem::take(&mut segments.occupancies);
-        let (days, occupancies) = match &affected {
-            None => {
-                let days = match new_occupancies.iter().map(|o| o.start).min() {
-                    Some(first) => whole_months(first.div_euclid(DAY)..=as_of_day, as_of_day),
-                    None => BTreeSet::new(),
-                };
-                (days, new_occupancies)
-            }
-            Some(ids) => {
-                let table = &targets[FACT_STAY_SEGMENT].table;
-                let keys = |keep| Keys {
-                    column: "patient_id",
-                    values: ids,
-                    keep,
-                };
-                let old_months = held_by(&targets[FACT_STAY_SEGMENT])
-                    .map(|h| h.admission.iter().map(|m| lit(*m)).collect())
-                    .unwrap_or_default();
-                let in_old_months = col("admission_month").in_list(old_months, false);
-                let old = read_occupancies(table, in_old_months, Some(keys(true))).await?;
-                let since = census_as_of.unwrap_or(as_of).div_euclid(DAY);
-                let changed = changed_days(&old, &new_occupancies, as_of)
-                    .into_iter()
-                    .chain(since..=as_of_day);
-                let days = whole_months(changed, as_of_day);
-                let mut all = new_occupancies;
-                if let (Some(first), Some(last)) = (days.first(), days.last()) {
-                    let overlapping = col("segment_start").lt(lit_ts((last + 1) * DAY)).and(
-                        col("segment_end")
-                            .is_null()
-                            .or(col("segment_end").gt(lit_ts(first * DAY))),
-                    );
-                    all.extend(read_occupancies(table, overlapping, Some(keys(false))).await?);
-                }
-                (days, all)
-            }
-        };
-        let (census_batch, unplaced) = census::census(&days, as_of, &departments, &occupancies)?;
-        tracing::debug!(days = days.len(), "census computed");
-        metrics.unplaced_segments = unplaced;
-        metrics.census_days = days.len();
-        metrics.census_rows = census_batch.num_rows();
-        let existing = if full {
-            None
-        } else {
-            calendar_range(&targets[DIM_DATE].table).await?
-        };
-        let data_days = occupancies
-            .iter()
-            .map(|o| o.start)
-            .chain(history.values().flatten().map(|o| o.time))
-            .map(|t| t.div_euclid(DAY));
-        let (first_day, last_day) = data_days
-            .chain(existing.into_iter().flat_map(|(a, b)| [a, b]))
-            .fold((as_of_day, as_of_day), |(lo, hi), d| (lo.min(d), hi.max(d)));
-        let calendar = calendar::calendar(first_day, last_day)?;
-
-        // Write, census first: its recomputation needs the segments as they were.
         let txns = vec![
             Transaction::new(GOLD_APP, upto),
             Transaction::new(EHR_APP, ehr_upto),
             Transaction::new(AS_OF_APP, as_of),
             Transaction::new(DEPARTMENTS_APP, fingerprint),
         ];
-        let months: BTreeSet<i32> = days.iter().map(|d| month_key(d * DAY)).collect();
-        let census_mode = if full {
-            WriteMode::Overwrite
-        } else if months.is_empty() {
-            // Nothing to replace: an empty append still records what the table holds.
-            WriteMode::Append
+        if full {
+            let replace = targets
+                .iter()
+                .filter(|(_, t)| self.full || !current(t))
+                .map(|(name, t)| {
+                    let replaced = Replaced {
+                        table: &t.table,
+                        laid_out: t.laid_out,
+                    };
+                    (*name, replaced)
+                })
+                .collect();
+            let build = FullBuild {
+                root: &self.root,
+                sources,
+                tracked: &self.tracked,
+                departments: &departments,
+                department_batch,
+                as_of,
+                rows_per_slice: self.rows_per_slice,
+            };
+            build.run(&replace, &txns, &mut metrics).await?;
         } else {
-            WriteMode::Replace(
-                col("month_key").in_list(months.iter().map(|m| lit(*m)).collect(), false),
-            )
-        };
-        // Patients not rebuilt keep their rows: the months the rebuilt patients' rows fall in
-        // are replaced, the other patients' rows of those months carried over; the other
-        // months' files are not touched.
-        let writes: [(&str, RecordBatch, WriteMode); 7] = [
-            (FACT_CENSUS_HOURLY, census_batch, census_mode),
-            (FACT_STAY_SEGMENT, segments.finish()?, WriteMode::Overwrite),
-            (
-                FACT_ADMISSION,
-                admissions.finish(as_of)?,
-                WriteMode::Overwrite,
-            ),
-            (
-                FACT_ED_VISIT,
-                ed_visits.finish(as_of)?,
-                WriteMode::Overwrite,
-            ),
-            (
-                DIM_PATIENT,
-                patients::to_batch(versions_written.iter(), &self.tracked)?,
-                WriteMode::Overwrite,
-            ),
-            (DIM_DEPARTMENT, department_batch, WriteMode::Overwrite),
-            (DIM_DATE, calendar, WriteMode::Overwrite),
-        ];
-        for (name, batch, mode) in writes {
-            let Some(target) = targets.remove(name) else {
-                continue;
+            let refresh = Incremental {
+                sources,
+                tracked: &self.tracked,
+                departments: &departments,
+                department_batch,
+                as_of,
+                census_as_of,
+                consumed,
+                ehr_consumed,
             };
-            if !self.full && current(&target) {
-                continue;
-            }
-            let by_patient = held_by(&target).and_then(|h| match name {
-                FACT_ADMISSION | FACT_STAY_SEGMENT => Some(("admission_month", &h.admission)),
-                FACT_ED_VISIT => Some(("arrival_month", &h.arrival)),
-                DIM_PATIENT => Some(("first_seen_month", &h.first_seen)),
-                _ => None,
-            });
-            let (batches, mode) = match (by_patient, &affected) {
-                (Some((month, held)), Some(ids)) => {
-                    replace_months(&target.table, name, month, ids, held, batch).await?
-                }
-                // A table of an earlier layout is replaced whole, partitioning included.
-                _ if !target.laid_out => (vec![batch], WriteMode::Recreate),
-                _ => (vec![batch], mode),
-            };
-            tracing::debug!(
-                table = name,
-                rows = batches.iter().map(RecordBatch::num_rows).sum::<usize>(),
-                "writing"
-            );
-            write(
-                target.table,
-                name,
-                batches,
-                mode,
-                txns.clone(),
-                partition_columns(name),
-            )
-            .await?;
-            metrics.tables_written += 1;
+            refresh.run(targets, current, &txns, &mut metrics).await?;
         }
         metrics.elapsed = started.elapsed();
         Ok(metrics)

@@ -218,7 +218,10 @@ impl Maintenance {
 
 /// Rewrites the small files of each partition into files of the table's target size (the
 /// audit table and the tails that small batches leave).
-async fn compact(table: DeltaTable, name: &'static str) -> Result<(DeltaTable, Option<Operation>)> {
+pub(crate) async fn compact(
+    table: DeltaTable,
+    name: &'static str,
+) -> Result<(DeltaTable, Option<Operation>)> {
     let (table, metrics) = table
         .optimize()
         .with_writer_properties(writer_properties())

@@ -56,6 +56,7 @@ pub(crate) async fn run(mut args: DemoArgs, config: &Config) -> Result<()> {
         gold: crate::cli::GoldArgs {
             as_of: None,
             tracked: Vec::new(),
+            rows_per_slice: None,
         },
     };
     let mut ingest = Ingest::new(root.clone(), &landing);

@@ -26,6 +26,9 @@ pub(crate) fn refresh_for(
     } else if let Some(tracked) = &config.gold.tracked_attributes {
         refresh = refresh.with_tracked_attributes(tracked.clone());
     }
+    if let Some(rows) = args.rows_per_slice.or(config.gold.rows_per_slice) {
+        refresh = refresh.with_rows_per_slice(rows);
+    }
     Ok(refresh)
 }
 

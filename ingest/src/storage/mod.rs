@@ -23,9 +23,13 @@ use url::Url;
 use deltalake::arrow::array::StringArray;
 use deltalake::arrow::datatypes::{DataType, Field, Schema};
 use deltalake::datafusion::logical_expr::{JoinType, cast};
-use deltalake::datafusion::prelude::{Expr, SessionContext, col};
+use deltalake::datafusion::prelude::{DataFrame, Expr, SessionContext, col};
 
 use crate::error::{Error, Result};
+
+mod staged;
+
+pub(crate) use staged::StagedTable;
 
 /// The root under which every patientflow table lives (`<root>/bronze/patient_events`, …).
 #[derive(Debug, Clone)]
@@ -148,6 +152,23 @@ pub(crate) async fn txn_version(
     let state = table.snapshot().map_err(|e| Error::delta(name, e))?;
     state
         .transaction_version(table.log_store().as_ref(), app_id)
+        .await
+        .map_err(|e| Error::delta(name, e))
+}
+
+/// The number of rows of `table` by its Delta log (0 for a table not created yet).
+pub(crate) async fn row_count(table: &DeltaTable, name: &str) -> Result<usize> {
+    use futures::TryStreamExt;
+    let Ok(state) = table.snapshot() else {
+        return Ok(0);
+    };
+    state
+        .snapshot()
+        .file_views(table.log_store().as_ref(), None)
+        .try_fold(
+            0,
+            |n, f| async move { Ok(n + f.num_records().unwrap_or(0)) },
+        )
         .await
         .map_err(|e| Error::delta(name, e))
 }
@@ -283,8 +304,45 @@ pub(crate) async fn scan_keyed(
     keys: Option<Keys<'_>>,
     order: &[&str],
 ) -> Result<Vec<RecordBatch>> {
-    if table.version().is_none() {
+    let Some(df) = frame(table, name, columns, filter, keys, order).await? else {
         return Ok(vec![]);
+    };
+    let batches = df.collect().await.map_err(|e| Error::arrow(name, e))?;
+    batches.iter().map(|b| without_views(b, name)).collect()
+}
+
+/// The rows of `table` matching `filter`, as a stream of batches read as they are consumed.
+pub(crate) async fn scan_stream<'a>(
+    table: &DeltaTable,
+    name: &'a str,
+    columns: &[&str],
+    filter: Expr,
+) -> Result<impl futures::Stream<Item = Result<RecordBatch>> + use<'a>> {
+    use futures::StreamExt;
+    let stream = match frame(table, name, columns, filter, None, &[]).await? {
+        Some(df) => Some(
+            df.execute_stream()
+                .await
+                .map_err(|e| Error::arrow(name, e))?,
+        ),
+        None => None,
+    };
+    Ok(futures::stream::iter(stream)
+        .flatten()
+        .map(move |b| without_views(&b.map_err(|e| Error::arrow(name, e))?, name)))
+}
+
+/// The DataFrame of a scan; `None` for a table that does not exist yet.
+async fn frame(
+    table: &DeltaTable,
+    name: &str,
+    columns: &[&str],
+    filter: Expr,
+    keys: Option<Keys<'_>>,
+    order: &[&str],
+) -> Result<Option<DataFrame>> {
+    if table.version().is_none() {
+        return Ok(None);
     }
     let ctx = SessionContext::new();
     let df_err = |e: deltalake::datafusion::error::DataFusionError| Error::arrow(name, e);
@@ -323,8 +381,7 @@ pub(crate) async fn scan_keyed(
             .sort(order.iter().map(|c| col(*c).sort(true, false)).collect())
             .map_err(df_err)?;
     }
-    let batches = df.collect().await.map_err(df_err)?;
-    batches.iter().map(|b| without_views(b, name)).collect()
+    Ok(Some(df))
 }
 
 /// DataFusion may read strings and binaries as view types; the pipeline works on the plain

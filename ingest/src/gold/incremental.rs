@@ -1,0 +1,194 @@
+//! An incremental refresh: only the patients with something new (new silver records, a
+//! planned discharge or a stale limit the as-of time passed, an emergency encounter still
+//! waiting) are rebuilt, and only the month partitions their rows fall in are rewritten; the
+//! census is recomputed for the months whose segments changed and those the as-of time moved
+//! over.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use deltalake::arrow::array::RecordBatch;
+use deltalake::datafusion::prelude::{col, lit};
+use deltalake::kernel::Transaction;
+
+use super::carry::{Held, replace_months};
+use super::census::{changed_days, read_occupancies, whole_months};
+use super::departments::Departments;
+use super::due::{discharges_passed, ed_waiting, stale_passed};
+use super::history::{self, Sources};
+use super::layout::partition_columns;
+use super::rebuild::rebuild;
+use super::{DAY, GoldMetrics, Target, calendar, calendar_range, census, lit_ts, month_key};
+use crate::error::Result;
+use crate::storage::{Keys, WriteMode, write};
+use crate::tables::{
+    DIM_DATE, DIM_DEPARTMENT, DIM_PATIENT, FACT_ADMISSION, FACT_CENSUS_HOURLY, FACT_ED_VISIT,
+    FACT_STAY_SEGMENT, SILVER_EHR, SILVER_EVENTS,
+};
+
+/// What an incremental refresh reads.
+#[derive(Debug)]
+pub(super) struct Incremental<'a> {
+    pub(super) sources: Sources<'a>,
+    pub(super) tracked: &'a [String],
+    pub(super) departments: &'a Departments,
+    pub(super) department_batch: RecordBatch,
+    pub(super) as_of: i64,
+    /// The as-of time of the census the tables hold.
+    pub(super) census_as_of: Option<i64>,
+    /// The silver sequences every gold table has consumed.
+    pub(super) consumed: i64,
+    pub(super) ehr_consumed: i64,
+}
+
+impl Incremental<'_> {
+    /// Rebuilds the affected patients and rewrites the tables not `current`, each commit
+    /// recording `txns`.
+    pub(super) async fn run(
+        self,
+        mut targets: BTreeMap<&'static str, Target>,
+        current: impl Fn(&Target) -> bool,
+        txns: &[Transaction],
+        metrics: &mut GoldMetrics,
+    ) -> Result<()> {
+        let (as_of, departments) = (self.as_of, self.departments);
+        let sources = &self.sources;
+
+        // Who to rebuild.
+        let mut ids = history::patients_since(sources.events, SILVER_EVENTS, self.consumed).await?;
+        ids.extend(history::patients_since(sources.ehr, SILVER_EHR, self.ehr_consumed).await?);
+        ids.extend(
+            discharges_passed(
+                &targets[FACT_STAY_SEGMENT].table,
+                self.census_as_of.unwrap_or(0),
+                as_of,
+            )
+            .await?,
+        );
+        ids.extend(stale_passed(&targets[FACT_ADMISSION].table, departments, as_of).await?);
+        ids.extend(ed_waiting(&targets[FACT_ED_VISIT].table).await?);
+        tracing::debug!(patients = ids.len(), "patients to rebuild found");
+        let history = history::load(sources, Some(&ids), self.tracked).await?;
+        tracing::debug!(patients = history.len(), "silver history loaded");
+        // Where the rebuilt patients' rows lie now, by the silver sequences a patient-keyed
+        // table consumed (one set unless an interrupted refresh left them apart).
+        let mut held: BTreeMap<(i64, i64), Held> = BTreeMap::new();
+        for name in [
+            FACT_ADMISSION,
+            FACT_STAY_SEGMENT,
+            FACT_ED_VISIT,
+            DIM_PATIENT,
+        ] {
+            let t = &targets[name];
+            held.entry((t.seq, t.ehr))
+                .or_insert_with(|| Held::up_to(&history, t.seq, t.ehr));
+        }
+        let held_by = |t: &Target| held.get(&(t.seq, t.ehr));
+
+        // Rebuild them.
+        let mut rebuilt = rebuild(&history, departments, as_of, metrics)?;
+
+        // The census months to recompute, and every segment overlapping them.
+        let as_of_day = as_of.div_euclid(DAY);
+        let new_occupancies = std::mem::take(&mut rebuilt.segments.occupancies);
+        let table = &targets[FACT_STAY_SEGMENT].table;
+        let keys = |keep| Keys {
+            column: "patient_id",
+            values: &ids,
+            keep,
+        };
+        let old_months = held_by(&targets[FACT_STAY_SEGMENT])
+            .map(|h| h.admission.iter().map(|m| lit(*m)).collect())
+            .unwrap_or_default();
+        let in_old_months = col("admission_month").in_list(old_months, false);
+        let old = read_occupancies(table, in_old_months, Some(keys(true))).await?;
+        let since = self.census_as_of.unwrap_or(as_of).div_euclid(DAY);
+        let changed = changed_days(&old, &new_occupancies, as_of)
+            .into_iter()
+            .chain(since..=as_of_day);
+        let days = whole_months(changed, as_of_day);
+        let mut occupancies = new_occupancies;
+        if let (Some(first), Some(last)) = (days.first(), days.last()) {
+            let overlapping = col("segment_start").lt(lit_ts((last + 1) * DAY)).and(
+                col("segment_end")
+                    .is_null()
+                    .or(col("segment_end").gt(lit_ts(first * DAY))),
+            );
+            occupancies.extend(read_occupancies(table, overlapping, Some(keys(false))).await?);
+        }
+        let (census_batch, unplaced) = census::census(&days, as_of, departments, &occupancies)?;
+        tracing::debug!(days = days.len(), "census computed");
+        metrics.unplaced_segments = unplaced;
+        metrics.census_days = days.len();
+        metrics.census_rows = census_batch.num_rows();
+        let existing = calendar_range(&targets[DIM_DATE].table).await?;
+        let data_days = occupancies
+            .iter()
+            .map(|o| o.start)
+            .chain(history.values().flatten().map(|o| o.time))
+            .map(|t| t.div_euclid(DAY));
+        let (first_day, last_day) = data_days
+            .chain(existing.into_iter().flat_map(|(a, b)| [a, b]))
+            .fold((as_of_day, as_of_day), |(lo, hi), d| (lo.min(d), hi.max(d)));
+        let calendar = calendar::calendar(first_day, last_day)?;
+
+        // Write, census first: its recomputation needs the segments as they were.
+        let months: BTreeSet<i32> = days.iter().map(|d| month_key(d * DAY)).collect();
+        let census_mode = if months.is_empty() {
+            // Nothing to replace: an empty append still records what the table holds.
+            WriteMode::Append
+        } else {
+            WriteMode::Replace(
+                col("month_key").in_list(months.iter().map(|m| lit(*m)).collect(), false),
+            )
+        };
+        // Patients not rebuilt keep their rows: the months the rebuilt patients' rows fall in
+        // are replaced, the other patients' rows of those months carried over; the other
+        // months' files are not touched.
+        let [segments, admissions, ed_visits, patients] = rebuilt.finish(as_of, self.tracked)?;
+        let writes: [(&str, RecordBatch, WriteMode); 7] = [
+            (FACT_CENSUS_HOURLY, census_batch, census_mode),
+            (segments.0, segments.1, WriteMode::Overwrite),
+            (admissions.0, admissions.1, WriteMode::Overwrite),
+            (ed_visits.0, ed_visits.1, WriteMode::Overwrite),
+            (patients.0, patients.1, WriteMode::Overwrite),
+            (DIM_DEPARTMENT, self.department_batch, WriteMode::Overwrite),
+            (DIM_DATE, calendar, WriteMode::Overwrite),
+        ];
+        for (name, batch, mode) in writes {
+            let Some(target) = targets.remove(name) else {
+                continue;
+            };
+            if current(&target) {
+                continue;
+            }
+            let by_patient = held_by(&target).and_then(|h| match name {
+                FACT_ADMISSION | FACT_STAY_SEGMENT => Some(("admission_month", &h.admission)),
+                FACT_ED_VISIT => Some(("arrival_month", &h.arrival)),
+                DIM_PATIENT => Some(("first_seen_month", &h.first_seen)),
+                _ => None,
+            });
+            let (batches, mode) = match by_patient {
+                Some((month, held)) => {
+                    replace_months(&target.table, name, month, &ids, held, batch).await?
+                }
+                None => (vec![batch], mode),
+            };
+            tracing::debug!(
+                table = name,
+                rows = batches.iter().map(RecordBatch::num_rows).sum::<usize>(),
+                "writing"
+            );
+            write(
+                target.table,
+                name,
+                batches,
+                mode,
+                txns.to_vec(),
+                partition_columns(name),
+            )
+            .await?;
+            metrics.tables_written += 1;
+        }
+        Ok(())
+    }
+}
