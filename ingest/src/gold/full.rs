@@ -53,6 +53,7 @@ impl FullBuild<'_> {
     ) -> Result<()> {
         let as_of = self.as_of;
         let count = Slices::count(&self.sources, self.rows_per_slice).await?;
+        metrics.slices = count;
         let slices = if count > 1 {
             tracing::info!(slices = count, "splitting silver by patient");
             Some(Slices::split(&self.sources, self.tracked, count).await?)

@@ -94,6 +94,8 @@ pub struct GoldMetrics {
     pub unchanged: bool,
     /// Whether every patient was rebuilt (first build, new department data, or asked for).
     pub full: bool,
+    /// Slices of patients a full build was done in (0 for an incremental refresh).
+    pub slices: usize,
     /// Patients rebuilt.
     pub patients: usize,
     /// Patient versions written.

@@ -50,6 +50,7 @@ pub(crate) fn summary_json(m: &GoldMetrics) -> serde_json::Value {
         "as_of": chrono::DateTime::from_timestamp_micros(m.as_of).map(|t| t.to_rfc3339()),
         "unchanged": m.unchanged,
         "full": m.full,
+        "slices": m.slices,
         "patients": m.patients,
         "patient_versions": m.patient_versions,
         "stays": m.stays,
@@ -71,9 +72,14 @@ pub(crate) fn summary_text(m: &GoldMetrics) -> String {
         return "gold: up to date, nothing to do".into();
     }
     format!(
-        "gold: {} patient(s) rebuilt{} · {} stays ({} stale) · {} patient versions · {} census rows over {} day(s) · {} encounter(s) waiting for ADMIT · {:.1}s",
+        "gold: {} patient(s) rebuilt{}{} · {} stays ({} stale) · {} patient versions · {} census rows over {} day(s) · {} encounter(s) waiting for ADMIT · {:.1}s",
         m.patients,
         if m.full { " (full)" } else { "" },
+        if m.slices > 1 {
+            format!(" in {} slices", m.slices)
+        } else {
+            String::new()
+        },
         m.stays,
         m.stale_stays,
         m.patient_versions,

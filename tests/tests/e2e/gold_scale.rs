@@ -206,10 +206,11 @@ pub(crate) fn copy_root(from: &Path, to: &Path) {
     assert!(status.success());
 }
 
-/// Starts a refresh, kills it after `delay_ms`, and runs it again to completion.
-fn refresh_killed_then_rerun(data: &Path, delay_ms: u64) -> String {
+/// Starts a refresh with `extra`, kills it after `delay_ms`, and runs it again to completion.
+fn refresh_killed_then_rerun(data: &Path, delay_ms: u64, extra: &[&str]) -> String {
     let mut child = patientflow()
         .args(["gold", "refresh", "--data", path(data), "--as-of", AS_OF])
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -217,7 +218,7 @@ fn refresh_killed_then_rerun(data: &Path, delay_ms: u64) -> String {
     std::thread::sleep(Duration::from_millis(delay_ms));
     child.kill().unwrap();
     child.wait().unwrap();
-    refresh(data, &[])
+    refresh(data, extra)
 }
 
 fn refresh(data: &Path, extra: &[&str]) -> String {
@@ -255,15 +256,24 @@ fn a_refresh_killed_part_way_and_rerun_equals_an_uninterrupted_one() {
     let expected = snapshot(&clean);
     assert!(expected.iter().all(|(_, r)| !r.is_empty()));
 
-    // Killed at different points of a first build, then re-run.
-    for (i, delay_ms) in [300u64, 1_000, 2_000, 3_500].into_iter().enumerate() {
+    // Killed at different points of a first build, one slice or several, then re-run: a
+    // build in slices ends in the same tables as one in a single slice.
+    let sliced = ["--rows-per-slice", "30000"];
+    for (i, delay_ms) in [300u64, 1_000, 2_000, 3_500, 1_500, 4_000]
+        .into_iter()
+        .enumerate()
+    {
         let data = dir.path().join(format!("data-{i}"));
         copy_root(&base, &data);
-        refresh_killed_then_rerun(&data, delay_ms);
+        let extra: &[&str] = if i < 4 { &[] } else { &sliced };
+        let out = refresh_killed_then_rerun(&data, delay_ms, extra);
+        if i >= 4 {
+            assert!(out.contains("\"slices\":"), "{out}");
+        }
         assert_same(
             &snapshot(&data),
             &expected,
-            &format!("killed after {delay_ms} ms"),
+            &format!("killed after {delay_ms} ms with {extra:?}"),
         );
         let out = refresh(&data, &[]);
         assert!(
@@ -293,7 +303,7 @@ fn a_refresh_killed_part_way_and_rerun_equals_an_uninterrupted_one() {
     copy_root(&inc, &full);
     let out = refresh(&full, &["--full"]);
     assert!(out.contains("\"full\":true"), "{out}");
-    let out = refresh_killed_then_rerun(&inc, 700);
+    let out = refresh_killed_then_rerun(&inc, 700, &[]);
     assert!(out.contains("\"full\":false"), "{out}");
     assert_same(
         &snapshot(&inc),
