@@ -2,7 +2,13 @@
 //! of the hour, the bed capacity of the department version effective then, the occupancy
 //! rate, the occupied bed-hours within the hour, and the admissions and discharges in it.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+mod monthly;
+mod segments;
+
+pub(crate) use monthly::{MonthlyCensus, whole_months};
+pub(crate) use segments::{changed_days, read_occupancies};
+
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use deltalake::arrow::array::{
@@ -10,15 +16,10 @@ use deltalake::arrow::array::{
     TimestampMicrosecondArray,
 };
 
-use deltalake::DeltaTable;
-use deltalake::arrow::array::{Array, BooleanArray};
-use deltalake::datafusion::prelude::Expr;
-
 use super::departments::Departments;
-use super::{DAY, HOUR, date_key, month_key};
+use super::{DAY, HOUR, date_key};
 use crate::error::{Error, Result};
-use crate::storage::{Keys, column, scan_keyed};
-use crate::tables::{FACT_CENSUS_HOURLY, FACT_CENSUS_HOURLY_SPEC, FACT_STAY_SEGMENT};
+use crate::tables::{FACT_CENSUS_HOURLY, FACT_CENSUS_HOURLY_SPEC};
 
 /// A stay's time in one department, as the census sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,89 +51,6 @@ pub(crate) fn census(
     Ok((grid.finish(days)?, unplaced))
 }
 
-/// The census of every month from the first segment's to the as-of time's, accumulated
-/// segment by segment: segments can be added in any order and in as many pieces as the work
-/// is sliced into, and the result is the same.
-#[derive(Debug)]
-pub(crate) struct MonthlyCensus<'a> {
-    as_of: i64,
-    departments: &'a Departments,
-    /// Each month's grid by the day it starts (days since the epoch).
-    months: BTreeMap<i64, Grid<'a>>,
-    index: HashMap<(i32, &'a str), usize>,
-    unplaced: usize,
-}
-
-impl<'a> MonthlyCensus<'a> {
-    pub(crate) fn new(as_of: i64, departments: &'a Departments) -> Self {
-        Self {
-            as_of,
-            departments,
-            months: BTreeMap::new(),
-            index: department_index(departments),
-            unplaced: 0,
-        }
-    }
-
-    /// Counts a segment in every month it touches (up to the as-of time's).
-    pub(crate) fn add(&mut self, o: &Occupancy) {
-        if !self
-            .index
-            .contains_key(&(o.hospital_id, o.department.as_str()))
-        {
-            self.unplaced += 1;
-            return;
-        }
-        let as_of_day = self.as_of.div_euclid(DAY);
-        let last = o
-            .end
-            .filter(|e| *e <= self.as_of)
-            .or(o.stale_since)
-            .map_or(as_of_day, |e| e.div_euclid(DAY))
-            .min(as_of_day);
-        let mut month = month_start(o.start.div_euclid(DAY));
-        while month <= last {
-            let next = next_month(month);
-            self.months
-                .entry(month)
-                .or_insert_with(|| Grid::new(month, next, self.as_of, self.departments))
-                .add(o);
-            month = next;
-        }
-    }
-
-    /// Segments whose department has no version.
-    pub(crate) fn unplaced(&self) -> usize {
-        self.unplaced
-    }
-
-    /// Every day of the census: whole months from the first segment's to the as-of day.
-    pub(crate) fn days(&self) -> BTreeSet<i64> {
-        let as_of_day = self.as_of.div_euclid(DAY);
-        match self.months.keys().next() {
-            Some(first) => whole_months(*first..=as_of_day, as_of_day),
-            None => BTreeSet::new(),
-        }
-    }
-
-    /// The rows, a month at a time (months no segment touched have rows of zeros).
-    pub(crate) fn into_months(mut self) -> impl Iterator<Item = Result<RecordBatch>> + 'a {
-        let days = self.days();
-        let (as_of, departments) = (self.as_of, self.departments);
-        let mut month = days.first().copied();
-        std::iter::from_fn(move || {
-            let start = month?;
-            let next = next_month(start);
-            month = Some(next).filter(|m| days.contains(m));
-            let grid = self
-                .months
-                .remove(&start)
-                .unwrap_or_else(|| Grid::new(start, next, as_of, departments));
-            Some(grid.finish(&days))
-        })
-    }
-}
-
 /// Each department's position in [`Departments::keys`].
 fn department_index(departments: &Departments) -> HashMap<(i32, &str), usize> {
     departments
@@ -140,24 +58,6 @@ fn department_index(departments: &Departments) -> HashMap<(i32, &str), usize> {
         .enumerate()
         .map(|(i, (h, d))| ((*h, d.as_str()), i))
         .collect()
-}
-
-/// The first day of the month of `day` (days since the epoch).
-fn month_start(day: i64) -> i64 {
-    use chrono::Datelike;
-    let date = chrono::DateTime::from_timestamp_micros(day * DAY)
-        .unwrap_or_default()
-        .date_naive();
-    day - i64::from(date.day0())
-}
-
-/// The first day of the month after the one starting on `first`.
-fn next_month(first: i64) -> i64 {
-    let mut day = first + 28;
-    while month_key(day * DAY) == month_key(first * DAY) {
-        day += 1;
-    }
-    day
 }
 
 /// Census accumulators for every hour of the days `lo..hi` (up to the as-of hour) and every
@@ -347,92 +247,6 @@ impl Rows {
         RecordBatch::try_new(FACT_CENSUS_HOURLY_SPEC.schema(), columns)
             .map_err(|e| Error::arrow(FACT_CENSUS_HOURLY, e))
     }
-}
-
-/// Segments from `gold/fact_stay_segment` matching `filter`.
-pub(crate) async fn read_occupancies(
-    segments: &DeltaTable,
-    filter: Expr,
-    keys: Option<Keys<'_>>,
-) -> Result<Vec<Occupancy>> {
-    let t = FACT_STAY_SEGMENT;
-    let batches = scan_keyed(
-        segments,
-        t,
-        &[
-            "hospital_id",
-            "department",
-            "segment_start",
-            "segment_end",
-            "starts_stay",
-            "ends_stay",
-            "stale_since",
-        ],
-        filter,
-        keys,
-        &[],
-    )
-    .await?;
-    let mut out = Vec::new();
-    for b in &batches {
-        let hospital = column::<Int32Array>(b, t, "hospital_id")?;
-        let department = column::<StringArray>(b, t, "department")?;
-        let start = column::<TimestampMicrosecondArray>(b, t, "segment_start")?;
-        let end = column::<TimestampMicrosecondArray>(b, t, "segment_end")?;
-        let starts = column::<BooleanArray>(b, t, "starts_stay")?;
-        let ends = column::<BooleanArray>(b, t, "ends_stay")?;
-        let stale = column::<TimestampMicrosecondArray>(b, t, "stale_since")?;
-        for i in 0..b.num_rows() {
-            out.push(Occupancy {
-                hospital_id: hospital.value(i),
-                department: department.value(i).to_string(),
-                start: start.value(i),
-                end: end.is_valid(i).then(|| end.value(i)),
-                starts_stay: starts.value(i),
-                ends_stay: ends.value(i),
-                stale_since: stale.is_valid(i).then(|| stale.value(i)),
-            });
-        }
-    }
-    Ok(out)
-}
-
-/// Days (up to the as-of day) covered by segments present in only one of `old` and `new`.
-pub(crate) fn changed_days(old: &[Occupancy], new: &[Occupancy], as_of: i64) -> BTreeSet<i64> {
-    let key = |o: &Occupancy| {
-        (
-            o.hospital_id,
-            o.department.clone(),
-            o.start,
-            o.end,
-            o.stale_since,
-            o.starts_stay,
-            o.ends_stay,
-        )
-    };
-    let old_keys: BTreeSet<_> = old.iter().map(key).collect();
-    let new_keys: BTreeSet<_> = new.iter().map(key).collect();
-    let last_day = as_of.div_euclid(DAY);
-    let mut days = BTreeSet::new();
-    for (_, _, start, end, stale, _, _) in old_keys.symmetric_difference(&new_keys) {
-        let first = start.div_euclid(DAY);
-        let end = [*end, *stale].into_iter().flatten().min();
-        let last = end.map_or(last_day, |e| e.div_euclid(DAY)).min(last_day);
-        days.extend(first..=last);
-    }
-    days
-}
-
-/// Every day of the months of `days`, up to `last` (days since the epoch).
-pub(super) fn whole_months(days: impl IntoIterator<Item = i64>, last: i64) -> BTreeSet<i64> {
-    let mut out = BTreeSet::new();
-    for day in days {
-        if out.contains(&day) || day > last {
-            continue;
-        }
-        out.extend(month_start(day)..next_month(month_start(day)).min(last + 1));
-    }
-    out
 }
 
 #[cfg(test)]
