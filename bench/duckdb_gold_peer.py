@@ -25,7 +25,7 @@ con = duckdb.connect()
 con.execute("SET threads TO 2")
 con.execute(f"SET temp_directory = '{out}/tmp'")
 con.execute(
-    "CREATE VIEW silver AS SELECT * FROM read_parquet(?, union_by_name = true)", [files]
+    f"CREATE VIEW silver AS SELECT * FROM read_parquet({files!r}, union_by_name = true)"
 )
 has_insurance = any(
     r[0] == "insurance_type" for r in con.execute("DESCRIBE silver").fetchall()
