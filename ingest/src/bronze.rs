@@ -49,9 +49,16 @@ impl BronzeChunk {
         }
     }
 
-    pub(crate) fn push(&mut self, source: &str, line: i64, received_at: i64, raw: &[u8]) {
+    pub(crate) fn push(
+        &mut self,
+        source: &str,
+        partition: Option<i32>,
+        line: i64,
+        received_at: i64,
+        raw: &[u8],
+    ) {
         self.source.append_value(source);
-        self.partition.append_null();
+        self.partition.append_option(partition);
         self.line.append_value(line);
         self.received_at.push(received_at);
         self.raw.append_value(raw);

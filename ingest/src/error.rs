@@ -51,6 +51,9 @@ pub enum Error {
         lock: PathBuf,
     },
     /// A bug in patientflow: an invariant did not hold.
+    /// A stream source (a Kafka broker) failed.
+    #[error("{0}; check the broker address, credentials and [kafka] settings")]
+    Source(String),
     #[error("internal error (please report): {0}")]
     Internal(String),
     /// Delta Lake failed.

@@ -51,6 +51,7 @@ pub mod reference;
 pub mod silver;
 pub mod source;
 mod storage;
+pub mod stream;
 pub mod tables;
 
 pub use batch::{BatchIngest, BatchMetrics, Dataset};
@@ -63,3 +64,4 @@ pub use producer::{FileSink, Ledger, Producer, Shape, Sink};
 pub use quality::{OpenStays, QualityReport, ReportCounts};
 pub use reference::ReferenceData;
 pub use storage::{TableRoot, WriterLock};
+pub use stream::{StopHandle, Stream, StreamMetrics, StreamStatus};

@@ -276,8 +276,15 @@ pub(crate) enum DefectModeArg {
 #[derive(Debug, Args)]
 pub(crate) struct ProduceArgs {
     /// Landing folder to write NDJSON files into (created if missing).
+    #[arg(long, required_unless_present = "to", conflicts_with = "to")]
+    pub(crate) out: Option<PathBuf>,
+    /// Send to a Kafka topic instead, `kafka://HOST:PORT/TOPIC` or `eventhubs://NAMESPACE/HUB`
+    /// (keyed by encounter, so a stay's events stay in order within a partition).
     #[arg(long)]
-    pub(crate) out: PathBuf,
+    pub(crate) to: Option<String>,
+    /// Send at most this many records a second (default: as fast as possible).
+    #[arg(long, value_name = "EVENTS_PER_S")]
+    pub(crate) rate: Option<f64>,
     /// Records to write, every line counted (duplicates and broken records included).
     #[arg(long, default_value_t = 100_000)]
     pub(crate) events: u64,
@@ -308,7 +315,8 @@ pub(crate) struct ProduceArgs {
     /// Records per landing file.
     #[arg(long, default_value_t = 100_000)]
     pub(crate) records_per_file: usize,
-    /// Where to write the ledger (default: <out>/_producer_ledger.json, which ingest ignores).
+    /// Where to write the ledger (default: <out>/_producer_ledger.json, which ingest ignores;
+    /// with --to, ./_producer_ledger.json).
     #[arg(long)]
     pub(crate) ledger: Option<PathBuf>,
     /// Share of the stream after which records carry the new attribute `insurance_type`.
@@ -324,9 +332,28 @@ pub(crate) struct ProduceArgs {
 pub(crate) struct IngestArgs {
     #[command(subcommand)]
     pub(crate) batch: Option<IngestCommand>,
-    /// A landing folder (read recursively; *.ndjson, *.jsonl, *.json) or one file.
+    /// Where the events come from: a landing folder (read recursively; *.ndjson, *.jsonl,
+    /// *.json) or one file; with --follow also `kafka://HOST:PORT/TOPIC` (a consumer group)
+    /// or `eventhubs://NAMESPACE/HUB` (Azure Event Hubs' Kafka endpoint, the connection
+    /// string from PATIENTFLOW_EVENTHUBS_CONNECTION_STRING).
     #[arg(long, env = "PATIENTFLOW_LANDING", required = true)]
-    pub(crate) from: Option<PathBuf>,
+    pub(crate) from: Option<String>,
+    /// Keep going: read new files, appended lines or new messages as they arrive, in
+    /// micro-batches through bronze, silver and gold, until Ctrl-C or SIGTERM (which commit
+    /// the batch in hand first).
+    #[arg(long)]
+    pub(crate) follow: bool,
+    /// Kafka consumer group (default `patientflow`).
+    #[arg(long, env = "PATIENTFLOW_KAFKA_GROUP")]
+    pub(crate) group: Option<String>,
+    /// With --follow: cut a micro-batch this many milliseconds after its first record
+    /// (default 1000).
+    #[arg(long, env = "PATIENTFLOW_BATCH_INTERVAL_MS")]
+    pub(crate) batch_interval_ms: Option<u64>,
+    /// With --follow: serve Prometheus `/metrics` (lag, batches, records, freshness) on this
+    /// address, e.g. 127.0.0.1:9464.
+    #[arg(long, env = "PATIENTFLOW_METRICS_ADDR")]
+    pub(crate) metrics_addr: Option<std::net::SocketAddr>,
     /// Table root: a local path or URL.
     #[arg(long, env = "PATIENTFLOW_DATA")]
     pub(crate) data: Option<String>,

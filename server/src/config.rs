@@ -23,6 +23,10 @@ pub(crate) struct Config {
     pub(crate) serve: ServeConfig,
     #[serde(default)]
     pub(crate) maintain: MaintainConfig,
+    /// librdkafka properties for Kafka sources and sinks (`bootstrap.servers` and the group
+    /// come from the command line), e.g. `"security.protocol" = "SASL_SSL"`.
+    #[serde(default)]
+    pub(crate) kafka: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -96,8 +100,10 @@ pub(crate) struct IngestConfig {
     pub(crate) departments: Option<PathBuf>,
     /// IANA time zone for timestamps without an offset (default UTC).
     pub(crate) source_timezone: Option<String>,
-    /// Records per bronze batch.
+    /// Records per bronze batch (with --follow: the most per micro-batch).
     pub(crate) batch_records: Option<usize>,
+    /// With --follow: milliseconds after its first record a micro-batch is cut.
+    pub(crate) batch_interval_ms: Option<u64>,
 }
 
 impl Config {

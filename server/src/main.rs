@@ -71,7 +71,7 @@ fn run(cli: Cli) -> Result<()> {
         .build()
         .map_err(error::Error::Runtime)?;
     match cli.command {
-        Command::Produce(args) => commands::produce::run(args),
+        Command::Produce(args) => commands::produce::run(args, &config),
         Command::Ingest(args) => runtime.block_on(commands::ingest::run(args, &config)),
         Command::Quality(QualityCommand::Report(args)) => {
             runtime.block_on(commands::quality::report(args, &config))

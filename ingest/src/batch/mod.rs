@@ -262,7 +262,7 @@ impl<'a> Stage<'a> {
         let received_at = chrono::Utc::now().timestamp_micros();
         let mut chunk = BronzeChunk::new();
         for row in &rows {
-            chunk.push(&source, row.line, received_at, &row.raw);
+            chunk.push(&source, None, row.line, received_at, &row.raw);
         }
         chunk.set_position(&app, 1);
         let (seq, batch) = self.bronze.commit(chunk).await?;

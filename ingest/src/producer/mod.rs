@@ -2,7 +2,9 @@
 //! data included, with a ledger of exactly what was injected.
 
 mod defects;
+mod kafka_sink;
 mod ledger;
+mod pace;
 mod plan;
 mod render;
 mod simulate;
@@ -18,8 +20,10 @@ use serde::Serialize;
 use serde_json::Value;
 
 pub use defects::Defect;
+pub use kafka_sink::KafkaSink;
 pub use ledger::{ExpectedOpenStays, Ledger};
-pub use sink::{FileSink, Sink};
+pub use pace::Pace;
+pub use sink::{FileSink, Paced, Sink};
 
 use crate::error::{Error, Result};
 use crate::reference::ReferenceData;
@@ -65,6 +69,7 @@ pub struct Producer {
     defect_mode: DefectMode,
     lost_rate: f64,
     reference: Option<ReferenceData>,
+    pace: Option<Pace>,
 }
 
 const HOUR: i64 = 3_600_000_000;
@@ -91,7 +96,14 @@ impl Producer {
             defect_mode: DefectMode::Add,
             lost_rate: 0.002,
             reference: None,
+            pace: None,
         }
+    }
+
+    /// Sends each record when `pace` says it is due (live production) instead of at once.
+    pub fn with_pace(mut self, pace: Pace) -> Self {
+        self.pace = Some(pace);
+        self
     }
 
     /// Whether a quarantined defect is sent before the clean record (default) or instead.
@@ -305,6 +317,9 @@ impl Producer {
                 && let Some((_, bytes)) = delayed.pop_front()
             {
                 out.duplicate(&bytes)?;
+            }
+            if let Some(pace) = &self.pace {
+                pace.wait_for(emit.sort_key);
             }
             let mut rng = self.stream(i);
             let decision = self.decide(&mut rng, &rates);

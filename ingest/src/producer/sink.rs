@@ -85,3 +85,48 @@ impl Sink for FileSink {
         Ok(std::mem::take(&mut self.written))
     }
 }
+
+/// Sends through `inner` at most `rate` records a second, on average since the first.
+pub struct Paced {
+    inner: Box<dyn Sink>,
+    rate: f64,
+    started: Option<std::time::Instant>,
+    sent: u64,
+}
+
+impl std::fmt::Debug for Paced {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Paced")
+            .field("rate", &self.rate)
+            .field("sent", &self.sent)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Paced {
+    /// `inner` held to `rate` records a second.
+    pub fn new(inner: Box<dyn Sink>, rate: f64) -> Self {
+        Self {
+            inner,
+            rate: rate.max(1e-3),
+            started: None,
+            sent: 0,
+        }
+    }
+}
+
+impl Sink for Paced {
+    fn send(&mut self, record: &[u8]) -> Result<()> {
+        let started = *self.started.get_or_insert_with(std::time::Instant::now);
+        let due = started + std::time::Duration::from_secs_f64(self.sent as f64 / self.rate);
+        if let Some(wait) = due.checked_duration_since(std::time::Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        self.sent += 1;
+        self.inner.send(record)
+    }
+
+    fn finish(&mut self) -> Result<Vec<String>> {
+        self.inner.finish()
+    }
+}

@@ -102,6 +102,14 @@ pub(crate) struct Outputs {
 }
 
 impl Outputs {
+    async fn open(root: &TableRoot) -> Result<Self> {
+        Ok(Self {
+            events: Output::open(root, SILVER_EVENTS, SILVER_APP).await?,
+            quarantine: Output::open(root, QUARANTINE, SILVER_APP).await?,
+            quality: Output::open(root, QUALITY_RUNS, SILVER_APP).await?,
+        })
+    }
+
     /// The last bronze sequence that every output holds.
     pub(crate) fn done(&self) -> i64 {
         self.events
@@ -175,31 +183,14 @@ impl Refiner {
     }
 }
 
-/// Opens the silver outputs under `root` and loads the refinement state: the duplicate keys
-/// of every silver row up to the sequence all outputs hold, and silver's attribute columns.
+/// Opens silver's outputs and a refiner holding the dedupe keys of everything silver holds.
 pub(crate) async fn open(
     root: &TableRoot,
     reference: ReferenceData,
     tz: Tz,
 ) -> Result<(Refiner, Outputs)> {
-    let outputs = Outputs {
-        events: Output::open(root, SILVER_EVENTS, SILVER_APP).await?,
-        quarantine: Output::open(root, QUARANTINE, SILVER_APP).await?,
-        quality: Output::open(root, QUALITY_RUNS, SILVER_APP).await?,
-    };
+    let outputs = Outputs::open(root).await?;
     let table = &outputs.events.table;
-    let mut extra_columns = Vec::new();
-    if table.version().is_some() {
-        let schema = table
-            .snapshot()
-            .map_err(|e| Error::delta(SILVER_EVENTS, e))?
-            .schema();
-        extra_columns = schema
-            .fields()
-            .map(|f| f.name().to_string())
-            .filter(|n| SILVER_SCHEMA.field_with_name(n).is_err())
-            .collect();
-    }
     let seen = dedupe_keys(
         table,
         SILVER_EVENTS,
@@ -213,9 +204,48 @@ pub(crate) async fn open(
             received_at: 0,
             seen,
         },
-        extra_columns,
+        extra_columns: extra_columns(table)?,
     };
     Ok((refiner, outputs))
+}
+
+/// Re-opens the outputs after another writer committed to them, adding the dedupe keys and
+/// attribute columns of what it committed to `refiner`.
+pub(crate) async fn catch_up(
+    root: &TableRoot,
+    refiner: &mut Refiner,
+    outputs: Outputs,
+) -> Result<Outputs> {
+    let before = outputs.done();
+    let outputs = Outputs::open(root).await?;
+    if outputs.done() > before {
+        let table = &outputs.events.table;
+        let since = col("bronze_seq")
+            .gt(lit(before))
+            .and(col("bronze_seq").lt_eq(lit(outputs.done())));
+        refiner
+            .ctx
+            .seen
+            .extend(dedupe_keys(table, SILVER_EVENTS, since).await?);
+        refiner.extra_columns = extra_columns(table)?;
+    }
+    Ok(outputs)
+}
+
+/// The attribute columns schema evolution has added to `silver/patient_events`.
+fn extra_columns(table: &DeltaTable) -> Result<Vec<String>> {
+    if table.version().is_none() {
+        return Ok(Vec::new());
+    }
+    let schema = table
+        .snapshot()
+        .map_err(|e| Error::delta(SILVER_EVENTS, e))?
+        .schema();
+    Ok(schema
+        .fields()
+        .map(|f| f.name().to_string())
+        .filter(|n| SILVER_SCHEMA.field_with_name(n).is_err())
+        .collect())
 }
 
 /// The `dedupe_key`s of the rows of `table` that match `filter`.

@@ -85,6 +85,8 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
 pub struct LineReader {
     reader: BufReader<File>,
     path: PathBuf,
+    /// The start of a line still being written (follow mode), not yet returned.
+    partial: Vec<u8>,
     /// Byte offset just past the last line returned.
     pub offset: u64,
     /// 1-based number of the next line.
@@ -116,6 +118,7 @@ impl LineReader {
         Ok(Self {
             reader: BufReader::with_capacity(1 << 20, f),
             path: path.clone(),
+            partial: Vec::new(),
             offset,
             next_line: newlines + 1,
         })
@@ -125,17 +128,39 @@ impl LineReader {
     /// at end of file. A last line without `\n` is a record too.
     pub fn next_into(&mut self, buf: &mut Vec<u8>) -> Result<Option<i64>> {
         buf.clear();
-        let limit = MAX_RECORD_BYTES as u64 + 1;
-        let n = (&mut self.reader)
-            .take(limit)
-            .read_until(b'\n', buf)
-            .map_err(|e| Error::io(&self.path, e))?;
+        let n = self.read_line(buf)?;
         if n == 0 {
             return Ok(None);
         }
         if buf.last() == Some(&b'\n') {
             buf.pop();
-        } else if n as u64 == limit {
+        }
+        Ok(Some(self.advance(n)))
+    }
+
+    /// Reads the next complete line (ended by `\n`) into `buf`, without its `\n`; returns
+    /// its line number, or `None` when the file ends before the line does. The part of a line
+    /// still being written is kept and completed by a later call, once it has been appended.
+    pub fn next_complete_into(&mut self, buf: &mut Vec<u8>) -> Result<Option<i64>> {
+        buf.clear();
+        buf.append(&mut self.partial);
+        self.read_line(buf)?;
+        if buf.last() != Some(&b'\n') {
+            std::mem::swap(buf, &mut self.partial);
+            return Ok(None);
+        }
+        buf.pop();
+        Ok(Some(self.advance(buf.len() + 1)))
+    }
+
+    /// Appends up to and including the next `\n` to `buf`; returns the bytes read.
+    fn read_line(&mut self, buf: &mut Vec<u8>) -> Result<usize> {
+        let limit = (MAX_RECORD_BYTES + 1).saturating_sub(buf.len()) as u64;
+        let n = (&mut self.reader)
+            .take(limit)
+            .read_until(b'\n', buf)
+            .map_err(|e| Error::io(&self.path, e))?;
+        if buf.len() > MAX_RECORD_BYTES && buf.last() != Some(&b'\n') {
             return Err(Error::InvalidInput {
                 path: self.path.clone(),
                 reason: format!(
@@ -145,10 +170,15 @@ impl LineReader {
                 ),
             });
         }
+        Ok(n)
+    }
+
+    /// Moves past a line of `n` bytes; returns its number.
+    fn advance(&mut self, n: usize) -> i64 {
         self.offset += n as u64;
         let line = self.next_line;
         self.next_line += 1;
-        Ok(Some(line))
+        line
     }
 }
 
@@ -182,6 +212,30 @@ mod tests {
         );
         let mut r = LineReader::open(&files[0], 9).unwrap();
         assert_eq!(r.next_into(&mut buf).unwrap(), Some(3));
+    }
+
+    #[test]
+    fn follow_mode_waits_for_the_end_of_a_line() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.ndjson");
+        std::fs::write(&path, b"{\"a\":1}\n{\"b\"").unwrap();
+        let files = discover(dir.path()).unwrap();
+        let mut r = LineReader::open(&files[0], 0).unwrap();
+        let mut buf = Vec::new();
+        assert_eq!(r.next_complete_into(&mut buf).unwrap(), Some(1));
+        assert_eq!(buf, b"{\"a\":1}");
+        assert_eq!(r.next_complete_into(&mut buf).unwrap(), None);
+        assert_eq!(r.offset, 8);
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        f.write_all(b":2}\n").unwrap();
+        assert_eq!(r.next_complete_into(&mut buf).unwrap(), Some(2));
+        assert_eq!(buf, b"{\"b\":2}");
+        assert_eq!(r.offset, 16);
+        assert_eq!(r.next_complete_into(&mut buf).unwrap(), None);
     }
 
     #[test]

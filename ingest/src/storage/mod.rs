@@ -134,6 +134,26 @@ impl TableRoot {
     }
 }
 
+impl TableRoot {
+    /// Takes the writer lock, waiting while another process holds it (a streaming ingest
+    /// takes turns with one-shot commands between its batches).
+    pub async fn wait_for_writer(&self) -> Result<WriterLock> {
+        let mut said = false;
+        loop {
+            match self.lock_writer() {
+                Err(Error::Busy { lock, .. }) => {
+                    if !said {
+                        tracing::info!(lock = %lock.display(), "waiting for another writer to finish");
+                        said = true;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
 /// Held while a process writes under a table root; released on drop (or process exit).
 #[derive(Debug)]
 pub struct WriterLock {

@@ -11,7 +11,10 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 
 /// The source time zone from the flag or the config file.
-fn source_timezone(flag: Option<&String>, config: &Config) -> Result<Option<chrono_tz::Tz>> {
+pub(super) fn source_timezone(
+    flag: Option<&String>,
+    config: &Config,
+) -> Result<Option<chrono_tz::Tz>> {
     flag.or(config.ingest.source_timezone.as_ref())
         .map(|tz| {
             tz.parse::<chrono_tz::Tz>().map_err(|_| {
@@ -23,8 +26,8 @@ fn source_timezone(flag: Option<&String>, config: &Config) -> Result<Option<chro
         .transpose()
 }
 
-pub(crate) async fn run(args: IngestArgs, config: &Config) -> Result<()> {
-    let from = match (args.batch, args.from) {
+pub(crate) async fn run(mut args: IngestArgs, config: &Config) -> Result<()> {
+    let from = match (args.batch.take(), args.from.take()) {
         (Some(IngestCommand::Batch(batch)), _) => return run_batch(batch, config).await,
         (None, Some(from)) => from,
         (None, None) => {
@@ -35,6 +38,14 @@ pub(crate) async fn run(args: IngestArgs, config: &Config) -> Result<()> {
         }
     };
     let root = TableRoot::parse(&config.data_root(args.data.as_deref())?)?;
+    if args.follow {
+        return super::follow::run(&from, root, &args, config).await;
+    }
+    if from.contains("://") {
+        return Err(Error::InvalidArgument(format!(
+            "`{from}` is a stream; add --follow to consume it"
+        )));
+    }
     let mut ingest = Ingest::new(root.clone(), &from);
     if let Some(path) = args
         .departments

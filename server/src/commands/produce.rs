@@ -1,12 +1,16 @@
 //! `patientflow produce`.
 
-use patientflow_ingest::producer::{DefectMode, parse_defect_rate, write_ledger};
-use patientflow_ingest::{FileSink, Producer, Shape};
+use std::path::PathBuf;
+
+use patientflow_ingest::producer::{DefectMode, KafkaSink, Paced, parse_defect_rate, write_ledger};
+use patientflow_ingest::source::kafka::Endpoint;
+use patientflow_ingest::{FileSink, Producer, Shape, Sink};
 
 use crate::cli::{DefectModeArg, ProduceArgs, ShapeArg};
+use crate::config::Config;
 use crate::error::{Error, Result};
 
-pub(crate) fn run(args: ProduceArgs) -> Result<()> {
+pub(crate) fn run(args: ProduceArgs, config: &Config) -> Result<()> {
     let shape = match args.shape {
         ShapeArg::Flat => Shape::Flat,
         ShapeArg::Adt => Shape::Adt,
@@ -33,11 +37,35 @@ pub(crate) fn run(args: ProduceArgs) -> Result<()> {
         })?;
         producer = producer.with_until(t.timestamp_micros());
     }
-    let mut sink = FileSink::new(&args.out, "events", args.records_per_file)?;
-    let ledger = producer.run(&mut sink)?;
-    let ledger_path = args
-        .ledger
-        .unwrap_or_else(|| args.out.join("_producer_ledger.json"));
+    let (sink, dest, default_ledger): (Box<dyn Sink>, String, PathBuf) = match (&args.to, &args.out)
+    {
+        (Some(to), _) => {
+            let endpoint = Endpoint::parse(to, |name| std::env::var(name).ok())?;
+            let sink = KafkaSink::new(&endpoint, &config.kafka)?;
+            (
+                Box::new(sink),
+                to.clone(),
+                PathBuf::from("_producer_ledger.json"),
+            )
+        }
+        (None, Some(out)) => {
+            let sink = FileSink::new(out, "events", args.records_per_file)?;
+            let dest = out.display().to_string();
+            (Box::new(sink), dest, out.join("_producer_ledger.json"))
+        }
+        (None, None) => {
+            return Err(Error::InvalidArgument(
+                "nowhere to send: pass --out <landing folder> or --to kafka://HOST:PORT/TOPIC"
+                    .into(),
+            ));
+        }
+    };
+    let mut sink = match args.rate {
+        Some(rate) => Box::new(Paced::new(sink, rate)),
+        None => sink,
+    };
+    let ledger = producer.run(sink.as_mut())?;
+    let ledger_path = args.ledger.unwrap_or(default_ledger);
     write_ledger(&ledger, &ledger_path)?;
     println!(
         "wrote {} records ({} stays, {} patients) in {} file(s) to {}",
@@ -45,7 +73,7 @@ pub(crate) fn run(args: ProduceArgs) -> Result<()> {
         ledger.stays,
         ledger.patients,
         ledger.outputs.len(),
-        args.out.display()
+        dest
     );
     println!(
         "expected: {} quarantined, {} duplicates, {} in silver, {} event(s) lost; events {} … {}; ledger: {}",

@@ -7,6 +7,7 @@ mod dashboard;
 mod encode;
 mod error;
 mod ops;
+pub(crate) mod stream;
 mod v1;
 
 use std::sync::Arc;

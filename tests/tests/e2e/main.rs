@@ -5,6 +5,7 @@
 
 mod bad_input;
 mod crash;
+mod follow;
 mod gold;
 mod gold_incremental;
 mod gold_scale;

@@ -8,15 +8,18 @@ use chrono_tz::Tz;
 use tokio::sync::mpsc::Sender;
 use tokio::task::{JoinError, JoinHandle};
 
-use crate::bronze::{Bronze, BronzeChunk};
+mod writer;
+
+pub(crate) use writer::Writer;
+
+use crate::bronze::BronzeChunk;
 use crate::error::{Error, Result};
 use crate::gold::{GoldMetrics, GoldRefresh};
 use crate::quality::QualityRun;
 use crate::reference::ReferenceData;
-use crate::silver::{self, Counts, Outputs, Refiner};
+use crate::silver::{Counts, Outputs};
 use crate::source::landing::{LandingFile, LineReader, discover};
 use crate::storage::TableRoot;
-use crate::tables::BRONZE_EVENTS;
 
 /// Progress of a running ingest, for progress bars.
 #[derive(Debug, Clone, Copy, Default)]
@@ -152,8 +155,7 @@ impl Ingest {
             Some(r) => r,
             None => crate::batch::departments_reference(&self.root).await?,
         };
-        let mut bronze = Bronze::open(&self.root, BRONZE_EVENTS).await?;
-        let (mut refiner, mut outputs) = silver::open(&self.root, reference, self.tz).await?;
+        let mut writer = Writer::open(&self.root, reference, self.tz).await?;
         let run = QualityRun::start();
         let mut metrics = IngestMetrics {
             files: files.len(),
@@ -161,21 +163,17 @@ impl Ingest {
             counts: Counts::for_rules(crate::silver::RULES.len()),
             ..IngestMetrics::default()
         };
-
         // Finish what an interrupted run left in bronze but not in silver.
-        for seq in outputs.done() + 1..=bronze.seq {
-            tracing::info!(seq, "refining bronze batch left by an interrupted run");
-            let batch = silver::read_bronze(&bronze.table, BRONZE_EVENTS, seq).await?;
-            let refined = refiner.refine(seq, &batch, &run)?;
-            let (committed, counts) = outputs.commit(refined).await?;
-            outputs = committed;
-            metrics.counts.add(&counts);
-            metrics.recovered_batches += 1;
-        }
+        metrics.recovered_batches = writer.recover(&run, &mut metrics.counts).await?;
 
         let mut pending: Vec<(LandingFile, u64)> = Vec::new();
         for file in files {
-            let pos = bronze.position(&file.app_id()).await?.unwrap_or(0).max(0) as u64;
+            let pos = writer
+                .bronze
+                .position(&file.app_id())
+                .await?
+                .unwrap_or(0)
+                .max(0) as u64;
             if pos >= file.len {
                 tracing::debug!(file = %file.path.display(), "nothing new");
                 metrics.files_unchanged += 1;
@@ -193,9 +191,7 @@ impl Ingest {
         let limits = (self.batch_records, self.batch_bytes);
         std::thread::spawn(move || read_chunks(pending, limits, &tx));
         let mut stage = Stage {
-            bronze: &mut bronze,
-            refiner: &mut refiner,
-            outputs: Some(outputs),
+            writer: &mut writer,
             committing: None,
             run: &run,
             metrics: &mut metrics,
@@ -259,7 +255,7 @@ fn read_into(
         let mut last_offset = reader.offset;
         tracing::info!(file = %source, from_byte = pos, "reading");
         while let Some(n) = reader.next_into(&mut line)? {
-            chunk.push(&source, n, received_at, &line);
+            chunk.push(&source, None, n, received_at, &line);
             if chunk.len() >= limits.0 || chunk.bytes() >= limits.1 {
                 chunk.set_position(&app_id, reader.offset as i64);
                 bytes += reader.offset - last_offset;
@@ -289,10 +285,7 @@ fn read_into(
 /// committed to silver (on another task). Silver commits batch `n` only after bronze holds it,
 /// so a crash at any instant leaves silver at or behind bronze, never ahead.
 struct Stage<'a> {
-    bronze: &'a mut Bronze,
-    refiner: &'a mut Refiner,
-    /// The silver outputs while no commit is running.
-    outputs: Option<Outputs>,
+    writer: &'a mut Writer,
     /// The silver commit in flight, which hands the outputs back.
     committing: Option<JoinHandle<Result<(Outputs, Counts)>>>,
     run: &'a QualityRun,
@@ -301,10 +294,13 @@ struct Stage<'a> {
 
 impl Stage<'_> {
     async fn flush(&mut self, chunk: BronzeChunk) -> Result<()> {
-        let landing = self.bronze.prepare(chunk)?;
-        let writing = tokio::spawn(self.bronze.write(&landing));
-        let refined = self.refiner.refine(landing.seq, &landing.batch, self.run)?;
-        self.bronze.landed(joined(writing.await)?, &landing);
+        let landing = self.writer.bronze.prepare(chunk)?;
+        let writing = tokio::spawn(self.writer.bronze.write(&landing));
+        let refined = self
+            .writer
+            .refiner
+            .refine(landing.seq, &landing.batch, self.run)?;
+        self.writer.bronze.landed(joined(writing.await)?, &landing);
         self.metrics.bronze_batches += 1;
         let outputs = self.settle().await?;
         self.committing = Some(tokio::spawn(outputs.commit(refined)));
@@ -315,6 +311,7 @@ impl Stage<'_> {
     async fn settle(&mut self) -> Result<Outputs> {
         let Some(committing) = self.committing.take() else {
             return self
+                .writer
                 .outputs
                 .take()
                 .ok_or_else(|| Error::Internal("silver outputs lost".into()));

@@ -1,0 +1,324 @@
+//! Streaming ingest: a followed source ([`Follow`]) in micro-batches, each landed in bronze,
+//! refined into silver and refreshed into gold before the next one commits.
+//!
+//! The source is polled on a thread of its own (librdkafka's rebalance callbacks run inside
+//! its poll). A batch is cut after `interval` since its first record or at `max_records`;
+//! while one batch commits the next one fills, and once that one is full too the source is
+//! paused (no unbounded buffering). Each batch takes the root's writer lock for its commit
+//! only, so batches, one-shot ingests, gold refreshes and maintenance can take turns, and
+//! several consumers of one group can write to one root: each commit first catches up with
+//! what the others committed and keeps only the parts the Delta log does not hold yet.
+
+mod pump;
+mod status;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use chrono_tz::Tz;
+
+pub use status::{FRESHNESS_BUCKETS, Histogram, StreamSnapshot, StreamStatus};
+
+use crate::bronze::BronzeChunk;
+use crate::error::{Error, Result};
+use crate::gold::{GoldMetrics, GoldRefresh};
+use crate::pipeline::Writer;
+use crate::quality::QualityRun;
+use crate::reference::ReferenceData;
+use crate::silver::{self, Counts};
+use crate::source::{Follow, Ownership, Part, Settled};
+use crate::storage::TableRoot;
+use status::seconds_between;
+
+/// Asks a running stream to finish the batch in hand and stop.
+#[derive(Debug, Clone, Default)]
+pub struct StopHandle(Arc<AtomicBool>);
+
+impl StopHandle {
+    /// Stops the stream after the batch in hand is committed.
+    pub fn stop(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether [`StopHandle::stop`] was called.
+    pub fn is_stopped(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// What a stream did until it stopped.
+#[derive(Debug, Clone, Default)]
+pub struct StreamMetrics {
+    /// Micro-batches committed.
+    pub batches: u64,
+    /// Silver counts over all of them.
+    pub counts: Counts,
+    /// Bronze batches an interrupted run had left, refined at the start.
+    pub recovered_batches: u64,
+    /// The quality run id the batches were recorded under.
+    pub run_id: String,
+}
+
+/// A streaming ingest into the tables under a root.
+#[derive(Debug)]
+pub struct Stream {
+    root: TableRoot,
+    reference: Option<ReferenceData>,
+    tz: Tz,
+    interval: Duration,
+    max_records: usize,
+    idle_refresh: Duration,
+    gold: Option<GoldRefresh>,
+    status: Arc<StreamStatus>,
+    stop: StopHandle,
+}
+
+impl Stream {
+    /// Time after a batch's first record when it is cut, by default.
+    pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
+    /// Records at which a batch is cut, by default.
+    pub const DEFAULT_MAX_RECORDS: usize = 50_000;
+    /// With nothing arriving, gold is refreshed this often so the census follows the clock.
+    pub const DEFAULT_IDLE_REFRESH: Duration = Duration::from_secs(60);
+
+    /// A stream into the tables under `root`.
+    pub fn new(root: TableRoot) -> Self {
+        Self {
+            root,
+            reference: None,
+            tz: Tz::UTC,
+            interval: Self::DEFAULT_INTERVAL,
+            max_records: Self::DEFAULT_MAX_RECORDS,
+            idle_refresh: Self::DEFAULT_IDLE_REFRESH,
+            gold: None,
+            status: Arc::default(),
+            stop: StopHandle::default(),
+        }
+    }
+
+    /// Department reference data for normalisation (default: silver's department batches).
+    pub fn with_reference(mut self, reference: ReferenceData) -> Self {
+        self.reference = Some(reference);
+        self
+    }
+
+    /// Time zone of timestamps that carry no offset (default UTC).
+    pub fn with_source_timezone(mut self, tz: Tz) -> Self {
+        self.tz = tz;
+        self
+    }
+
+    /// Cuts a batch this long after its first record (default 1 s).
+    pub fn with_interval(mut self, interval: Duration) -> Self {
+        self.interval = interval;
+        self
+    }
+
+    /// Cuts a batch at this many records (default 50,000).
+    pub fn with_max_records(mut self, n: usize) -> Self {
+        self.max_records = n.max(1);
+        self
+    }
+
+    /// Refreshes gold after every batch (and every `idle_refresh` without one).
+    pub fn with_gold(mut self, refresh: GoldRefresh) -> Self {
+        self.gold = Some(refresh);
+        self
+    }
+
+    /// Refreshes gold this often while nothing arrives (default 60 s).
+    pub fn with_idle_refresh(mut self, every: Duration) -> Self {
+        self.idle_refresh = every.max(Duration::from_millis(100));
+        self
+    }
+
+    /// The stream's live counters.
+    pub fn status(&self) -> Arc<StreamStatus> {
+        self.status.clone()
+    }
+
+    /// A handle that stops the stream.
+    pub fn stop_handle(&self) -> StopHandle {
+        self.stop.clone()
+    }
+
+    /// Follows `source` until stopped (or until it fails).
+    pub async fn run(self, source: Box<dyn Follow>) -> Result<StreamMetrics> {
+        let ownership = source.ownership();
+        let (batches, mut rx) = tokio::sync::mpsc::channel(1);
+        let (settle, settled) = std::sync::mpsc::channel();
+        let pump = pump::Pump {
+            source,
+            batches,
+            settled,
+            stop: self.stop.clone(),
+            interval: self.interval,
+            max_records: self.max_records,
+            status: self.status.clone(),
+        };
+        let thread = std::thread::Builder::new()
+            .name("patientflow-source".into())
+            .spawn(move || pump.run())
+            .map_err(|e| Error::Internal(format!("cannot start the source thread: {e}")))?;
+
+        let run = QualityRun::start();
+        let mut metrics = StreamMetrics {
+            run_id: run.run_id.clone(),
+            counts: Counts::for_rules(silver::RULES.len()),
+            ..StreamMetrics::default()
+        };
+        let mut writer: Option<Writer> = None;
+        let result = loop {
+            let next = match tokio::time::timeout(self.idle_refresh, rx.recv()).await {
+                Err(_) => {
+                    if let Err(e) = self.idle_gold().await {
+                        break Err(e);
+                    }
+                    continue;
+                }
+                Ok(None) => break Ok(()),
+                Ok(Some(next)) => next,
+            };
+            let parts = match next {
+                Ok(parts) => parts,
+                Err(e) => break Err(e),
+            };
+            match self
+                .commit(&mut writer, &ownership, parts, &run, &mut metrics)
+                .await
+            {
+                Ok(outcome) => {
+                    // The pump is gone only if it failed; its error comes next.
+                    let _ = settle.send(outcome);
+                }
+                Err(e) => break Err(e),
+            }
+        };
+        self.stop.stop();
+        drop(rx);
+        drop(settle);
+        if thread.join().is_err() {
+            return Err(Error::Internal("the source thread panicked".into()));
+        }
+        result?;
+        if !metrics.counts.balanced() {
+            return Err(Error::Internal(format!(
+                "internal accounting error: records_in {} != silver {} + quarantined {} + duplicates {}",
+                metrics.counts.records_in,
+                metrics.counts.silver_rows,
+                metrics.counts.quarantined,
+                metrics.counts.duplicates
+            )));
+        }
+        Ok(metrics)
+    }
+
+    /// Commits one batch under the writer lock: the parts the log lacks to bronze and silver,
+    /// then gold. Returns how each part settled.
+    async fn commit(
+        &self,
+        writer: &mut Option<Writer>,
+        ownership: &Ownership,
+        parts: Vec<Part>,
+        run: &QualityRun,
+        metrics: &mut StreamMetrics,
+    ) -> Result<Vec<Settled>> {
+        let started = Instant::now();
+        let _lock = self.root.wait_for_writer().await?;
+        let w = match writer {
+            Some(w) => {
+                w.catch_up(&self.root).await?;
+                w
+            }
+            None => {
+                let reference = match &self.reference {
+                    Some(r) => r.clone(),
+                    None => crate::batch::departments_reference(&self.root).await?,
+                };
+                let w = writer.insert(Writer::open(&self.root, reference, self.tz).await?);
+                metrics.recovered_batches = w.recover(run, &mut metrics.counts).await?;
+                w
+            }
+        };
+        let mut chunk = BronzeChunk::new();
+        let mut settled = Vec::with_capacity(parts.len());
+        let mut stamps = Vec::new();
+        let mut refused = 0;
+        let counts = {
+            // Held until the batch is in silver: a consumer losing partitions waits for it.
+            let owned = ownership.lock().await;
+            for part in &parts {
+                let logged = w.bronze.position(&part.app_id).await?;
+                let owns = owned.as_ref().is_none_or(|ids| ids.contains(&part.app_id));
+                if !(owns && part.is_new(logged)) {
+                    tracing::info!(
+                        part = %part.app_id,
+                        ?logged,
+                        owns,
+                        "part already consumed or no longer ours; not committed"
+                    );
+                    refused += 1;
+                    settled.push(Settled {
+                        app_id: part.app_id.clone(),
+                        committed: false,
+                        logged,
+                    });
+                    continue;
+                }
+                for r in &part.records {
+                    chunk.push(&part.source, part.partition, r.line, r.received_at, &r.raw);
+                    stamps.push(r.produced_at.unwrap_or(r.received_at));
+                }
+                chunk.set_position(&part.app_id, part.position);
+                settled.push(Settled {
+                    app_id: part.app_id.clone(),
+                    committed: true,
+                    logged: Some(part.position),
+                });
+            }
+            if chunk.has_positions() {
+                w.land(chunk, run).await?
+            } else {
+                Counts::for_rules(silver::RULES.len())
+            }
+        };
+        if let Some(refresh) = &self.gold {
+            refresh.clone().run_locked().await?;
+        }
+        let visible = chrono::Utc::now().timestamp_micros();
+        metrics.batches += 1;
+        metrics.counts.add(&counts);
+        self.status.update(|s| {
+            s.batches += 1;
+            s.records += counts.records_in;
+            s.quarantined += counts.quarantined;
+            s.duplicates += counts.duplicates;
+            s.refused_parts += refused;
+            for t in &stamps {
+                s.freshness.observe(seconds_between(*t, visible), 1);
+            }
+            if let Some(newest) = stamps.iter().max() {
+                s.visible_up_to = s.visible_up_to.max(Some(*newest));
+            }
+            s.last_batch_at = Some(visible);
+            s.last_batch_seconds = started.elapsed().as_secs_f64();
+        });
+        tracing::debug!(
+            records = counts.records_in,
+            refused,
+            seconds = started.elapsed().as_secs_f64(),
+            "micro-batch visible"
+        );
+        Ok(settled)
+    }
+
+    /// With nothing arriving, moves gold's census to the current hour.
+    async fn idle_gold(&self) -> Result<Option<GoldMetrics>> {
+        let Some(refresh) = &self.gold else {
+            return Ok(None);
+        };
+        let _lock = self.root.wait_for_writer().await?;
+        Ok(Some(refresh.clone().run_locked().await?))
+    }
+}

@@ -1,0 +1,139 @@
+//! Follow mode on a landing folder: whole files and lines appended (a line split across two
+//! writes included) while `ingest --follow` runs, a SIGKILL and a restart, a SIGTERM that
+//! commits the batch in hand: exact counts, every file's position at its end.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use patientflow_e2e::{
+    assert_report_matches_ledger, parse_json, path, patientflow, produce, quality_report, scalar,
+};
+
+fn follow(landing: &Path, data: &Path) -> Child {
+    patientflow()
+        .args([
+            "ingest",
+            "--follow",
+            "--from",
+            path(landing),
+            "--data",
+            path(data),
+        ])
+        .args(["--batch-interval-ms", "300", "--format", "json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start ingest --follow")
+}
+
+/// Rows in bronze now (0 before the table exists).
+fn bronze_rows(data: &Path) -> i64 {
+    if !data.join("bronze/patient_events/_delta_log").exists() {
+        return 0;
+    }
+    scalar(data, "bronze/patient_events", "SELECT count(*) FROM t")
+}
+
+fn wait_for_bronze(data: &Path, rows: i64, within: Duration) {
+    let started = Instant::now();
+    loop {
+        let n = bronze_rows(data);
+        if n >= rows {
+            assert_eq!(n, rows, "bronze holds more rows than were written");
+            return;
+        }
+        assert!(
+            started.elapsed() < within,
+            "bronze has {n} of {rows} rows after {within:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// SIGTERM, then the JSON summary the follower prints as it stops.
+fn terminate(child: Child) -> serde_json::Value {
+    let pid = child.id().to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "follower exited with {}", out.status);
+    parse_json(String::from_utf8_lossy(&out.stdout).trim())
+}
+
+fn append(path: &Path, bytes: &[u8]) {
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    f.write_all(bytes).unwrap();
+}
+
+#[test]
+fn follow_mode_reads_files_and_appended_lines_exactly_once_across_a_kill() {
+    let dir = tempfile::tempdir().unwrap();
+    let staging = dir.path().join("staging");
+    let landing = dir.path().join("landing");
+    let data = dir.path().join("data");
+    let ledger = produce(
+        &staging,
+        12_000,
+        &["--dirty-rate", "0.1", "--records-per-file", "3000"],
+    );
+    let files: Vec<Vec<u8>> = (1..=4)
+        .map(|i| std::fs::read(staging.join(format!("events-{i:06}.ndjson"))).unwrap())
+        .collect();
+    let lines = |f: &[u8]| f.iter().filter(|b| **b == b'\n').count() as i64;
+    std::fs::create_dir_all(&landing).unwrap();
+
+    let follower = follow(&landing, &data);
+    // A whole file, then a file that grows line by line, one line split across two writes.
+    std::fs::write(landing.join("a.ndjson"), &files[0]).unwrap();
+    wait_for_bronze(&data, 3000, Duration::from_secs(120));
+    let growing = landing.join("b.ndjson");
+    let (head, tail) = files[1].split_at(files[1].len() / 2);
+    let cut = head.iter().rposition(|b| *b == b'\n').unwrap() + 1;
+    append(&growing, &head[..cut]);
+    let mid = head.len() - cut;
+    append(&growing, &head[cut..]);
+    std::thread::sleep(Duration::from_millis(800));
+    // Only the complete lines are in: the half-written one waits for its end.
+    wait_for_bronze(&data, 3000 + lines(&head[..cut]), Duration::from_secs(60));
+    assert!(mid > 0);
+    append(&growing, tail);
+    wait_for_bronze(&data, 6000, Duration::from_secs(60));
+
+    // SIGKILL while the third file is landing, then a restart.
+    let mut follower = follower;
+    std::fs::write(landing.join("c.ndjson"), &files[2]).unwrap();
+    std::thread::sleep(Duration::from_millis(350));
+    follower.kill().unwrap();
+    follower.wait().unwrap();
+    let follower = follow(&landing, &data);
+    append(&landing.join("d.ndjson"), &files[3]);
+    wait_for_bronze(&data, 12_000, Duration::from_secs(180));
+    let summary = terminate(follower);
+    assert!(summary["records_in"].as_i64().unwrap() > 0, "{summary}");
+
+    assert_eq!(bronze_rows(&data), 12_000);
+    let report = quality_report(&data);
+    assert_report_matches_ledger(&report, &ledger, "follow mode");
+    assert_eq!(
+        scalar(&data, "silver/patient_events", "SELECT count(*) FROM t"),
+        ledger["silver_rows"].as_i64().unwrap()
+    );
+    // Gold followed along.
+    assert!(scalar(&data, "gold/fact_admission", "SELECT count(*) FROM t") > 0);
+
+    // A follower started on a folder it has consumed adds nothing.
+    let follower = follow(&landing, &data);
+    std::thread::sleep(Duration::from_secs(3));
+    let summary = terminate(follower);
+    assert_eq!(summary["records_in"], 0, "{summary}");
+    assert_eq!(bronze_rows(&data), 12_000);
+}
