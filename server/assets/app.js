@@ -218,7 +218,7 @@ async function refresh() {
     return;
   }
   state.asOf = toDate(asOf);
-  $("asof").textContent = `as of ${state.asOf.toISOString().slice(0, 16).replace("T", " ")} UTC`;
+  await showFreshness();
   const days = Number($("range").value);
   const time_range = range(days);
   const base = { filters: filters(), time_range };
@@ -277,6 +277,21 @@ async function refresh() {
   document.body.dataset.status = errors.length ? "error" : "ready";
 }
 
+// "data as of …, N s behind", amber once the data is later than the server's threshold.
+async function showFreshness() {
+  const f = await api("/api/v1/freshness");
+  const el = $("asof");
+  if (!f.data_as_of) {
+    el.textContent = `census as of ${state.asOf.toISOString().slice(0, 16).replace("T", " ")} UTC`;
+    return;
+  }
+  const behind = Math.round(f.seconds_behind);
+  const ago = behind < 120 ? `${behind} s` : behind < 7200 ? `${Math.round(behind / 60)} min` : `${Math.round(behind / 3600)} h`;
+  el.textContent = `data as of ${toDate(f.data_as_of).toISOString().slice(0, 19).replace("T", " ")} UTC, ${ago} behind`;
+  el.classList.toggle("late", f.seconds_behind > f.warn_after_seconds);
+  el.title = `gold refreshed ${f.refreshed_at}`;
+}
+
 function run() {
   $("signin").hidden = true;
   refresh().catch((e) => {
@@ -302,3 +317,5 @@ $("hospital").addEventListener("change", run);
 $("range").addEventListener("change", run);
 run();
 setInterval(run, 30000);
+// The header follows a live stream between full refreshes.
+setInterval(() => { if (state.asOf) showFreshness().catch(() => {}); }, 5000);

@@ -344,3 +344,124 @@ pub fn python_json(script: &str, args: &[&str]) -> Value {
     );
     parse_json(&String::from_utf8_lossy(&out.stdout))
 }
+
+/// A Kafka-protocol broker (nisshi, built by `.ci/setup` into `$PATIENTFLOW_TOOLS/tools/bin`)
+/// on a free loopback port, its topics in memory (or SQLite, for SCRAM users); killed when
+/// dropped.
+#[derive(Debug)]
+pub struct Broker {
+    child: std::process::Child,
+    /// `host:port`.
+    pub addr: String,
+    dir: tempfile::TempDir,
+}
+
+impl Broker {
+    /// The nisshi binary; panics with the fix when it is missing.
+    pub fn binary() -> PathBuf {
+        let tools = std::env::var_os("PATIENTFLOW_TOOLS").map_or_else(
+            || PathBuf::from(std::env::var("HOME").expect("HOME")).join(".cache/patientflow"),
+            PathBuf::from,
+        );
+        let bin = tools.join("tools/bin/nisshi");
+        assert!(
+            bin.exists(),
+            "{} is missing: run `bash .ci/setup` (it builds the nisshi broker from crates.io)",
+            bin.display()
+        );
+        bin
+    }
+
+    /// Starts a broker; with `authentication`, clients must log in (SCRAM users in SQLite).
+    pub fn start(authentication: bool) -> Broker {
+        let dir = tempfile::tempdir().expect("broker dir");
+        // nisshi advertises the address it is given, so the port is chosen here.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let url = format!("tcp://{addr}");
+        let mut cmd = Command::new(Self::binary());
+        cmd.args(["broker", "--kafka-listener-url", &url])
+            .args(["--kafka-advertised-listener-url", &url])
+            .current_dir(dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        if authentication {
+            let db = format!("sqlite://{}/nisshi.db", dir.path().display());
+            cmd.args(["--storage-engine", &db, "--authentication"]);
+        } else {
+            cmd.args(["--storage-engine", "memory://nisshi/"]);
+        }
+        let child = cmd.spawn().expect("start nisshi");
+        let started = std::time::Instant::now();
+        while std::net::TcpStream::connect(&addr).is_err() {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(30),
+                "broker did not listen"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Broker { child, addr, dir }
+    }
+
+    /// Runs `nisshi <args…> --broker <this>`, asserting success.
+    pub fn admin(&self, args: &[&str]) {
+        let url = format!("tcp://{}", self.addr);
+        let out = Command::new(Self::binary())
+            .args(args)
+            .args(["--broker", &url])
+            .current_dir(self.dir.path())
+            .output()
+            .expect("run nisshi");
+        assert_success(&out, args);
+    }
+
+    /// Each partition's high watermark (the offset after its last message).
+    pub fn high_watermarks(&self, topic: &str, partitions: i32) -> Vec<i64> {
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &self.addr)
+            .create()
+            .expect("consumer");
+        (0..partitions)
+            .map(|p| {
+                consumer
+                    .fetch_watermarks(topic, p, std::time::Duration::from_secs(10))
+                    .expect("watermarks")
+                    .1
+            })
+            .collect()
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The latest version a Delta table's log records for application id `app_id` (read from the
+/// log's JSON commits, independently of delta-rs).
+pub fn logged_txn(table: &Path, app_id: &str) -> Option<i64> {
+    let mut best = None;
+    for entry in std::fs::read_dir(table.join("_delta_log")).ok()?.flatten() {
+        if !entry.file_name().to_string_lossy().ends_with(".json") {
+            continue;
+        }
+        for line in std::fs::read_to_string(entry.path())
+            .unwrap_or_default()
+            .lines()
+        {
+            let Ok(action) = serde_json::from_str::<Value>(line) else {
+                continue;
+            };
+            if action["txn"]["appId"] == app_id {
+                best = best.max(action["txn"]["version"].as_i64());
+            }
+        }
+    }
+    best
+}

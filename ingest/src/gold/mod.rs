@@ -15,6 +15,7 @@ mod departments;
 mod due;
 mod ed_visits;
 mod facts;
+mod freshness;
 mod full;
 mod history;
 mod incremental;
@@ -23,6 +24,8 @@ mod patients;
 mod rebuild;
 mod slices;
 mod stays;
+
+pub use freshness::{Freshness, freshness};
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

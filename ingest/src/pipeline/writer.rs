@@ -40,11 +40,17 @@ impl Writer {
     }
 
     /// Brings this writer up to what another process committed since it last wrote (bronze's
-    /// sequence and positions, silver's dedupe keys). The caller holds the writer lock.
-    pub(crate) async fn catch_up(&mut self, root: &TableRoot) -> Result<()> {
+    /// sequence and positions, silver's dedupe keys), and refines a bronze batch a killed
+    /// writer left without its silver rows. The caller holds the writer lock.
+    pub(crate) async fn catch_up(
+        &mut self,
+        root: &TableRoot,
+        run: &QualityRun,
+        counts: &mut Counts,
+    ) -> Result<u64> {
         let bronze = Bronze::open(root, BRONZE_EVENTS).await?;
         if bronze.seq == self.bronze.seq {
-            return Ok(());
+            return Ok(0);
         }
         tracing::info!(
             from = self.bronze.seq,
@@ -57,7 +63,7 @@ impl Writer {
             .take()
             .ok_or_else(|| Error::Internal("silver outputs lost".into()))?;
         self.outputs = Some(silver::catch_up(root, &mut self.refiner, outputs).await?);
-        Ok(())
+        self.recover(run, counts).await
     }
 
     /// Refines into silver the bronze batches an interrupted run left without their silver

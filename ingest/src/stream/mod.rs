@@ -228,7 +228,8 @@ impl Stream {
         let _lock = self.root.wait_for_writer().await?;
         let w = match writer {
             Some(w) => {
-                w.catch_up(&self.root).await?;
+                metrics.recovered_batches +=
+                    w.catch_up(&self.root, run, &mut metrics.counts).await?;
                 w
             }
             None => {

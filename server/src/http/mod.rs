@@ -45,6 +45,7 @@ pub(crate) struct AppState {
         v1::query::query,
         v1::sql::sql,
         v1::quality::latest,
+        v1::freshness::freshness,
         v1::catalog::catalog,
         ops::healthz,
         ops::readyz,
@@ -79,6 +80,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/api/v1/query", post(v1::query::query))
         .route("/api/v1/sql", post(v1::sql::sql))
         .route("/api/v1/quality/latest", get(v1::quality::latest))
+        .route("/api/v1/freshness", get(v1::freshness::freshness))
         .route("/api/v1/catalog", get(v1::catalog::catalog))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))

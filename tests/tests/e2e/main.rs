@@ -9,6 +9,7 @@ mod follow;
 mod gold;
 mod gold_incremental;
 mod gold_scale;
+mod kafka;
 mod maintain;
 mod open_stays;
 mod pipeline;

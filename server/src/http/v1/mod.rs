@@ -1,6 +1,7 @@
 //! `/api/v1`: one file per resource.
 
 pub(crate) mod catalog;
+pub(crate) mod freshness;
 pub(crate) mod kpis;
 pub(crate) mod quality;
 pub(crate) mod query;
