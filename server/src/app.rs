@@ -35,6 +35,8 @@ pub(crate) struct Settings {
     pub(crate) auth: AuthSettings,
     /// RBAC policies.
     pub(crate) policies: Policies,
+    /// A streaming ingest running in this process, whose counters `/metrics` shows.
+    pub(crate) stream: Option<Arc<patientflow_ingest::StreamStatus>>,
 }
 
 /// How long in-flight requests get to finish after a stop signal.
@@ -86,6 +88,7 @@ impl App {
                 root: settings.root,
                 stats: Arc::new(HttpStats::new()),
                 auth,
+                stream: settings.stream,
             },
             flight_service,
             tls,

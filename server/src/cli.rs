@@ -176,9 +176,17 @@ pub(crate) struct DemoArgs {
     /// Folder for the demo's landing files and tables.
     #[arg(long, default_value = "demo")]
     pub(crate) dir: PathBuf,
-    /// Events to simulate when the landing folder is empty.
+    /// Events to simulate when the landing folder is empty: the history, the recent past the
+    /// demo replays and the day ahead it produces live.
     #[arg(long, default_value_t = 200_000)]
     pub(crate) events: u64,
+    /// How much faster than real time the recent past (--replay-hours) is replayed into the
+    /// landing folder; after it the events come at the network's own pace.
+    #[arg(long, default_value_t = 60.0)]
+    pub(crate) speed: f64,
+    /// Hours before now that are replayed live (at --speed) rather than landed at once.
+    #[arg(long, default_value_t = 12.0)]
+    pub(crate) replay_hours: f64,
     /// Prepare the tables, print what would be served, and exit.
     #[arg(long)]
     pub(crate) no_serve: bool,

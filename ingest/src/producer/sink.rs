@@ -24,6 +24,7 @@ pub struct FileSink {
     current: Option<(BufWriter<File>, PathBuf, PathBuf)>,
     in_current: usize,
     written: Vec<String>,
+    live: bool,
 }
 
 impl FileSink {
@@ -37,13 +38,23 @@ impl FileSink {
             current: None,
             in_current: 0,
             written: Vec::new(),
+            live: false,
         })
+    }
+
+    /// Writes each file under its own name and flushes every record as it is sent, so a
+    /// follower (`ingest --follow`) sees records as they come, not files once complete.
+    pub fn live(mut self) -> Self {
+        self.live = true;
+        self
     }
 
     fn close_current(&mut self) -> Result<()> {
         if let Some((mut w, tmp, fin)) = self.current.take() {
             w.flush().map_err(|e| Error::io(&tmp, e))?;
-            std::fs::rename(&tmp, &fin).map_err(|e| Error::io(&fin, e))?;
+            if tmp != fin {
+                std::fs::rename(&tmp, &fin).map_err(|e| Error::io(&fin, e))?;
+            }
             self.written.push(fin.display().to_string());
         }
         self.in_current = 0;
@@ -67,13 +78,18 @@ impl Sink for FileSink {
                 n += 1;
             };
             let fin = self.dir.join(&name);
-            let tmp = self.dir.join(format!(".{name}.partial"));
+            let tmp = if self.live {
+                fin.clone()
+            } else {
+                self.dir.join(format!(".{name}.partial"))
+            };
             let file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
             self.current = Some((BufWriter::with_capacity(1 << 20, file), tmp, fin));
         }
         if let Some((w, tmp, _)) = self.current.as_mut() {
             w.write_all(record)
                 .and_then(|()| w.write_all(b"\n"))
+                .and_then(|()| if self.live { w.flush() } else { Ok(()) })
                 .map_err(|e| Error::io(tmp.as_path(), e))?;
         }
         self.in_current += 1;

@@ -2,8 +2,10 @@
 
 use std::path::Path;
 
-use patientflow_ingest::producer::write_ledger;
-use patientflow_ingest::{FileSink, Ingest, Producer, Shape, TableRoot};
+use patientflow_ingest::producer::Pace;
+use patientflow_ingest::source::PositionLog;
+use patientflow_ingest::source::follow::FollowLanding;
+use patientflow_ingest::{FileSink, Ingest, Producer, Shape, Stream, TableRoot};
 
 use std::time::Duration;
 
@@ -29,47 +31,35 @@ fn is_empty(dir: &Path) -> bool {
 
 pub(crate) async fn run(mut args: DemoArgs, config: &Config) -> Result<()> {
     let landing = args.dir.join("landing");
-    if is_empty(&landing) {
-        eprintln!(
-            "demo: simulating {} events into {}",
-            args.events,
-            landing.display()
-        );
-        let mut sink = FileSink::new(&landing, "events", 100_000)?;
-        let ledger = Producer::new(args.events, Shape::Adt)
-            .with_seed(42)
-            .run(&mut sink)?;
-        write_ledger(&ledger, &landing.join("_producer_ledger.json"))?;
+    if args.no_serve {
+        return prepare(&args, &landing, config).await;
     }
+    let producer = if is_empty(&landing) {
+        Some(start_producer(&args, &landing)?)
+    } else {
+        eprintln!(
+            "demo: {} has events already: following it (remove {} for a new live simulation)",
+            landing.display(),
+            args.dir.display()
+        );
+        None
+    };
     let data = args.dir.join("data");
-    let root = TableRoot::parse(
-        data.to_str()
-            .ok_or_else(|| Error::InvalidArgument(format!("{} is not UTF-8", data.display())))?,
-    )?;
+    let root = demo_root(&data)?;
+    // The same streaming ingest as `ingest --follow`: the history lands in the first
+    // micro-batches, then the dashboard moves with every new event.
+    let mut stream = Stream::new(root.clone()).with_idle_refresh(Duration::from_secs(30));
+    if let Some(refresh) = gold::after_ingest(&root, &gold_step(), config)? {
+        stream = stream.with_gold(refresh);
+    }
+    let status = stream.status();
+    let stop = stream.stop_handle();
+    let log = PositionLog::new(root.clone(), tokio::runtime::Handle::current());
+    let following = tokio::spawn(stream.run(Box::new(FollowLanding::new(&landing, log))));
     eprintln!(
-        "demo: ingesting {} into {} (bronze → silver → gold)",
+        "demo: following {} into {} (bronze → silver → gold, a micro-batch a second)",
         landing.display(),
         data.display()
-    );
-    let step = GoldStep {
-        no_gold: false,
-        gold: crate::cli::GoldArgs {
-            as_of: None,
-            tracked: Vec::new(),
-            rows_per_slice: None,
-        },
-    };
-    let mut ingest = Ingest::new(root.clone(), &landing);
-    if let Some(refresh) = gold::after_ingest(&root, &step, config)? {
-        ingest = ingest.with_gold(refresh);
-    }
-    let metrics = ingest.run().await?;
-    eprintln!(
-        "demo: {} records in, {} to silver, {} quarantined, {} duplicates",
-        metrics.counts.records_in,
-        metrics.counts.silver_rows,
-        metrics.counts.quarantined,
-        metrics.counts.duplicates
     );
     // The demo trusts development tokens, with its own key, and prints one per example role.
     args.service.auth.dev_tokens = true;
@@ -80,7 +70,8 @@ pub(crate) async fn run(mut args: DemoArgs, config: &Config) -> Result<()> {
         .dev_key
         .get_or_insert_with(|| args.dir.join("dev-signing-key.pem"))
         .clone();
-    let settings = serve::settings(root, &args.service, config)?;
+    let mut settings = serve::settings(root, &args.service, config)?;
+    settings.stream = Some(status.clone());
     let key = DevKey::load_or_create(&key_path)?;
     let ttl = Duration::from_secs(12 * 3600);
     let mut admin = String::new();
@@ -99,13 +90,91 @@ pub(crate) async fn run(mut args: DemoArgs, config: &Config) -> Result<()> {
         }
     }
 
-    if args.no_serve {
-        println!(
-            "tables ready under {}; serve them with `patientflow serve --data {}`",
-            data.display(),
-            data.display()
-        );
-        return Ok(());
+    let served = serve::serve(settings, Some(&admin)).await;
+    stop.stop();
+    drop(producer);
+    let followed = following
+        .await
+        .map_err(|e| Error::Serve(format!("the demo's ingest stopped: {e}")))?;
+    served?;
+    let metrics = followed?;
+    eprintln!(
+        "demo: {} records in, {} to silver, {} quarantined, {} duplicates",
+        metrics.counts.records_in,
+        metrics.counts.silver_rows,
+        metrics.counts.quarantined,
+        metrics.counts.duplicates
+    );
+    Ok(())
+}
+
+/// `--no-serve`: the history up to now, landed and built into gold once.
+async fn prepare(args: &DemoArgs, landing: &Path, config: &Config) -> Result<()> {
+    if is_empty(landing) {
+        let mut sink = FileSink::new(landing, "events", 100_000)?;
+        Producer::new(args.events, Shape::Adt)
+            .with_seed(42)
+            .run(&mut sink)?;
     }
-    serve::serve(settings, Some(&admin)).await
+    let data = args.dir.join("data");
+    let root = demo_root(&data)?;
+    let mut ingest = Ingest::new(root.clone(), landing);
+    if let Some(refresh) = gold::after_ingest(&root, &gold_step(), config)? {
+        ingest = ingest.with_gold(refresh);
+    }
+    let metrics = ingest.run().await?;
+    println!(
+        "tables ready under {} ({} records in); serve them with `patientflow serve --data {}`",
+        data.display(),
+        metrics.counts.records_in,
+        data.display()
+    );
+    Ok(())
+}
+
+/// The demo's table root.
+fn demo_root(data: &Path) -> Result<TableRoot> {
+    Ok(TableRoot::parse(data.to_str().ok_or_else(|| {
+        Error::InvalidArgument(format!("{} is not UTF-8", data.display()))
+    })?)?)
+}
+
+/// Gold after every batch, as of now.
+fn gold_step() -> GoldStep {
+    GoldStep {
+        no_gold: false,
+        gold: crate::cli::GoldArgs {
+            as_of: None,
+            tracked: Vec::new(),
+            rows_per_slice: None,
+        },
+    }
+}
+
+/// Starts the simulated network on a thread of its own: the history into the landing folder
+/// at once, the last `--replay-hours` at `--speed`, then the day ahead as it happens.
+fn start_producer(args: &DemoArgs, landing: &Path) -> Result<std::thread::JoinHandle<()>> {
+    let now = chrono::Utc::now().timestamp_micros();
+    let hour = 3_600_000_000i64;
+    let replay_from = now - (args.replay_hours.max(0.0) * hour as f64) as i64;
+    eprintln!(
+        "demo: simulating {} events into {} (history at once, the last {} h at {}× speed, then live)",
+        args.events,
+        landing.display(),
+        args.replay_hours,
+        args.speed
+    );
+    let mut sink = FileSink::new(landing, "events", 100_000)?.live();
+    let producer = Producer::new(args.events, Shape::Adt)
+        .with_seed(42)
+        .with_until(now + 24 * hour)
+        .with_pace(Pace::new(replay_from, now, args.speed));
+    std::thread::Builder::new()
+        .name("patientflow-demo-producer".into())
+        .spawn(move || {
+            if let Err(e) = producer.run(&mut sink) {
+                tracing::warn!(error = %e, "the demo's producer stopped");
+            }
+        })
+        .map_err(|e| Error::Serve(format!("cannot start the demo's producer: {e}")))
 }

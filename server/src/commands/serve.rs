@@ -90,6 +90,7 @@ pub(crate) fn settings(root: TableRoot, args: &ServiceArgs, config: &Config) -> 
         model,
         engine,
         tls,
+        stream: None,
     })
 }
 

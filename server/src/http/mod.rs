@@ -31,6 +31,8 @@ pub(crate) struct AppState {
     pub(crate) root: TableRoot,
     pub(crate) stats: Arc<HttpStats>,
     pub(crate) auth: Arc<Auth>,
+    /// The streaming ingest of this process, if it runs one (`demo`).
+    pub(crate) stream: Option<Arc<patientflow_ingest::StreamStatus>>,
 }
 
 /// The OpenAPI 3 document, generated from the handlers' annotations.

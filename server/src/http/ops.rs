@@ -153,6 +153,9 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
         "Seconds since the server started.",
         &[("", state.stats.started.elapsed().as_secs_f64())],
     );
+    if let Some(stream) = &state.stream {
+        out.push_str(&super::stream::render_metrics(&stream.snapshot()));
+    }
     ([(CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }
 
