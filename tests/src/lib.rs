@@ -372,38 +372,54 @@ impl Broker {
         bin
     }
 
-    /// Starts a broker; with `authentication`, clients must log in (SCRAM users in SQLite).
-    pub fn start(authentication: bool) -> Broker {
+    /// Starts a broker with its topics in memory; clients need not log in.
+    pub fn start() -> Broker {
         let dir = tempfile::tempdir().expect("broker dir");
-        // nisshi advertises the address it is given, so the port is chosen here.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        let addr = format!("127.0.0.1:{port}");
+        let addr = free_addr();
+        let child = Self::spawn(&dir, &addr, &["--storage-engine", "memory://nisshi/"]);
+        Broker { child, addr, dir }
+    }
+
+    /// Starts a broker that requires SASL SCRAM login, with one SCRAM-SHA-256 user and the
+    /// topic `topic` (created first without authentication, which nisshi's admin commands
+    /// need, then the broker restarts on the same SQLite store with it).
+    pub fn start_scram(user: &str, password: &str, topic: &str) -> Broker {
+        let dir = tempfile::tempdir().expect("broker dir");
+        let addr = free_addr();
+        let store = ["--storage-engine", "sqlite://nisshi.db"];
+        let mut setup = Broker {
+            child: Self::spawn(&dir, &addr, &store),
+            addr: addr.clone(),
+            dir,
+        };
+        setup.admin(&["user", "create", user, password, "--mechanism", "scram256"]);
+        setup.admin(&["topic", "create", topic, "--partitions", "1"]);
+        let _ = setup.child.kill();
+        let _ = setup.child.wait();
+        setup.child = Self::spawn(&setup.dir, &addr, &[store[0], store[1], "--authentication"]);
+        setup
+    }
+
+    fn spawn(dir: &tempfile::TempDir, addr: &str, args: &[&str]) -> std::process::Child {
         let url = format!("tcp://{addr}");
-        let mut cmd = Command::new(Self::binary());
-        cmd.args(["broker", "--kafka-listener-url", &url])
+        let child = Command::new(Self::binary())
+            .args(["broker", "--kafka-listener-url", &url])
             .args(["--kafka-advertised-listener-url", &url])
+            .args(args)
             .current_dir(dir.path())
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null());
-        if authentication {
-            let db = format!("sqlite://{}/nisshi.db", dir.path().display());
-            cmd.args(["--storage-engine", &db, "--authentication"]);
-        } else {
-            cmd.args(["--storage-engine", "memory://nisshi/"]);
-        }
-        let child = cmd.spawn().expect("start nisshi");
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start nisshi");
         let started = std::time::Instant::now();
-        while std::net::TcpStream::connect(&addr).is_err() {
+        while std::net::TcpStream::connect(addr).is_err() {
             assert!(
                 started.elapsed() < std::time::Duration::from_secs(30),
                 "broker did not listen"
             );
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
-        Broker { child, addr, dir }
+        child
     }
 
     /// Runs `nisshi <args…> --broker <this>`, asserting success.
@@ -434,6 +450,16 @@ impl Broker {
             })
             .collect()
     }
+}
+
+/// A free loopback `host:port` (nisshi advertises the address it is given, so the port is
+/// chosen here rather than bound as 0).
+fn free_addr() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    format!("127.0.0.1:{port}")
 }
 
 impl Drop for Broker {

@@ -137,3 +137,63 @@ fn follow_mode_reads_files_and_appended_lines_exactly_once_across_a_kill() {
     assert_eq!(summary["records_in"], 0, "{summary}");
     assert_eq!(bronze_rows(&data), 12_000);
 }
+
+#[test]
+fn an_appended_admission_reaches_a_rest_query_through_the_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let landing = dir.path().join("landing");
+    let data = dir.path().join("data");
+    produce(&landing, 3000, &["--records-per-file", "3000"]);
+    let follower = follow(&landing, &data);
+    wait_for_bronze(&data, 3000, Duration::from_secs(120));
+    let started = Instant::now();
+    while !data.join("gold/fact_admission/_delta_log").exists() {
+        assert!(started.elapsed() < Duration::from_secs(120), "no gold");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let server = patientflow_e2e::Server::start(&data, &[]);
+    let client = server.client();
+
+    // A new admission, written to a file the follower already watches.
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let event = serde_json::json!({
+        "age": 47, "bed_id": 101, "department": "ICU", "hospital_id": 1, "gender": "Female",
+        "encounter_id": "e2e-fresh-encounter", "event_id": "e2e-fresh-event",
+        "event_time": now, "event_type": "ADMIT", "patient_id": "e2e-fresh-patient",
+    });
+    append(
+        &landing.join("events-000001.ndjson"),
+        format!("{event}\n").as_bytes(),
+    );
+    let sql = serde_json::json!({
+        "sql": "SELECT count(*) AS n FROM gold.fact_admission WHERE encounter_id = 'e2e-fresh-encounter' AND is_currently_admitted"
+    });
+    let started = Instant::now();
+    loop {
+        let body: serde_json::Value = client
+            .post(server.url("/api/v1/sql"))
+            .json(&sql)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        if body["rows"][0]["n"] == 1 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the admission never reached gold: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let fresh: serde_json::Value = client
+        .get(server.url("/api/v1/freshness"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let as_of = fresh["data_as_of"].as_str().expect("data_as_of");
+    assert!(as_of >= now.as_str(), "{fresh} (event at {now})");
+    assert!(fresh["seconds_behind"].as_f64().unwrap() >= 0.0, "{fresh}");
+    terminate(follower);
+}

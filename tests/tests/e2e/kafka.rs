@@ -60,7 +60,7 @@ fn terminate(child: Child) -> serde_json::Value {
 
 #[test]
 fn two_consumers_one_killed_mid_stream_land_every_event_exactly_once() {
-    let broker = Broker::start(false);
+    let broker = Broker::start();
     broker.admin(&["topic", "create", "adt", "--partitions", "3"]);
     let url = format!("kafka://{}/adt", broker.addr);
     let dir = tempfile::tempdir().unwrap();
@@ -157,15 +157,7 @@ fn two_consumers_one_killed_mid_stream_land_every_event_exactly_once() {
 
 #[test]
 fn a_consumer_logs_in_with_scram_sha_256() {
-    let broker = Broker::start(true);
-    broker.admin(&[
-        "user",
-        "create",
-        "clinic",
-        "s3cret-pw",
-        "--mechanism",
-        "scram256",
-    ]);
+    let broker = Broker::start_scram("clinic", "s3cret-pw", "adt");
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("patientflow.toml");
     std::fs::write(

@@ -1,0 +1,42 @@
+"""Samples a streaming ingest's /metrics during one phase of bench/stream.sh and prints a
+Markdown row: freshness p50/p99 over the phase (from the histogram's change), records, lag at
+the middle and the end, batches. Usage: stream_probe.py <metrics-url> <seconds> <label>"""
+import re, sys, time, urllib.request
+
+url, seconds, label = sys.argv[1], float(sys.argv[2]), sys.argv[3]
+
+def sample():
+    text = urllib.request.urlopen(url, timeout=10).read().decode()
+    buckets, lag, values = {}, 0, {}
+    for line in text.splitlines():
+        m = re.match(r'patientflow_stream_freshness_seconds_bucket\{le="([^"]+)"\} (\S+)', line)
+        if m:
+            buckets[float(m.group(1))] = float(m.group(2))
+            continue
+        m = re.match(r'patientflow_stream_consumer_lag\{[^}]*\} (\S+)', line)
+        if m:
+            lag += float(m.group(1))
+            continue
+        m = re.match(r'(patientflow_stream_\w+) (\S+)', line)
+        if m:
+            values[m.group(1)] = float(m.group(2))
+    return buckets, lag, values
+
+def quantile(before, after, q):
+    bounds = sorted(after)
+    total = after[bounds[-1]] - before.get(bounds[-1], 0)
+    if total <= 0:
+        return "-"
+    for b in bounds:
+        if after[b] - before.get(b, 0) >= q * total:
+            return "≤ %g s" % b if b != float("inf") else "> 300 s"
+    return "?"
+
+b0, _, v0 = sample()
+time.sleep(seconds / 2)
+_, lag_mid, _ = sample()
+time.sleep(seconds / 2)
+b1, lag_end, v1 = sample()
+d = lambda k: int(v1.get(k, 0) - v0.get(k, 0))
+print(f"| {label} | {d('patientflow_stream_records_total')} | {d('patientflow_stream_batches_total')} "
+      f"| {quantile(b0, b1, 0.5)} | {quantile(b0, b1, 0.99)} | {int(lag_mid)} | {int(lag_end)} |")
