@@ -187,6 +187,13 @@ pub(crate) struct DemoArgs {
     /// Hours before now that are replayed live (at --speed) rather than landed at once.
     #[arg(long, default_value_t = 12.0)]
     pub(crate) replay_hours: f64,
+    /// Stream through a Kafka broker at HOST:PORT (topic --topic, which must exist) instead
+    /// of the landing folder.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub(crate) kafka: Option<String>,
+    /// The topic for --kafka.
+    #[arg(long, default_value = "patientflow-adt")]
+    pub(crate) topic: String,
     /// Prepare the tables, print what would be served, and exit.
     #[arg(long)]
     pub(crate) no_serve: bool,

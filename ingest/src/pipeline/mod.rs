@@ -214,15 +214,7 @@ impl Ingest {
         if let Some(refresh) = self.gold {
             metrics.gold = Some(refresh.run_locked().await?);
         }
-        if !metrics.counts.balanced() {
-            return Err(Error::Internal(format!(
-                "internal accounting error: records_in {} != silver {} + quarantined {} + duplicates {}",
-                metrics.counts.records_in,
-                metrics.counts.silver_rows,
-                metrics.counts.quarantined,
-                metrics.counts.duplicates
-            )));
-        }
+        metrics.counts.ensure_balanced()?;
         Ok(metrics)
     }
 }

@@ -48,6 +48,17 @@ impl Counts {
         self.records_in == self.silver_rows + self.quarantined + self.duplicates
     }
 
+    /// An internal error unless the counts are [`Counts::balanced`]: nothing may be lost.
+    pub(crate) fn ensure_balanced(&self) -> crate::error::Result<()> {
+        if self.balanced() {
+            return Ok(());
+        }
+        Err(crate::error::Error::Internal(format!(
+            "internal accounting error: records_in {} != silver {} + quarantined {} + duplicates {}",
+            self.records_in, self.silver_rows, self.quarantined, self.duplicates
+        )))
+    }
+
     /// Adds another set of counts to this one.
     pub fn add(&mut self, other: &Counts) {
         self.records_in += other.records_in;

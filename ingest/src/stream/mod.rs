@@ -202,15 +202,7 @@ impl Stream {
             return Err(Error::Internal("the source thread panicked".into()));
         }
         result?;
-        if !metrics.counts.balanced() {
-            return Err(Error::Internal(format!(
-                "internal accounting error: records_in {} != silver {} + quarantined {} + duplicates {}",
-                metrics.counts.records_in,
-                metrics.counts.silver_rows,
-                metrics.counts.quarantined,
-                metrics.counts.duplicates
-            )));
-        }
+        metrics.counts.ensure_balanced()?;
         Ok(metrics)
     }
 

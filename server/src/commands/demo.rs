@@ -2,10 +2,11 @@
 
 use std::path::Path;
 
-use patientflow_ingest::producer::Pace;
-use patientflow_ingest::source::PositionLog;
+use patientflow_ingest::producer::{KafkaSink, Pace};
 use patientflow_ingest::source::follow::FollowLanding;
-use patientflow_ingest::{FileSink, Ingest, Producer, Shape, Stream, TableRoot};
+use patientflow_ingest::source::kafka::{Endpoint, KafkaSource};
+use patientflow_ingest::source::{Follow, PositionLog};
+use patientflow_ingest::{FileSink, Ingest, Producer, Shape, Sink, Stream, TableRoot};
 
 use std::time::Duration;
 
@@ -34,8 +35,22 @@ pub(crate) async fn run(mut args: DemoArgs, config: &Config) -> Result<()> {
     if args.no_serve {
         return prepare(&args, &landing, config).await;
     }
-    let producer = if is_empty(&landing) {
-        Some(start_producer(&args, &landing)?)
+    let kafka = args
+        .kafka
+        .as_ref()
+        .map(|at| Endpoint::parse(&format!("kafka://{at}/{}", args.topic), |_| None))
+        .transpose()?;
+    let data = args.dir.join("data");
+    let fresh = match &kafka {
+        Some(_) => !data.join("bronze").exists(),
+        None => is_empty(&landing),
+    };
+    let producer = if fresh {
+        let sink: Box<dyn Sink + Send> = match &kafka {
+            Some(endpoint) => Box::new(KafkaSink::new(endpoint, &config.kafka)?),
+            None => Box::new(FileSink::new(&landing, "events", 100_000)?.live()),
+        };
+        Some(start_producer(&args, sink)?)
     } else {
         eprintln!(
             "demo: {} has events already: following it (remove {} for a new live simulation)",
@@ -44,7 +59,6 @@ pub(crate) async fn run(mut args: DemoArgs, config: &Config) -> Result<()> {
         );
         None
     };
-    let data = args.dir.join("data");
     let root = demo_root(&data)?;
     // The same streaming ingest as `ingest --follow`: the history lands in the first
     // micro-batches, then the dashboard moves with every new event.
@@ -55,10 +69,24 @@ pub(crate) async fn run(mut args: DemoArgs, config: &Config) -> Result<()> {
     let status = stream.status();
     let stop = stream.stop_handle();
     let log = PositionLog::new(root.clone(), tokio::runtime::Handle::current());
-    let following = tokio::spawn(stream.run(Box::new(FollowLanding::new(&landing, log))));
+    let (source, from): (Box<dyn Follow>, String) = match &kafka {
+        Some(endpoint) => (
+            Box::new(KafkaSource::subscribe(
+                endpoint,
+                "patientflow-demo",
+                &config.kafka,
+                log,
+            )?),
+            format!("kafka://{}/{}", endpoint.brokers, endpoint.topic),
+        ),
+        None => (
+            Box::new(FollowLanding::new(&landing, log)),
+            landing.display().to_string(),
+        ),
+    };
+    let following = tokio::spawn(stream.run(source));
     eprintln!(
-        "demo: following {} into {} (bronze → silver → gold, a micro-batch a second)",
-        landing.display(),
+        "demo: following {from} into {} (bronze → silver → gold, a micro-batch a second)",
         data.display()
     );
     // The demo trusts development tokens, with its own key, and prints one per example role.
@@ -153,18 +181,17 @@ fn gold_step() -> GoldStep {
 
 /// Starts the simulated network on a thread of its own: the history into the landing folder
 /// at once, the last `--replay-hours` at `--speed`, then the day ahead as it happens.
-fn start_producer(args: &DemoArgs, landing: &Path) -> Result<std::thread::JoinHandle<()>> {
+fn start_producer(
+    args: &DemoArgs,
+    mut sink: Box<dyn Sink + Send>,
+) -> Result<std::thread::JoinHandle<()>> {
     let now = chrono::Utc::now().timestamp_micros();
     let hour = 3_600_000_000i64;
     let replay_from = now - (args.replay_hours.max(0.0) * hour as f64) as i64;
     eprintln!(
-        "demo: simulating {} events into {} (history at once, the last {} h at {}× speed, then live)",
-        args.events,
-        landing.display(),
-        args.replay_hours,
-        args.speed
+        "demo: simulating {} events (history at once, the last {} h at {}× speed, then live)",
+        args.events, args.replay_hours, args.speed
     );
-    let mut sink = FileSink::new(landing, "events", 100_000)?.live();
     let producer = Producer::new(args.events, Shape::Adt)
         .with_seed(42)
         .with_until(now + 24 * hour)
@@ -172,7 +199,7 @@ fn start_producer(args: &DemoArgs, landing: &Path) -> Result<std::thread::JoinHa
     std::thread::Builder::new()
         .name("patientflow-demo-producer".into())
         .spawn(move || {
-            if let Err(e) = producer.run(&mut sink) {
+            if let Err(e) = producer.run(sink.as_mut()) {
                 tracing::warn!(error = %e, "the demo's producer stopped");
             }
         })
