@@ -32,18 +32,20 @@ phase() { # label, rate, produce destination flag, value
     --ledger "$WORK/ledger-$rate.json" >/dev/null &
   local prod=$!
   "$PY" bench/stream_probe.py "http://$METRICS/metrics" "$DURATION" "$label, $rate/s"
-  kill "$prod" 2>/dev/null; wait "$prod" 2>/dev/null || true
+  kill "$prod" 2>/dev/null || true; wait "$prod" 2>/dev/null || true
 }
 follow() { # --from value; starts the follower with /metrics
   METRICS="127.0.0.1:$(free_port)"
-  /usr/bin/time -f "%M" -o "$WORK/rss" "$BIN" ingest --follow --from "$1" --data "$WORK/data" \
+  "$BIN" ingest --follow --from "$1" --data "$WORK/data" \
     --metrics-addr "$METRICS" --log off >/dev/null 2>&1 &
   FOLLOW_PID=$!
   sleep 3
 }
 stop_follow() {
-  kill -TERM "$FOLLOW_PID"; wait "$FOLLOW_PID" 2>/dev/null || true
-  echo "| (follower peak RSS: $(( $(cat "$WORK/rss") / 1024 )) MiB) | | | | | | |"
+  local hwm
+  hwm=$(awk '/VmHWM/ {print int($2 / 1024)}' "/proc/$FOLLOW_PID/status")
+  kill -TERM "$FOLLOW_PID" || true; wait "$FOLLOW_PID" 2>/dev/null || true
+  echo "| (follower peak RSS: $hwm MiB) | | | | | | |"
 }
 follow "kafka://$BROKER/adt"
 for rate in 100 1000 10000; do phase kafka "$rate" --to "kafka://$BROKER/adt"; done
