@@ -129,6 +129,18 @@ impl Bronze {
         Ok(Self { name, table, seq })
     }
 
+    /// Reads the commits other writers added since this table was loaded (only those) and
+    /// returns the sequence of the last bronze batch now.
+    pub(crate) async fn latest_seq(&mut self) -> Result<i64> {
+        self.table
+            .update_incremental(None)
+            .await
+            .map_err(|e| Error::delta(self.name, e))?;
+        Ok(txn_version(&self.table, self.name, BRONZE_SEQ_APP)
+            .await?
+            .unwrap_or(0))
+    }
+
     /// The consumed position recorded for a source, if any.
     pub(crate) async fn position(&self, app_id: &str) -> Result<Option<i64>> {
         txn_version(&self.table, self.name, app_id).await

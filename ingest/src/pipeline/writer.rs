@@ -48,16 +48,16 @@ impl Writer {
         run: &QualityRun,
         counts: &mut Counts,
     ) -> Result<u64> {
-        let bronze = Bronze::open(root, BRONZE_EVENTS).await?;
-        if bronze.seq == self.bronze.seq {
+        let latest = self.bronze.latest_seq().await?;
+        if latest == self.bronze.seq {
             return Ok(0);
         }
         tracing::info!(
             from = self.bronze.seq,
-            to = bronze.seq,
+            to = latest,
             "another writer committed; catching up"
         );
-        self.bronze = bronze;
+        self.bronze.seq = latest;
         let outputs = self
             .outputs
             .take()

@@ -18,6 +18,8 @@ const IDLE_POLL: Duration = Duration::from_millis(50);
 /// One followed file.
 #[derive(Debug)]
 struct Tail {
+    /// The file's position id.
+    app_id: String,
     /// Offset read up to (handed over, maybe not yet committed).
     pos: u64,
     /// Open at `pos`, or `None` until there is something to read.
@@ -55,11 +57,16 @@ impl FollowLanding {
             .collect();
         if !new.is_empty() {
             let ids: Vec<String> = new.iter().map(|f| f.app_id()).collect();
-            for (file, logged) in new.iter().zip(self.log.read(&ids)?) {
+            let logged = self.log.read(&ids)?;
+            for ((file, app_id), logged) in new.iter().zip(ids).zip(logged) {
                 let pos = logged.unwrap_or(0).max(0) as u64;
                 tracing::info!(file = %file.path.display(), from_byte = pos, "following");
-                self.tails
-                    .insert(file.path.clone(), Tail { pos, reader: None });
+                let tail = Tail {
+                    app_id,
+                    pos,
+                    reader: None,
+                };
+                self.tails.insert(file.path.clone(), tail);
             }
         }
         Ok(files)
@@ -105,7 +112,7 @@ impl FollowLanding {
             return Ok(None);
         }
         Ok(Some(Part {
-            app_id: file.app_id(),
+            app_id: tail.app_id.clone(),
             resume: Resume::At(start as i64),
             position: tail.pos as i64,
             source: file.path.display().to_string(),
@@ -143,8 +150,7 @@ impl Follow for FollowLanding {
     fn settle(&mut self, settled: &[Settled]) -> Result<()> {
         for s in settled.iter().filter(|s| !s.committed) {
             // Another writer consumed this file meanwhile: go on from where the log says.
-            let path = s.app_id.strip_prefix("landing:").unwrap_or(&s.app_id);
-            if let Some(tail) = self.tails.get_mut(&PathBuf::from(path)) {
+            if let Some(tail) = self.tails.values_mut().find(|t| t.app_id == s.app_id) {
                 tail.pos = s.logged.unwrap_or(0).max(0) as u64;
                 tail.reader = None;
             }

@@ -81,6 +81,8 @@ impl Part {
 pub struct Settled {
     /// The part's position id.
     pub app_id: String,
+    /// The part's partition (Kafka).
+    pub partition: Option<i32>,
     /// Committed with its position; otherwise refused (another consumer holds it, or the log
     /// already has it) and the source should go on from `logged`.
     pub committed: bool,

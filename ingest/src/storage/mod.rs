@@ -132,9 +132,7 @@ impl TableRoot {
             Err(std::fs::TryLockError::Error(e)) => Err(Error::io(&path, e)),
         }
     }
-}
 
-impl TableRoot {
     /// Takes the writer lock, waiting while another process holds it (a streaming ingest
     /// takes turns with one-shot commands between its batches).
     pub async fn wait_for_writer(&self) -> Result<WriterLock> {

@@ -22,7 +22,7 @@ pub use status::{FRESHNESS_BUCKETS, Histogram, StreamSnapshot, StreamStatus};
 
 use crate::bronze::BronzeChunk;
 use crate::error::{Error, Result};
-use crate::gold::{GoldMetrics, GoldRefresh};
+use crate::gold::GoldRefresh;
 use crate::pipeline::Writer;
 use crate::quality::QualityRun;
 use crate::reference::ReferenceData;
@@ -254,6 +254,7 @@ impl Stream {
                     refused += 1;
                     settled.push(Settled {
                         app_id: part.app_id.clone(),
+                        partition: part.partition,
                         committed: false,
                         logged,
                     });
@@ -266,6 +267,7 @@ impl Stream {
                 chunk.set_position(&part.app_id, part.position);
                 settled.push(Settled {
                     app_id: part.app_id.clone(),
+                    partition: part.partition,
                     committed: true,
                     logged: Some(part.position),
                 });
@@ -291,9 +293,6 @@ impl Stream {
             for t in &stamps {
                 s.freshness.observe(seconds_between(*t, visible), 1);
             }
-            if let Some(newest) = stamps.iter().max() {
-                s.visible_up_to = s.visible_up_to.max(Some(*newest));
-            }
             s.last_batch_at = Some(visible);
             s.last_batch_seconds = started.elapsed().as_secs_f64();
         });
@@ -307,11 +306,11 @@ impl Stream {
     }
 
     /// With nothing arriving, moves gold's census to the current hour.
-    async fn idle_gold(&self) -> Result<Option<GoldMetrics>> {
-        let Some(refresh) = &self.gold else {
-            return Ok(None);
-        };
-        let _lock = self.root.wait_for_writer().await?;
-        Ok(Some(refresh.clone().run_locked().await?))
+    async fn idle_gold(&self) -> Result<()> {
+        if let Some(refresh) = &self.gold {
+            let _lock = self.root.wait_for_writer().await?;
+            refresh.clone().run_locked().await?;
+        }
+        Ok(())
     }
 }

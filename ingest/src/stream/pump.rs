@@ -90,12 +90,9 @@ impl Pump {
 
 /// Adds `part` to `pending`, extending the pending part it continues.
 fn merge(pending: &mut Vec<Part>, part: Part) {
-    let continues = |p: &Part| {
-        p.app_id == part.app_id
-            && match part.resume {
-                Resume::At(start) => start == p.position,
-                Resume::Before(first) => first == p.position + 1,
-            }
+    let continues = |p: &Part| match part.resume {
+        Resume::At(start) => start == p.position,
+        Resume::Before(first) => first == p.position + 1,
     };
     match pending.iter_mut().rev().find(|p| p.app_id == part.app_id) {
         Some(last) if continues(last) => last.extend(part),

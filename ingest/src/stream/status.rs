@@ -57,8 +57,6 @@ pub struct StreamSnapshot {
     pub refused_parts: u64,
     /// Event receipt (or production, where the source knows) → visible in gold.
     pub freshness: Histogram,
-    /// Receipt time of the newest record visible in gold, UTC microseconds.
-    pub visible_up_to: Option<i64>,
     /// When the last batch became visible, UTC microseconds.
     pub last_batch_at: Option<i64>,
     /// Wall time of the last batch (bronze → silver → gold).

@@ -195,5 +195,12 @@ fn an_appended_admission_reaches_a_rest_query_through_the_stream() {
     let as_of = fresh["data_as_of"].as_str().expect("data_as_of");
     assert!(as_of >= now.as_str(), "{fresh} (event at {now})");
     assert!(fresh["seconds_behind"].as_f64().unwrap() >= 0.0, "{fresh}");
+    // The gold commit that made the admission visible came after it was written.
+    let refreshed = fresh["refreshed_at"].as_str().expect("refreshed_at");
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(refreshed).unwrap()
+            >= chrono::DateTime::parse_from_rfc3339(&now).unwrap(),
+        "{fresh} (event written at {now})"
+    );
     terminate(follower);
 }

@@ -272,11 +272,7 @@ impl Follow for KafkaSource {
     fn settle(&mut self, settled: &[Settled]) -> Result<()> {
         let mut offsets = TopicPartitionList::new();
         for s in settled {
-            let Some(partition) = s
-                .app_id
-                .rsplit_once(':')
-                .and_then(|(_, p)| p.parse::<i32>().ok())
-            else {
+            let Some(partition) = s.partition else {
                 continue;
             };
             if s.committed {
