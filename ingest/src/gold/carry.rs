@@ -4,14 +4,18 @@
 use std::collections::BTreeSet;
 
 use deltalake::DeltaTable;
-use deltalake::arrow::array::Int32Array;
-use deltalake::arrow::array::RecordBatch;
+use std::collections::BTreeMap;
+
+use deltalake::arrow::array::{BooleanArray, Int32Array, RecordBatch, StringArray};
+use deltalake::arrow::compute::kernels::boolean::{and, not};
+use deltalake::arrow::compute::{concat_batches, filter_record_batch};
+use deltalake::arrow::row::{RowConverter, SortField};
 use deltalake::datafusion::prelude::{Expr, col, lit};
 
 use super::history::{History, Observation};
 use super::{month_key, patients, stays};
 use crate::error::{Error, Result};
-use crate::storage::{Keys, WriteMode, column, scan_keyed};
+use crate::storage::{WriteMode, column, scan};
 
 /// The month partitions that the rows of the rebuilt patients occupy in a gold table, found
 /// without reading it: the rows were built from the records that table had consumed, so
@@ -55,12 +59,11 @@ impl Held {
     }
 }
 
-/// The rows of `table` matching `filter` and `keys`, in the schema of `like`.
-async fn kept_rows_where(
+/// The rows of `table` matching `filter`, in the schema of `like`.
+async fn rows_where(
     table: &DeltaTable,
     name: &str,
     filter: Expr,
-    keys: Keys<'_>,
     like: &RecordBatch,
 ) -> Result<Vec<RecordBatch>> {
     let Ok(snapshot) = table.snapshot() else {
@@ -72,7 +75,7 @@ async fn kept_rows_where(
         .map(|f| f.name().to_string())
         .collect();
     let columns: Vec<&str> = existing.iter().map(String::as_str).collect();
-    let batches = scan_keyed(table, name, &columns, filter, Some(keys), &[]).await?;
+    let batches = scan(table, name, &columns, filter, &[]).await?;
     batches.iter().map(|b| conform(b, like, name)).collect()
 }
 
@@ -95,9 +98,11 @@ fn conform(batch: &RecordBatch, like: &RecordBatch, name: &str) -> Result<Record
 }
 
 /// The rows and write of a month-partitioned, patient-keyed table (`month` column) when only
-/// the patients `ids` were rebuilt into `rebuilt`: the months their rows fell in before
-/// (`held`) and fall in now are replaced, with the other patients' rows of those months
-/// carried over. The other months' files are not touched.
+/// the patients `ids` were rebuilt into `rebuilt`. Of the months their rows fell in before
+/// (`held`) and fall in now, those where the rebuilt rows differ from the stored ones are
+/// replaced, with the other patients' rows of those months carried over; the months where
+/// nothing changed and all other months are not touched. (A batch of new events mostly
+/// changes its patients' latest stays, so most months of a long history stay as they are.)
 pub(super) async fn replace_months(
     table: &DeltaTable,
     name: &str,
@@ -112,19 +117,144 @@ pub(super) async fn replace_months(
             .iter()
             .flatten(),
     );
-    if months.is_empty() {
-        // Nothing to replace: an empty append still records what the table holds.
-        return Ok((vec![rebuilt], WriteMode::Append));
-    }
-    let in_months = col(month).in_list(months.iter().map(|m| lit(*m)).collect(), false);
-    let others = Keys {
-        column: "patient_id",
-        values: ids,
-        keep: false,
+    let in_list = |months: &BTreeSet<i32>| {
+        col(month).in_list(months.iter().map(|m| lit(*m)).collect(), false)
     };
-    let kept = kept_rows_where(table, name, in_months.clone(), others, &rebuilt).await?;
-    Ok((
-        std::iter::once(rebuilt).chain(kept).collect(),
-        WriteMode::Replace(in_months),
-    ))
+    let stored = if months.is_empty() {
+        Vec::new()
+    } else {
+        rows_where(table, name, in_list(&months), &rebuilt).await?
+    };
+    let stored = concat_batches(&rebuilt.schema(), &stored).map_err(|e| Error::arrow(name, e))?;
+    let theirs = patient_mask(&stored, name, ids)?;
+    let changed = changed_months(name, month, &rebuilt, &filter(&stored, &theirs, name)?)?;
+    let in_changed = |b: &RecordBatch| -> Result<BooleanArray> {
+        let months = column::<Int32Array>(b, name, month)?;
+        Ok(months
+            .iter()
+            .map(|m| Some(m.is_some_and(|m| changed.contains(&m))))
+            .collect())
+    };
+    let written = filter(&rebuilt, &in_changed(&rebuilt)?, name)?;
+    if changed.is_empty() {
+        // Nothing to replace: an empty append still records what the table holds.
+        return Ok((vec![written], WriteMode::Append));
+    }
+    let others = and(
+        &not(&theirs).map_err(|e| Error::arrow(name, e))?,
+        &in_changed(&stored)?,
+    )
+    .map_err(|e| Error::arrow(name, e))?;
+    let kept = filter(&stored, &others, name)?;
+    Ok((vec![written, kept], WriteMode::Replace(in_list(&changed))))
+}
+
+/// Which rows of `batch` belong to the patients `ids`.
+fn patient_mask(batch: &RecordBatch, name: &str, ids: &BTreeSet<String>) -> Result<BooleanArray> {
+    let patients = column::<StringArray>(batch, name, "patient_id")?;
+    Ok(patients
+        .iter()
+        .map(|p| Some(p.is_some_and(|p| ids.contains(p))))
+        .collect())
+}
+
+fn filter(batch: &RecordBatch, mask: &BooleanArray, name: &str) -> Result<RecordBatch> {
+    filter_record_batch(batch, mask).map_err(|e| Error::arrow(name, e))
+}
+
+/// The months (`month` column) whose rows differ between `new` and `old` (the same schema),
+/// compared as multisets of rows. The `as_of` stamp is left out: a row the refresh rebuilt
+/// unchanged keeps the stamp of the refresh that last changed it.
+fn changed_months(
+    name: &str,
+    month: &str,
+    new: &RecordBatch,
+    old: &RecordBatch,
+) -> Result<BTreeSet<i32>> {
+    let err = |e| Error::arrow(name, e);
+    let compared: Vec<usize> = new
+        .schema()
+        .fields()
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| f.name() != "as_of")
+        .map(|(i, _)| i)
+        .collect();
+    let fields = compared
+        .iter()
+        .map(|i| SortField::new(new.schema().field(*i).data_type().clone()))
+        .collect();
+    let converter = RowConverter::new(fields).map_err(err)?;
+    let by_month = |b: &RecordBatch| -> Result<BTreeMap<i32, Vec<Vec<u8>>>> {
+        let columns: Vec<_> = compared.iter().map(|i| b.column(*i).clone()).collect();
+        let rows = converter.convert_columns(&columns).map_err(err)?;
+        let months = column::<Int32Array>(b, name, month)?;
+        let mut out: BTreeMap<i32, Vec<Vec<u8>>> = BTreeMap::new();
+        for (i, row) in rows.iter().enumerate() {
+            if deltalake::arrow::array::Array::is_valid(months, i) {
+                let rows = out.entry(months.value(i)).or_default();
+                rows.push(row.as_ref().to_vec());
+            }
+        }
+        for rows in out.values_mut() {
+            rows.sort_unstable();
+        }
+        Ok(out)
+    };
+    let (new, old) = (by_month(new)?, by_month(old)?);
+    Ok(new
+        .keys()
+        .chain(old.keys())
+        .filter(|m| new.get(m) != old.get(m))
+        .copied()
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use deltalake::arrow::array::{Int64Array, TimestampMicrosecondArray};
+    use deltalake::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+
+    use super::*;
+
+    fn rows(months: &[i32], values: &[i64], as_of: i64) -> RecordBatch {
+        let schema = Schema::new(vec![
+            Field::new("patient_id", DataType::Utf8, false),
+            Field::new("value", DataType::Int64, false),
+            Field::new(
+                "as_of",
+                DataType::Timestamp(TimeUnit::Microsecond, None),
+                false,
+            ),
+            Field::new("admission_month", DataType::Int32, false),
+        ]);
+        let n = months.len();
+        RecordBatch::try_new(
+            Arc::new(schema),
+            vec![
+                Arc::new(StringArray::from(vec!["p"; n])),
+                Arc::new(Int64Array::from(values.to_vec())),
+                Arc::new(TimestampMicrosecondArray::from(vec![as_of; n])),
+                Arc::new(Int32Array::from(months.to_vec())),
+            ],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn only_months_whose_rows_differ_are_changed_and_the_stamp_is_not_compared() {
+        let old = rows(&[202601, 202601, 202602, 202603], &[1, 2, 3, 4], 10);
+        // January's rows in another order and a later stamp; February's value changed; March's
+        // row gone; April's row new.
+        let new = rows(&[202601, 202601, 202602, 202604], &[2, 1, 30, 5], 20);
+        let changed = changed_months("t", "admission_month", &new, &old).unwrap();
+        assert_eq!(changed, BTreeSet::from([202602, 202603, 202604]));
+        assert!(
+            changed_months("t", "admission_month", &old, &old)
+                .unwrap()
+                .is_empty()
+        );
+    }
 }

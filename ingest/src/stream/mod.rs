@@ -278,9 +278,11 @@ impl Stream {
                 Counts::for_rules(silver::RULES.len())
             }
         };
+        let landed = started.elapsed();
         if let Some(refresh) = &self.gold {
             refresh.clone().run_locked().await?;
         }
+        let gold = started.elapsed() - landed;
         let visible = chrono::Utc::now().timestamp_micros();
         metrics.batches += 1;
         metrics.counts.add(&counts);
@@ -295,11 +297,14 @@ impl Stream {
             }
             s.last_batch_at = Some(visible);
             s.last_batch_seconds = started.elapsed().as_secs_f64();
+            s.landing_seconds.observe(landed.as_secs_f64(), 1);
+            s.gold_seconds.observe(gold.as_secs_f64(), 1);
         });
         tracing::debug!(
             records = counts.records_in,
             refused,
-            seconds = started.elapsed().as_secs_f64(),
+            landing_seconds = landed.as_secs_f64(),
+            gold_seconds = gold.as_secs_f64(),
             "micro-batch visible"
         );
         Ok(settled)

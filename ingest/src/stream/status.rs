@@ -61,6 +61,10 @@ pub struct StreamSnapshot {
     pub last_batch_at: Option<i64>,
     /// Wall time of the last batch (bronze → silver → gold).
     pub last_batch_seconds: f64,
+    /// Per batch: taking the writer lock, catching up, bronze and silver.
+    pub landing_seconds: Histogram,
+    /// Per batch: the gold refresh.
+    pub gold_seconds: Histogram,
     /// Consumer lag per partition, where the source knows it.
     pub lag: Vec<(String, i64)>,
     /// Whether the source is paused, waiting for the commit in flight (backpressure).

@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use patientflow_ingest::stream::{FRESHNESS_BUCKETS, StreamSnapshot};
+use patientflow_ingest::stream::{FRESHNESS_BUCKETS, Histogram, StreamSnapshot};
 
 /// Prometheus text exposition of a stream's counters.
 pub(crate) fn render_metrics(s: &StreamSnapshot) -> String {
@@ -69,22 +69,47 @@ pub(crate) fn render_metrics(s: &StreamSnapshot) -> String {
             &[(String::new(), t as f64 / 1e6)],
         );
     }
-    let h = &s.freshness;
-    let mut buckets: Vec<(String, f64)> = FRESHNESS_BUCKETS
-        .iter()
-        .zip(&h.buckets)
-        .map(|(b, n)| (format!("_bucket{{le=\"{b}\"}}"), *n as f64))
-        .collect();
-    buckets.push(("_bucket{le=\"+Inf\"}".into(), h.count as f64));
-    buckets.push(("_sum".into(), h.sum));
-    buckets.push(("_count".into(), h.count as f64));
     metric(
         "patientflow_stream_freshness_seconds",
         "histogram",
         "Event receipt (a Kafka message's timestamp, else when it was read) to visible in gold.",
-        &buckets,
+        &histogram("", &s.freshness),
+    );
+    let phases = [("landing", &s.landing_seconds), ("gold", &s.gold_seconds)];
+    metric(
+        "patientflow_stream_batch_seconds",
+        "histogram",
+        "Wall time per micro-batch and phase: landing (writer lock, bronze, silver), gold.",
+        &phases
+            .iter()
+            .flat_map(|(phase, h)| histogram(&format!("phase=\"{phase}\""), h))
+            .collect::<Vec<_>>(),
     );
     out
+}
+
+/// A histogram's samples, each with `labels` (`name="value"` pairs, or none).
+fn histogram(labels: &str, h: &Histogram) -> Vec<(String, f64)> {
+    let with = |more: &str| match (labels.is_empty(), more.is_empty()) {
+        (true, true) => String::new(),
+        (true, false) => format!("{{{more}}}"),
+        (false, true) => format!("{{{labels}}}"),
+        (false, false) => format!("{{{labels},{more}}}"),
+    };
+    let mut samples: Vec<(String, f64)> = FRESHNESS_BUCKETS
+        .iter()
+        .zip(&h.buckets)
+        .map(|(b, n)| {
+            (
+                format!("_bucket{}", with(&format!("le=\"{b}\""))),
+                *n as f64,
+            )
+        })
+        .collect();
+    samples.push((format!("_bucket{}", with("le=\"+Inf\"")), h.count as f64));
+    samples.push((format!("_sum{}", with("")), h.sum));
+    samples.push((format!("_count{}", with("")), h.count as f64));
+    samples
 }
 
 /// One line for a terminal: batches, records, lag, freshness, how long since the last batch.
@@ -135,6 +160,7 @@ mod tests {
             ..StreamSnapshot::default()
         };
         s.freshness.observe(0.7, 120);
+        s.gold_seconds.observe(0.4, 3);
         let text = render_metrics(&s);
         assert!(
             text.contains("patientflow_stream_batches_total 3\n"),
@@ -153,6 +179,11 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("patientflow_stream_freshness_seconds_count 120\n"));
+        assert!(
+            text.contains("patientflow_stream_batch_seconds_bucket{phase=\"gold\",le=\"0.5\"} 3\n"),
+            "{text}"
+        );
+        assert!(text.contains("patientflow_stream_batch_seconds_count{phase=\"landing\"} 0\n"));
         let line = status_line(&s, chrono::Utc::now());
         assert!(line.starts_with("3 batches · 120 records"), "{line}");
         assert!(line.contains("lag 5"), "{line}");
