@@ -60,6 +60,11 @@ pub(crate) enum Command {
     /// files that no version younger than the retention references. Queries running meanwhile
     /// keep working; what was done goes to ops/maintenance.
     Maintain(MaintainArgs),
+    /// The platform as one long-running process: the jobs declared in the config (`[[jobs]]`:
+    /// the stream, the daily department and EHR batches, gold, maintenance) on cron schedules
+    /// with IANA time zones. `run --check` validates the jobs and prints each schedule's next
+    /// fire times. (This build has the check; the scheduler loop comes next.)
+    Run(RunArgs),
     /// Mint a development token for a policy role (signed by the local development key;
     /// trusted only by a server started with --dev-tokens). Prints the token.
     Token(TokenArgs),
@@ -270,6 +275,24 @@ pub(crate) struct MaintainArgs {
     /// Output format of the summary.
     #[arg(long, value_enum, default_value = "text")]
     pub(crate) format: SummaryFormat,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RunArgs {
+    /// Validate the config's jobs and print the next fire times of every schedule; run nothing.
+    #[arg(long)]
+    pub(crate) check: bool,
+    /// With --check: fire times after this instant (RFC 3339; default now).
+    #[arg(long, requires = "check")]
+    pub(crate) after: Option<String>,
+    /// With --check: how many fire times per schedule.
+    #[arg(long, default_value_t = 5, requires = "check")]
+    pub(crate) count: usize,
+    /// With --check: preview a restart at --after of a process down since this instant (RFC
+    /// 3339; the last occurrence it ran): which missed occurrences each job's catch-up policy
+    /// runs and which it skips.
+    #[arg(long, requires = "check")]
+    pub(crate) down_since: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

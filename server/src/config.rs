@@ -27,6 +27,12 @@ pub(crate) struct Config {
     /// come from the command line), e.g. `"security.protocol" = "SASL_SSL"`.
     #[serde(default)]
     pub(crate) kafka: std::collections::BTreeMap<String, String>,
+    /// What `patientflow run`'s jobs share (time zone, grace).
+    #[serde(default)]
+    pub(crate) run: crate::automation::RunConfig,
+    /// The jobs `patientflow run` schedules.
+    #[serde(default)]
+    pub(crate) jobs: Vec<crate::automation::JobConfig>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -10,6 +10,8 @@ pub(crate) enum Error {
     Ingest(#[from] patientflow_ingest::Error),
     #[error("config file `{path}`: {reason}")]
     Config { path: PathBuf, reason: String },
+    #[error("jobs: {0}")]
+    Jobs(String),
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
     #[error("cannot start the async runtime: {0}")]

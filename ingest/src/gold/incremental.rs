@@ -56,6 +56,7 @@ impl Incremental<'_> {
         // Who to rebuild.
         let mut ids = history::patients_since(sources.events, SILVER_EVENTS, self.consumed).await?;
         ids.extend(history::patients_since(sources.ehr, SILVER_EHR, self.ehr_consumed).await?);
+        tracing::debug!(patients = ids.len(), "patients with new records found");
         ids.extend(
             discharges_passed(
                 &targets[FACT_STAY_SEGMENT].table,

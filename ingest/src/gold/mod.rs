@@ -260,6 +260,7 @@ impl GoldRefresh {
             metrics.elapsed = started.elapsed();
             return Ok(metrics);
         }
+        tracing::debug!(upto, ehr_upto, "gold tables opened");
         let consumed = targets.values().map(|t| t.seq).min().unwrap_or(0);
         let ehr_consumed = targets.values().map(|t| t.ehr).min().unwrap_or(0);
         let census_as_of = targets[FACT_CENSUS_HOURLY].as_of;

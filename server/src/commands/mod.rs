@@ -7,5 +7,6 @@ pub(crate) mod ingest;
 pub(crate) mod maintain;
 pub(crate) mod produce;
 pub(crate) mod quality;
+pub(crate) mod run;
 pub(crate) mod serve;
 pub(crate) mod token;

@@ -14,5 +14,6 @@ mod maintain;
 mod open_stays;
 mod pipeline;
 mod python_reader;
+mod run;
 mod security;
 mod serve;
