@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// patientflow: live and daily patient flow for a hospital network — bed occupancy,
@@ -219,8 +220,8 @@ pub(crate) enum GoldCommand {
 #[derive(Debug, Args)]
 pub(crate) struct GoldArgs {
     /// Compute the census and `is_currently_admitted` as of this time, RFC 3339 (default: now).
-    #[arg(long, env = "PATIENTFLOW_AS_OF")]
-    pub(crate) as_of: Option<String>,
+    #[arg(long, env = "PATIENTFLOW_AS_OF", value_parser = instant)]
+    pub(crate) as_of: Option<DateTime<Utc>>,
     /// A patient attribute tracked as SCD type 2 besides gender (repeatable; default
     /// `insurance_type`, or `gold.tracked_attributes` in the config file).
     #[arg(long = "track", value_name = "ATTRIBUTE")]
@@ -283,16 +284,16 @@ pub(crate) struct RunArgs {
     #[arg(long)]
     pub(crate) check: bool,
     /// With --check: fire times after this instant (RFC 3339; default now).
-    #[arg(long, requires = "check")]
-    pub(crate) after: Option<String>,
+    #[arg(long, requires = "check", value_parser = instant)]
+    pub(crate) after: Option<DateTime<Utc>>,
     /// With --check: how many fire times per schedule.
     #[arg(long, default_value_t = 5, requires = "check")]
     pub(crate) count: usize,
     /// With --check: preview a restart at --after of a process down since this instant (RFC
     /// 3339; the last occurrence it ran): which missed occurrences each job's catch-up policy
     /// runs and which it skips.
-    #[arg(long, requires = "check")]
-    pub(crate) down_since: Option<String>,
+    #[arg(long, requires = "check", value_parser = instant)]
+    pub(crate) down_since: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -471,4 +472,11 @@ pub(crate) struct ReportArgs {
     /// Report format.
     #[arg(long, value_enum, default_value = "markdown")]
     pub(crate) format: ReportFormat,
+}
+
+/// Parses an instant given on the command line (RFC 3339).
+fn instant(text: &str) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| format!("{e}; use RFC 3339, e.g. 2027-03-13T00:00:00-06:00"))
 }

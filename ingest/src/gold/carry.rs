@@ -1,12 +1,10 @@
 //! The rows of the patients a refresh did not rebuild, carried over into the tables it
 //! rewrites, in the schema the rebuilt rows have.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use deltalake::DeltaTable;
-use std::collections::BTreeMap;
-
-use deltalake::arrow::array::{BooleanArray, Int32Array, RecordBatch, StringArray};
+use deltalake::arrow::array::{Array, BooleanArray, Int32Array, RecordBatch, StringArray};
 use deltalake::arrow::compute::kernels::boolean::{and, not};
 use deltalake::arrow::compute::{concat_batches, filter_record_batch};
 use deltalake::arrow::row::{RowConverter, SortField};
@@ -130,10 +128,7 @@ pub(super) async fn replace_months(
     let changed = changed_months(name, month, &rebuilt, &filter(&stored, &theirs, name)?)?;
     let in_changed = |b: &RecordBatch| -> Result<BooleanArray> {
         let months = column::<Int32Array>(b, name, month)?;
-        Ok(months
-            .iter()
-            .map(|m| Some(m.is_some_and(|m| changed.contains(&m))))
-            .collect())
+        Ok(mask(months.iter(), |m| changed.contains(&m)))
     };
     let written = filter(&rebuilt, &in_changed(&rebuilt)?, name)?;
     if changed.is_empty() {
@@ -152,10 +147,12 @@ pub(super) async fn replace_months(
 /// Which rows of `batch` belong to the patients `ids`.
 fn patient_mask(batch: &RecordBatch, name: &str, ids: &BTreeSet<String>) -> Result<BooleanArray> {
     let patients = column::<StringArray>(batch, name, "patient_id")?;
-    Ok(patients
-        .iter()
-        .map(|p| Some(p.is_some_and(|p| ids.contains(p))))
-        .collect())
+    Ok(mask(patients.iter(), |p| ids.contains(p)))
+}
+
+/// A filter mask: true where the value is present and `keep` holds.
+fn mask<T>(values: impl Iterator<Item = Option<T>>, keep: impl Fn(T) -> bool) -> BooleanArray {
+    values.map(|v| Some(v.is_some_and(&keep))).collect()
 }
 
 fn filter(batch: &RecordBatch, mask: &BooleanArray, name: &str) -> Result<RecordBatch> {
@@ -191,7 +188,7 @@ fn changed_months(
         let months = column::<Int32Array>(b, name, month)?;
         let mut out: BTreeMap<i32, Vec<Vec<u8>>> = BTreeMap::new();
         for (i, row) in rows.iter().enumerate() {
-            if deltalake::arrow::array::Array::is_valid(months, i) {
+            if months.is_valid(i) {
                 let rows = out.entry(months.value(i)).or_default();
                 rows.push(row.as_ref().to_vec());
             }

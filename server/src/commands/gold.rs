@@ -4,7 +4,7 @@ use patientflow_ingest::{GoldMetrics, GoldRefresh, TableRoot};
 
 use crate::cli::{GoldArgs, GoldStep, RefreshArgs, SummaryFormat};
 use crate::config::Config;
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// The refresh the arguments and config file describe.
 pub(crate) fn refresh_for(
@@ -13,13 +13,8 @@ pub(crate) fn refresh_for(
     config: &Config,
 ) -> Result<GoldRefresh> {
     let mut refresh = GoldRefresh::new(root).with_open_stay_limits(config.gold.open_stays.clone());
-    if let Some(as_of) = &args.as_of {
-        let t = chrono::DateTime::parse_from_rfc3339(as_of).map_err(|e| {
-            Error::InvalidArgument(format!(
-                "--as-of `{as_of}`: {e}; use RFC 3339, e.g. 2026-11-24T12:00:00Z"
-            ))
-        })?;
-        refresh = refresh.with_as_of(t.with_timezone(&chrono::Utc));
+    if let Some(as_of) = args.as_of {
+        refresh = refresh.with_as_of(as_of);
     }
     if !args.tracked.is_empty() {
         refresh = refresh.with_tracked_attributes(args.tracked.clone());

@@ -25,27 +25,13 @@ pub(crate) fn run(args: RunArgs, config: &Config) -> Result<()> {
                 .into(),
         ));
     }
-    let after = match &args.after {
-        Some(text) => instant("--after", text)?,
-        None => Utc::now(),
-    };
-    let down_since = match &args.down_since {
-        Some(text) => Some(instant("--down-since", text)?),
-        None => None,
-    };
+    let after = args.after.unwrap_or_else(Utc::now);
     let grace = chrono::Duration::seconds(config.run.grace_seconds.unwrap_or(300) as i64);
-    print!("{}", report(&jobs, after, args.count, down_since, grace));
+    print!(
+        "{}",
+        report(&jobs, after, args.count, args.down_since, grace)
+    );
     Ok(())
-}
-
-fn instant(flag: &str, text: &str) -> Result<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(text)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| {
-            Error::InvalidArgument(format!(
-                "{flag} `{text}`: {e}; use RFC 3339, e.g. 2027-03-13T00:00:00-06:00"
-            ))
-        })
 }
 
 /// What `run --check` prints.
