@@ -32,7 +32,7 @@ pub const KPI_SCHEMA: &str = "kpi";
 
 /// Every Delta table the query service exposes, as `schema/table` under the root. Bronze
 /// stays internal: its raw payloads are for reprocessing, not for analysts.
-pub const EXPOSED_TABLES: [&str; 13] = [
+pub const EXPOSED_TABLES: [&str; 15] = [
     tables::DIM_DEPARTMENT,
     tables::DIM_PATIENT,
     tables::DIM_DATE,
@@ -46,6 +46,8 @@ pub const EXPOSED_TABLES: [&str; 13] = [
     tables::SILVER_EHR,
     tables::QUALITY_RUNS,
     tables::AUDIT,
+    tables::PIPELINE_RUNS,
+    tables::ALERTS,
 ];
 
 /// One Delta table of the catalog, opened on first use.

@@ -37,6 +37,8 @@ pub(crate) struct Settings {
     pub(crate) policies: Policies,
     /// A streaming ingest running in this process, whose counters `/metrics` shows.
     pub(crate) stream: Option<Arc<patientflow_ingest::StreamStatus>>,
+    /// The jobs this process runs, which `/api/v1/pipelines` drives.
+    pub(crate) scheduler: Option<Arc<crate::automation::Scheduler>>,
 }
 
 /// How long in-flight requests get to finish after a stop signal.
@@ -89,6 +91,7 @@ impl App {
                 stats: Arc::new(HttpStats::new()),
                 auth,
                 stream: settings.stream,
+                scheduler: settings.scheduler,
             },
             flight_service,
             tls,

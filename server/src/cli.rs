@@ -63,8 +63,11 @@ pub(crate) enum Command {
     Maintain(MaintainArgs),
     /// The platform as one long-running process: the jobs declared in the config (`[[jobs]]`:
     /// the stream, the daily department and EHR batches, gold, maintenance) on cron schedules
-    /// with IANA time zones. `run --check` validates the jobs and prints each schedule's next
-    /// fire times. (This build has the check; the scheduler loop comes next.)
+    /// with IANA time zones and on file arrival, with retries, timeouts, no overlap, catch-up
+    /// after downtime and a run history (ops/pipeline_runs); alerts on failures, stalls,
+    /// quality breaches and bottlenecks. `--serve` also serves the dashboard, REST (with
+    /// /api/v1/pipelines for Azure Data Factory) and Flight SQL. `run --check` validates the
+    /// jobs and prints each schedule's next fire times.
     Run(RunArgs),
     /// Mint a development token for a policy role (signed by the local development key;
     /// trusted only by a server started with --dev-tokens). Prints the token.
@@ -217,7 +220,7 @@ pub(crate) enum GoldCommand {
 }
 
 /// How gold is built; shared by `ingest` and `gold refresh`.
-#[derive(Debug, Args)]
+#[derive(Debug, Default, Args)]
 pub(crate) struct GoldArgs {
     /// Compute the census and `is_currently_admitted` as of this time, RFC 3339 (default: now).
     #[arg(long, env = "PATIENTFLOW_AS_OF", value_parser = instant)]
@@ -280,6 +283,15 @@ pub(crate) struct MaintainArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct RunArgs {
+    /// Table root: a local path or URL.
+    #[arg(long, env = "PATIENTFLOW_DATA")]
+    pub(crate) data: Option<String>,
+    /// Also serve the query service (dashboard, REST, Flight SQL) from this process; the REST
+    /// API then has /api/v1/pipelines to start and follow runs.
+    #[arg(long, conflicts_with = "check")]
+    pub(crate) serve: bool,
+    #[command(flatten)]
+    pub(crate) service: ServiceArgs,
     /// Validate the config's jobs and print the next fire times of every schedule; run nothing.
     #[arg(long)]
     pub(crate) check: bool,

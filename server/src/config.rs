@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 /// The config file searched for in the working directory when `--config` is not given.
 const DEFAULT_FILE: &str = "patientflow.toml";
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Config {
     #[serde(default)]
@@ -33,9 +33,12 @@ pub(crate) struct Config {
     /// The jobs `patientflow run` schedules.
     #[serde(default)]
     pub(crate) jobs: Vec<crate::automation::JobConfig>,
+    /// `[alerts]`: sinks and thresholds of `patientflow run`.
+    #[serde(default)]
+    pub(crate) alerts: crate::automation::AlertsConfig,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct MaintainConfig {
     /// Hours a removed file is kept before VACUUM deletes it (default 168, at least 1).
@@ -44,7 +47,7 @@ pub(crate) struct MaintainConfig {
     pub(crate) checkpoint_every: Option<u64>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ServeConfig {
     /// Address of the dashboard and REST API (default 127.0.0.1:8080).
@@ -78,7 +81,7 @@ pub(crate) struct ServeConfig {
     pub(crate) policies: Option<PathBuf>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct GoldConfig {
     /// Patient attributes tracked as SCD type 2 besides gender (default `["insurance_type"]`).
@@ -92,14 +95,14 @@ pub(crate) struct GoldConfig {
     pub(crate) rows_per_slice: Option<usize>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Storage {
     /// Table root: a local path or an `abfss://` URL.
     pub(crate) data: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct IngestConfig {
     /// Department reference CSV (default: the shipped reference network).

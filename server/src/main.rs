@@ -84,7 +84,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Demo(args) => runtime.block_on(commands::demo::run(args, &config)),
         Command::Token(args) => commands::token::run(args),
         Command::Maintain(args) => runtime.block_on(commands::maintain::run(args, &config)),
-        Command::Run(args) => commands::run::run(args, &config),
+        Command::Run(args) => runtime.block_on(commands::run::run(args, &config)),
         Command::Gold(GoldCommand::Schema) => {
             print!("{}", patientflow_ingest::tables::star_schema_markdown());
             Ok(())

@@ -23,7 +23,7 @@ use url::Url;
 use deltalake::arrow::array::StringArray;
 use deltalake::arrow::datatypes::{DataType, Field, Schema};
 use deltalake::datafusion::logical_expr::{JoinType, cast};
-use deltalake::datafusion::prelude::{DataFrame, Expr, SessionContext, col};
+use deltalake::datafusion::prelude::{DataFrame, Expr, SessionContext, col, lit};
 
 use crate::error::{Error, Result};
 
@@ -108,6 +108,11 @@ impl TableRoot {
     pub async fn append(&self, name: &str, batches: Vec<RecordBatch>) -> Result<()> {
         append(self.open(name).await?, name, batches, Vec::new(), &[]).await?;
         Ok(())
+    }
+
+    /// The `columns` of every row of the table `name`; none for a table not created yet.
+    pub async fn read(&self, name: &str, columns: &[&str]) -> Result<Vec<RecordBatch>> {
+        scan(&self.open(name).await?, name, columns, lit(true), &[]).await
     }
 
     /// Takes the exclusive writer lock of this root, failing at once when another process

@@ -138,6 +138,12 @@ impl Stream {
         self.status.clone()
     }
 
+    /// Counts into `status` (one a restarted stream carries on) instead of a new one.
+    pub fn with_status(mut self, status: Arc<StreamStatus>) -> Self {
+        self.status = status;
+        self
+    }
+
     /// A handle that stops the stream.
     pub fn stop_handle(&self) -> StopHandle {
         self.stop.clone()

@@ -20,7 +20,7 @@ pub const QUALITY_RUNS: &str = "ops/quality_runs";
 pub const AUDIT: &str = "ops/audit";
 
 /// Every table patientflow writes, bronze to gold and the operational tables.
-pub const ALL_TABLES: [&str; 17] = [
+pub const ALL_TABLES: [&str; 19] = [
     BRONZE_EVENTS,
     BRONZE_DEPARTMENTS,
     BRONZE_EHR,
@@ -31,6 +31,8 @@ pub const ALL_TABLES: [&str; 17] = [
     QUALITY_RUNS,
     AUDIT,
     MAINTENANCE,
+    PIPELINE_RUNS,
+    ALERTS,
     DIM_DEPARTMENT,
     DIM_PATIENT,
     DIM_DATE,
@@ -161,6 +163,57 @@ pub static MAINTENANCE_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new("files_removed", DataType::Int64, false),
         Field::new("files_added", DataType::Int64, false),
         Field::new("bytes_removed", DataType::Int64, false),
+    ]))
+});
+
+/// What `patientflow run` ran: one row per state change of a run (queued, running, succeeded,
+/// failed), so a run's state is its latest row.
+pub const PIPELINE_RUNS: &str = "ops/pipeline_runs";
+
+/// `ops/pipeline_runs`.
+pub static PIPELINE_RUNS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    Arc::new(Schema::new(vec![
+        Field::new("run_id", DataType::Utf8, false),
+        Field::new("job", DataType::Utf8, false),
+        Field::new("kind", DataType::Utf8, false),
+        Field::new("trigger", DataType::Utf8, false),
+        Field::new("idempotency_key", DataType::Utf8, false),
+        Field::new("scheduled_for", timestamp_type(), true),
+        Field::new("attempt", DataType::Int32, false),
+        Field::new("status", DataType::Utf8, false),
+        Field::new("recorded_at", timestamp_type(), false),
+        Field::new("queued_at", timestamp_type(), false),
+        Field::new("started_at", timestamp_type(), true),
+        Field::new("ended_at", timestamp_type(), true),
+        Field::new("error", DataType::Utf8, true),
+        Field::new("files", DataType::Int64, false),
+        Field::new("records_in", DataType::Int64, false),
+        Field::new("silver_rows", DataType::Int64, false),
+        Field::new("quarantined", DataType::Int64, false),
+        Field::new("duplicates", DataType::Int64, false),
+    ]))
+});
+
+/// The alerts `patientflow run` raised: one row per notice (firing, repeated, resolved).
+pub const ALERTS: &str = "ops/alerts";
+
+/// `ops/alerts`.
+pub static ALERTS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    Arc::new(Schema::new(vec![
+        Field::new("recorded_at", timestamp_type(), false),
+        Field::new("fingerprint", DataType::Utf8, false),
+        Field::new("alert_key", DataType::Utf8, false),
+        Field::new("condition", DataType::Utf8, false),
+        Field::new("severity", DataType::Utf8, false),
+        Field::new("status", DataType::Utf8, false),
+        Field::new("job", DataType::Utf8, true),
+        Field::new("hospital_id", DataType::Int32, true),
+        Field::new("department", DataType::Utf8, true),
+        Field::new("summary", DataType::Utf8, false),
+        Field::new("value", DataType::Float64, true),
+        Field::new("threshold", DataType::Float64, true),
+        Field::new("starts_at", timestamp_type(), false),
+        Field::new("ends_at", timestamp_type(), true),
     ]))
 });
 

@@ -11,17 +11,19 @@ use super::schedule::{Catchup, Schedule};
 use crate::error::{Error, Result};
 
 /// `[run]`: what every job shares.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RunConfig {
     /// IANA time zone of the schedules (default UTC), e.g. `America/Chicago`.
     pub(crate) timezone: Option<String>,
     /// Seconds an occurrence may be late and still count as on time, not missed (default 300).
     pub(crate) grace_seconds: Option<u64>,
+    /// How often, in milliseconds, the folders of `on_file` jobs are looked at (default 2000).
+    pub(crate) poll_ms: Option<u64>,
 }
 
 /// One `[[jobs]]` entry.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct JobConfig {
     /// Unique name: the REST path, the alert key and the run history use it.

@@ -84,22 +84,50 @@ pub(crate) enum Catchup {
     All,
 }
 
-/// Why a run of a scheduled job starts.
+/// Why a run starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Trigger {
     /// Its occurrence came while the scheduler ran.
     Schedule,
     /// Its occurrence came while the scheduler was down, and the catch-up policy runs it.
     Catchup,
+    /// A file arrived in the job's folder.
+    File,
+    /// `POST /api/v1/pipelines/{job}/runs` (Azure Data Factory, an operator).
+    Api,
+    /// A stream's (re)start.
+    Continuous,
 }
 
 impl Trigger {
+    const ALL: [Trigger; 5] = [
+        Trigger::Schedule,
+        Trigger::Catchup,
+        Trigger::File,
+        Trigger::Api,
+        Trigger::Continuous,
+    ];
+
     /// As recorded in `ops/pipeline_runs`.
     pub(crate) fn as_str(self) -> &'static str {
         match self {
             Trigger::Schedule => "schedule",
             Trigger::Catchup => "catch-up",
+            Trigger::File => "file",
+            Trigger::Api => "api",
+            Trigger::Continuous => "continuous",
         }
+    }
+
+    /// The trigger recorded as `text`.
+    pub(crate) fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.as_str() == text)
+    }
+
+    /// Whether it is an occurrence of the job's schedule (and so has an idempotency key of
+    /// its own scheduled time).
+    pub(crate) fn is_scheduled(self) -> bool {
+        matches!(self, Trigger::Schedule | Trigger::Catchup)
     }
 }
 

@@ -22,33 +22,65 @@ use crate::http::stream::{render_metrics, status_line};
 /// The consumer group when none is given.
 const DEFAULT_GROUP: &str = "patientflow";
 
+/// How a stream is set up, from flags or a job of `patientflow run`.
+#[derive(Debug, Default)]
+pub(crate) struct StreamOptions<'a> {
+    /// Department reference file (else silver's departments).
+    pub(crate) departments: Option<&'a std::path::Path>,
+    /// Gold after every micro-batch.
+    pub(crate) gold: Option<patientflow_ingest::GoldRefresh>,
+    pub(crate) source_timezone: Option<chrono_tz::Tz>,
+    pub(crate) batch_records: Option<usize>,
+    pub(crate) batch_interval_ms: Option<u64>,
+    /// Kafka consumer group (default `patientflow`).
+    pub(crate) group: Option<&'a str>,
+}
+
+/// The stream and the followed source `from` names.
+pub(crate) fn open(
+    from: &str,
+    root: &TableRoot,
+    options: StreamOptions<'_>,
+    config: &Config,
+) -> Result<(Stream, Box<dyn Follow>)> {
+    let mut stream = Stream::new(root.clone());
+    if let Some(path) = options.departments.or(config.ingest.departments.as_deref()) {
+        stream = stream.with_reference(ReferenceData::from_path(path)?);
+    }
+    if let Some(refresh) = options.gold {
+        stream = stream.with_gold(refresh);
+    }
+    if let Some(tz) = options.source_timezone {
+        stream = stream.with_source_timezone(tz);
+    }
+    if let Some(n) = options.batch_records.or(config.ingest.batch_records) {
+        stream = stream.with_max_records(n);
+    }
+    if let Some(ms) = options
+        .batch_interval_ms
+        .or(config.ingest.batch_interval_ms)
+    {
+        stream = stream.with_interval(Duration::from_millis(ms.max(1)));
+    }
+    let source = open_source(from, root, options.group, config)?;
+    Ok((stream, source))
+}
+
 pub(super) async fn run(
     from: &str,
     root: TableRoot,
     args: &IngestArgs,
     config: &Config,
 ) -> Result<()> {
-    let mut stream = Stream::new(root.clone());
-    if let Some(path) = args
-        .departments
-        .as_ref()
-        .or(config.ingest.departments.as_ref())
-    {
-        stream = stream.with_reference(ReferenceData::from_path(path)?);
-    }
-    if let Some(refresh) = gold::after_ingest(&root, &args.then, config)? {
-        stream = stream.with_gold(refresh);
-    }
-    if let Some(tz) = source_timezone(args.source_timezone.as_ref(), config)? {
-        stream = stream.with_source_timezone(tz);
-    }
-    if let Some(n) = args.batch_records.or(config.ingest.batch_records) {
-        stream = stream.with_max_records(n);
-    }
-    if let Some(ms) = args.batch_interval_ms.or(config.ingest.batch_interval_ms) {
-        stream = stream.with_interval(Duration::from_millis(ms.max(1)));
-    }
-    let source = open_source(from, &root, args, config)?;
+    let options = StreamOptions {
+        departments: args.departments.as_deref(),
+        gold: gold::after_ingest(&root, &args.then, config)?,
+        source_timezone: source_timezone(args.source_timezone.as_ref(), config)?,
+        batch_records: args.batch_records,
+        batch_interval_ms: args.batch_interval_ms,
+        group: args.group.as_deref(),
+    };
+    let (stream, source) = open(from, &root, options, config)?;
     let status = stream.status();
     let stop = stream.stop_handle();
     tokio::spawn(async move {
@@ -89,13 +121,13 @@ pub(super) async fn run(
 fn open_source(
     from: &str,
     root: &TableRoot,
-    args: &IngestArgs,
+    group: Option<&str>,
     config: &Config,
 ) -> Result<Box<dyn Follow>> {
     let log = PositionLog::new(root.clone(), tokio::runtime::Handle::current());
     if from.contains("://") {
         let endpoint = kafka::Endpoint::parse(from, |name| std::env::var(name).ok())?;
-        let group = args.group.as_deref().unwrap_or(DEFAULT_GROUP);
+        let group = group.unwrap_or(DEFAULT_GROUP);
         let source = kafka::KafkaSource::subscribe(&endpoint, group, &config.kafka, log)?;
         tracing::info!(topic = %endpoint.topic, group, brokers = %endpoint.brokers, "consuming");
         return Ok(Box::new(source));

@@ -10,8 +10,25 @@ use crate::error::{Error, Result};
 
 pub(crate) async fn run(args: MaintainArgs, config: &Config) -> Result<()> {
     let root = TableRoot::parse(&config.data_root(args.data.as_deref())?)?;
-    let mut maintenance = Maintenance::new(root).with_dry_run(args.dry_run);
-    if let Some(hours) = args.retention_hours.or(config.maintain.retention_hours) {
+    let maintenance = maintenance_for(root, args.retention_hours, args.checkpoint_every, config)?
+        .with_dry_run(args.dry_run);
+    let report = maintenance.run().await?;
+    match args.format {
+        SummaryFormat::Json => println!("{}", summary_json(&report)),
+        SummaryFormat::Text => print!("{}", summary_text(&report)),
+    }
+    Ok(())
+}
+
+/// The maintenance the flags (when given) and the config file describe.
+pub(crate) fn maintenance_for(
+    root: TableRoot,
+    retention_hours: Option<f64>,
+    checkpoint_every: Option<u64>,
+    config: &Config,
+) -> Result<Maintenance> {
+    let mut maintenance = Maintenance::new(root);
+    if let Some(hours) = retention_hours.or(config.maintain.retention_hours) {
         let retention = Duration::try_from_secs_f64(hours * 3_600.0).map_err(|_| {
             Error::InvalidArgument(format!(
                 "--retention-hours {hours}: give a number of hours, at least 1"
@@ -19,15 +36,10 @@ pub(crate) async fn run(args: MaintainArgs, config: &Config) -> Result<()> {
         })?;
         maintenance = maintenance.with_retention(retention)?;
     }
-    if let Some(commits) = args.checkpoint_every.or(config.maintain.checkpoint_every) {
+    if let Some(commits) = checkpoint_every.or(config.maintain.checkpoint_every) {
         maintenance = maintenance.with_checkpoint_every(commits)?;
     }
-    let report = maintenance.run().await?;
-    match args.format {
-        SummaryFormat::Json => println!("{}", summary_json(&report)),
-        SummaryFormat::Text => print!("{}", summary_text(&report)),
-    }
-    Ok(())
+    Ok(maintenance)
 }
 
 fn summary_json(r: &MaintenanceReport) -> serde_json::Value {

@@ -1,7 +1,7 @@
 //! One module per command.
 
 pub(crate) mod demo;
-mod follow;
+pub(crate) mod follow;
 pub(crate) mod gold;
 pub(crate) mod ingest;
 pub(crate) mod maintain;

@@ -33,31 +33,8 @@ pub(crate) fn settings(root: TableRoot, args: &ServiceArgs, config: &Config) -> 
             ))
         })
     };
-    let mut model = match args.model.as_ref().or(c.model.as_ref()) {
-        Some(path) => Model::from_file(path)?,
-        None => Model::built_in()?,
-    };
-    if let Some(t) = args.bottleneck_threshold.or(c.bottleneck_threshold) {
-        if !(0.0..=10.0).contains(&t) {
-            return Err(Error::InvalidArgument(format!(
-                "bottleneck threshold {t} is not a rate; use e.g. 0.85"
-            )));
-        }
-        model.bottleneck_threshold = t;
-    }
-    let defaults = EngineConfig::default();
-    let engine = EngineConfig {
-        query_timeout: args
-            .query_timeout
-            .or(c.query_timeout)
-            .map_or(defaults.query_timeout, Duration::from_secs),
-        memory_limit: args
-            .memory_limit_mb
-            .or(c.memory_limit_mb)
-            .map_or(defaults.memory_limit, |mb| mb << 20),
-        cache_entries: c.cache_entries.unwrap_or(defaults.cache_entries),
-        ..defaults
-    };
+    let model = model(args, config)?;
+    let engine = engine_config(args, config);
     let tls = match (
         args.tls_cert.clone().or(c.tls_cert.clone()),
         args.tls_key.clone().or(c.tls_key.clone()),
@@ -91,7 +68,45 @@ pub(crate) fn settings(root: TableRoot, args: &ServiceArgs, config: &Config) -> 
         engine,
         tls,
         stream: None,
+        scheduler: None,
     })
+}
+
+/// The semantic model from the flag or the config file (else the built-in one), with the
+/// bottleneck threshold they set.
+pub(crate) fn model(args: &ServiceArgs, config: &Config) -> Result<Model> {
+    let c = &config.serve;
+    let mut model = match args.model.as_ref().or(c.model.as_ref()) {
+        Some(path) => Model::from_file(path)?,
+        None => Model::built_in()?,
+    };
+    if let Some(t) = args.bottleneck_threshold.or(c.bottleneck_threshold) {
+        if !(0.0..=10.0).contains(&t) {
+            return Err(Error::InvalidArgument(format!(
+                "bottleneck threshold {t} is not a rate; use e.g. 0.85"
+            )));
+        }
+        model.bottleneck_threshold = t;
+    }
+    Ok(model)
+}
+
+/// Query limits from flags, then the config file, then defaults.
+pub(crate) fn engine_config(args: &ServiceArgs, config: &Config) -> EngineConfig {
+    let c = &config.serve;
+    let defaults = EngineConfig::default();
+    EngineConfig {
+        query_timeout: args
+            .query_timeout
+            .or(c.query_timeout)
+            .map_or(defaults.query_timeout, Duration::from_secs),
+        memory_limit: args
+            .memory_limit_mb
+            .or(c.memory_limit_mb)
+            .map_or(defaults.memory_limit, |mb| mb << 20),
+        cache_entries: c.cache_entries.unwrap_or(defaults.cache_entries),
+        ..defaults
+    }
 }
 
 /// The example policies shipped in `rbac-policies/`, built in.

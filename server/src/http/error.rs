@@ -17,7 +17,8 @@ pub(crate) struct ApiError {
 #[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct ErrorBody {
     /// Stable code: `unauthenticated`, `forbidden`, `invalid_query`, `not_read_only`,
-    /// `syntax_error`, `query_timeout`, `resources_exhausted`, `not_found`, `internal`.
+    /// `syntax_error`, `query_timeout`, `resources_exhausted`, `not_found`, `conflict`,
+    /// `unavailable`, `internal`.
     code: &'static str,
     /// What went wrong and how to fix it.
     message: String,
@@ -28,6 +29,33 @@ impl ApiError {
         Self {
             status: StatusCode::BAD_REQUEST,
             code: "invalid_query",
+            message: message.into(),
+        }
+    }
+
+    /// 404: no such resource.
+    pub(crate) fn not_found(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::NOT_FOUND,
+            code: "not_found",
+            message: message.into(),
+        }
+    }
+
+    /// 409: the request contradicts the resource (a run of a stream job).
+    pub(crate) fn conflict(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::CONFLICT,
+            code: "conflict",
+            message: message.into(),
+        }
+    }
+
+    /// 503: this process does not offer it.
+    pub(crate) fn unavailable(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "unavailable",
             message: message.into(),
         }
     }

@@ -33,6 +33,8 @@ pub(crate) struct AppState {
     pub(crate) auth: Arc<Auth>,
     /// The streaming ingest of this process, if it runs one (`demo`).
     pub(crate) stream: Option<Arc<patientflow_ingest::StreamStatus>>,
+    /// The jobs of this process, if it runs them (`run --serve`, `demo`).
+    pub(crate) scheduler: Option<Arc<crate::automation::Scheduler>>,
 }
 
 /// The OpenAPI 3 document, generated from the handlers' annotations.
@@ -49,6 +51,11 @@ pub(crate) struct AppState {
         v1::quality::latest,
         v1::freshness::freshness,
         v1::catalog::catalog,
+        v1::pipelines::jobs,
+        v1::pipelines::start,
+        v1::pipelines::runs,
+        v1::pipelines::run,
+        v1::alerts::active,
         ops::healthz,
         ops::readyz,
         ops::metrics,
@@ -60,7 +67,8 @@ pub(crate) struct AppState {
         (name = "sql", description = "read-only SQL over the patientflow catalog"),
         (name = "quality", description = "data-quality counts"),
         (name = "catalog", description = "tables, metrics and dimensions"),
-        (name = "ops", description = "health, readiness and Prometheus metrics"),
+        (name = "pipelines", description = "the jobs of `patientflow run --serve`: start a run (202 + Location), poll it, list runs"),
+        (name = "ops", description = "health, readiness, Prometheus metrics and alerts"),
     )
 )]
 struct ApiDoc;
@@ -84,6 +92,11 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/api/v1/quality/latest", get(v1::quality::latest))
         .route("/api/v1/freshness", get(v1::freshness::freshness))
         .route("/api/v1/catalog", get(v1::catalog::catalog))
+        .route("/api/v1/pipelines", get(v1::pipelines::jobs))
+        .route("/api/v1/pipelines/runs", get(v1::pipelines::runs))
+        .route("/api/v1/pipelines/runs/{id}", get(v1::pipelines::run))
+        .route("/api/v1/pipelines/{job}/runs", post(v1::pipelines::start))
+        .route("/api/v1/alerts", get(v1::alerts::active))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
