@@ -241,18 +241,39 @@ impl Server {
     /// Starts `patientflow serve --data <data> --dev-tokens` plus `extra` flags and waits
     /// until it has bound both ports (it prints them on stdout).
     pub fn start(data: &Path, extra: &[&str]) -> Server {
+        let mut command = patientflow();
+        command.args(["serve", "--data", path(data)]).args(extra);
+        Self::spawn(data, command)
+    }
+
+    /// Starts `patientflow run --serve --config <config> --data <data>` with `envs`, trusting
+    /// development tokens, and waits until it serves.
+    pub fn start_run(config: &Path, data: &Path, envs: &[(&str, &str)]) -> Server {
+        let mut command = patientflow();
+        command
+            .args([
+                "run",
+                "--serve",
+                "--config",
+                path(config),
+                "--data",
+                path(data),
+            ])
+            .envs(envs.iter().copied());
+        Self::spawn(data, command)
+    }
+
+    fn spawn(data: &Path, mut command: Command) -> Server {
         use std::io::{BufRead, BufReader};
         let key = data.with_file_name("dev-signing-key.pem");
         let token = mint(&key, &["--role", "data_engineer"]);
-        let mut child = patientflow()
-            .args(["serve", "--data", path(data)])
+        let mut child = command
             .args(["--http-addr", "127.0.0.1:0", "--flight-addr", "127.0.0.1:0"])
             .args(["--dev-tokens", "--dev-key", path(&key)])
-            .args(extra)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::inherit())
             .spawn()
-            .expect("start patientflow serve");
+            .expect("start patientflow");
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();
         let mut http = None;
@@ -260,8 +281,8 @@ impl Server {
         while http.is_none() || flight.is_none() {
             let line = lines
                 .next()
-                .expect("serve exited before printing its addresses")
-                .expect("read serve output");
+                .expect("patientflow exited before printing its addresses")
+                .expect("read patientflow output");
             if let Some(rest) = line.strip_prefix("dashboard: http://") {
                 http = Some(rest.trim_end_matches('/').to_string());
             } else if let Some(rest) = line.strip_prefix("Flight SQL: ") {
@@ -278,6 +299,12 @@ impl Server {
             key,
             token,
         }
+    }
+
+    /// Kills the process with SIGKILL (no chance to clean up) and waits for it.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// A development token from `patientflow token <args>` (e.g. `--role network_admin`).
@@ -314,6 +341,83 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// An HTTP receiver on a free loopback port that answers 200 to every request and keeps what
+/// was POSTed (path and JSON body), as an alert webhook would receive it. Stops with the test.
+#[derive(Debug, Clone)]
+pub struct Receiver {
+    /// `http://127.0.0.1:port`.
+    pub url: String,
+    received: std::sync::Arc<std::sync::Mutex<Vec<(String, Value)>>>,
+}
+
+impl Receiver {
+    pub fn start() -> Receiver {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a receiver");
+        let url = format!("http://{}", listener.local_addr().expect("address"));
+        let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = received.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+                let mut request = String::new();
+                if reader.read_line(&mut request).is_err() {
+                    continue;
+                }
+                let target = request.split(' ').nth(1).unwrap_or("").to_string();
+                let mut length = 0;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if let Some((k, v)) = line.split_once(':')
+                        && k.eq_ignore_ascii_case("content-length")
+                    {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                }
+                let mut body = vec![0; length];
+                if reader.read_exact(&mut body).is_ok() {
+                    let value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                    sink.lock().unwrap().push((target, value));
+                }
+                let _ = stream.write_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                );
+            }
+        });
+        Receiver { url, received }
+    }
+
+    /// What was POSTed to `path` so far.
+    pub fn at(&self, path: &str) -> Vec<Value> {
+        self.received
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(p, _)| p == path)
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+}
+
+/// Polls `check` every 200 ms until it returns `Some`, for at most `seconds`.
+pub fn wait_for<T>(seconds: u64, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {seconds} s waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
     }
 }
 

@@ -18,6 +18,8 @@ pub(crate) struct Context {
     pub(crate) gold: GoldRefresh,
     pub(crate) maintenance: Maintenance,
     pub(crate) source_timezone: Option<chrono_tz::Tz>,
+    /// Records per bronze commit of an `ingest` job (`[ingest] batch_records`).
+    pub(crate) batch_records: Option<usize>,
 }
 
 /// How often a job retries the writer lock while another writer (the stream, another job,
@@ -44,10 +46,12 @@ async fn once(job: &Job, ctx: &Context) -> Result<Counts> {
     };
     match job.kind {
         JobKind::Ingest => {
-            let mut ingest =
-                Ingest::new(ctx.root.clone(), from()?).with_gold(ctx.gold.clone());
+            let mut ingest = Ingest::new(ctx.root.clone(), from()?).with_gold(ctx.gold.clone());
             if let Some(tz) = ctx.source_timezone {
                 ingest = ingest.with_source_timezone(tz);
+            }
+            if let Some(n) = ctx.batch_records {
+                ingest = ingest.with_batch_records(n);
             }
             let m = ingest.run().await?;
             Ok(Counts {

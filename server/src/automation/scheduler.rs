@@ -184,11 +184,11 @@ impl Scheduler {
             job.max_catchup,
         ) {
             match d.trigger {
-                Some(trigger) => {
-                    let run = Run::queued(&job.name, job.kind.as_str(), trigger, Some(d.scheduled_for));
-                    self.enqueue(entry, run).await?;
+                // Through the overlap policy: occurrences due together run once.
+                Some(trigger) => self.offer(entry, trigger, Some(d.scheduled_for)).await?,
+                None => {
+                    tracing::info!(job = %job.name, scheduled_for = %d.scheduled_for, policy = ?job.catchup, "missed while down; the catch-up policy skips it")
                 }
-                None => tracing::info!(job = %job.name, scheduled_for = %d.scheduled_for, policy = ?job.catchup, "missed while down; the catch-up policy skips it"),
             }
         }
         Ok(())
@@ -197,10 +197,7 @@ impl Scheduler {
     /// Records `run` as queued and hands it to its job's executor.
     async fn enqueue(&self, entry: &Entry, run: Run) -> Result<()> {
         self.history.record(&run).await?;
-        entry
-            .slot()
-            .waiting
-            .push((run.run_id.clone(), run.trigger));
+        entry.slot().waiting.push((run.run_id.clone(), run.trigger));
         entry
             .queue
             .send(run)
@@ -338,10 +335,7 @@ async fn tick(entry: Arc<Entry>, scheduler: Arc<Scheduler>, from: DateTime<Utc>)
             () = tokio::time::sleep(wait) => {}
             () = stopped(&mut stop) => return,
         }
-        if let Err(e) = scheduler
-            .offer(&entry, Trigger::Schedule, Some(next))
-            .await
-        {
+        if let Err(e) = scheduler.offer(&entry, Trigger::Schedule, Some(next)).await {
             tracing::error!(job = %entry.job.name, error = %e, "cannot queue a scheduled run");
         }
         last = next;

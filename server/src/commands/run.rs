@@ -79,6 +79,7 @@ pub(crate) async fn start(
         gold: gold::refresh_for(root.clone(), &GoldArgs::default(), config)?,
         maintenance: maintain::maintenance_for(root.clone(), None, None, config)?,
         source_timezone: ingest::source_timezone(None, config)?,
+        batch_records: config.ingest.batch_records,
         root: root.clone(),
     };
     let sinks = Sinks::new(root.clone(), &config.alerts)?;

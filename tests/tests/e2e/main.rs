@@ -15,5 +15,6 @@ mod open_stays;
 mod pipeline;
 mod python_reader;
 mod run;
+mod scheduler;
 mod security;
 mod serve;

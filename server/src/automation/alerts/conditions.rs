@@ -61,7 +61,10 @@ pub(crate) fn stream(
             format!(
                 "stream {} has {waiting} records waiting and no batch for {}",
                 job.name,
-                idle_for.map_or("its whole run".to_string(), |d| format!("{} s", d.num_seconds()))
+                idle_for.map_or("its whole run".to_string(), |d| format!(
+                    "{} s",
+                    d.num_seconds()
+                ))
             ),
         );
         a.job = Some(job.name.clone());
@@ -176,7 +179,11 @@ impl Checks {
             dimensions: vec!["hospital".into(), "department".into()],
             ..MetricQuery::default()
         };
-        let result = self.engine.session(access, "alerts")?.metric(&query).await?;
+        let result = self
+            .engine
+            .session(access, "alerts")?
+            .metric(&query)
+            .await?;
         let mut alerts = Vec::new();
         for b in result.batches.iter() {
             let column = |name: &str| {
@@ -215,14 +222,26 @@ impl Checks {
                     format!(
                         "hospital {hospital_id} {dept} is at {:.0}% occupancy ({} from {:.0}%)",
                         value * 100.0,
-                        if severity == Severity::Critical { "red" } else { "amber" },
-                        if severity == Severity::Critical { t.red } else { amber } * 100.0
+                        if severity == Severity::Critical {
+                            "red"
+                        } else {
+                            "amber"
+                        },
+                        if severity == Severity::Critical {
+                            t.red
+                        } else {
+                            amber
+                        } * 100.0
                     ),
                 );
                 a.hospital_id = Some(hospital_id);
                 a.department = Some(dept.to_string());
                 a.value = Some(value);
-                a.threshold = Some(if severity == Severity::Critical { t.red } else { amber });
+                a.threshold = Some(if severity == Severity::Critical {
+                    t.red
+                } else {
+                    amber
+                });
                 alerts.push(a);
             }
         }

@@ -176,11 +176,7 @@ impl Alerts {
 
     /// The alerts that hold, most severe first.
     pub(crate) fn active(&self) -> Vec<Alert> {
-        let mut alerts: Vec<Alert> = self
-            .lock()
-            .values()
-            .map(|a| a.alert.clone())
-            .collect();
+        let mut alerts: Vec<Alert> = self.lock().values().map(|a| a.alert.clone()).collect();
         alerts.sort_by(|a, b| {
             (b.severity == Severity::Critical)
                 .cmp(&(a.severity == Severity::Critical))

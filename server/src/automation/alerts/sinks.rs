@@ -116,7 +116,10 @@ impl Sinks {
             tracing::warn!(sink, attempt, error = %error, "alert delivery failed");
             tokio::time::sleep(Duration::from_millis(500 << attempt)).await;
         }
-        tracing::error!(sink, "alert not delivered after {DELIVERY_ATTEMPTS} attempts; it is in the log and ops/alerts");
+        tracing::error!(
+            sink,
+            "alert not delivered after {DELIVERY_ATTEMPTS} attempts; it is in the log and ops/alerts"
+        );
     }
 }
 
@@ -274,7 +277,10 @@ pub(super) async fn active_in_table(root: &TableRoot) -> Result<Vec<Alert>> {
         let optional = |a: &StringArray, i: usize| a.is_valid(i).then(|| a.value(i).to_string());
         for i in 0..b.num_rows() {
             let at = recorded.value(i);
-            if latest.get(text(2).value(i)).is_some_and(|(t, _, _)| *t > at) {
+            if latest
+                .get(text(2).value(i))
+                .is_some_and(|(t, _, _)| *t > at)
+            {
                 continue;
             }
             let severity = if text(4).value(i) == "critical" {
@@ -294,10 +300,7 @@ pub(super) async fn active_in_table(root: &TableRoot) -> Result<Vec<Alert>> {
             alert.value = value.is_valid(i).then(|| value.value(i));
             alert.threshold = threshold.is_valid(i).then(|| threshold.value(i));
             alert.starts_at = DateTime::from_timestamp_micros(starts.value(i)).unwrap_or_default();
-            latest.insert(
-                alert.key.clone(),
-                (at, text(5).value(i).to_string(), alert),
-            );
+            latest.insert(alert.key.clone(), (at, text(5).value(i).to_string(), alert));
         }
     }
     Ok(latest
@@ -334,7 +337,10 @@ mod tests {
         let teams = teams_message(Notice::Firing, &a);
         assert_eq!(teams["type"], "message");
         let card = &teams["attachments"][0];
-        assert_eq!(card["contentType"], "application/vnd.microsoft.card.adaptive");
+        assert_eq!(
+            card["contentType"],
+            "application/vnd.microsoft.card.adaptive"
+        );
         assert_eq!(card["content"]["type"], "AdaptiveCard");
     }
 }

@@ -169,7 +169,11 @@ pub(crate) async fn jobs(
     let jobs: Vec<JobView> = scheduler.jobs();
     let failed = jobs
         .iter()
-        .filter(|j| j.last_run.as_ref().is_some_and(|r| r.status == Status::Failed))
+        .filter(|j| {
+            j.last_run
+                .as_ref()
+                .is_some_and(|r| r.status == Status::Failed)
+        })
         .count();
     Ok(Json(serde_json::json!({ "jobs": jobs, "failing": failed })))
 }
