@@ -8,19 +8,27 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use patientflow_ingest::{StopHandle, StreamStatus};
+use patientflow_ingest::StreamStatus;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 use super::alerts::Alerts;
-use super::execute::{self, Context};
-use super::history::{Counts, History, Run, Status};
+use super::execute::Context;
+use super::history::{History, Run, Status};
 use super::jobs::{Job, JobKind, Overlap};
 use super::schedule::{Trigger, due};
-use super::watch::Watcher;
-use crate::commands::follow::{self, StreamOptions};
 use crate::config::Config;
 use crate::error::{Error, Result};
+
+mod runs;
+mod stream;
+#[cfg(test)]
+mod tests;
+mod triggers;
+
+use runs::execute_runs;
+use stream::supervise;
+use triggers::{tick, watch_folder};
 
 /// A job's live state.
 #[derive(Debug, Default)]
@@ -184,7 +192,17 @@ impl Scheduler {
             job.max_catchup,
         ) {
             match d.trigger {
-                // Through the overlap policy: occurrences due together run once.
+                // Each one the policy catches up runs; on-time ones go through the overlap
+                // policy, as when they come while the scheduler runs.
+                Some(Trigger::Catchup) => {
+                    let run = Run::queued(
+                        &job.name,
+                        job.kind.as_str(),
+                        Trigger::Catchup,
+                        Some(d.scheduled_for),
+                    );
+                    self.enqueue(entry, run).await?;
+                }
                 Some(trigger) => self.offer(entry, trigger, Some(d.scheduled_for)).await?,
                 None => {
                     tracing::info!(job = %job.name, scheduled_for = %d.scheduled_for, policy = ?job.catchup, "missed while down; the catch-up policy skips it")
@@ -319,247 +337,6 @@ pub(crate) enum SubmitError {
     UnknownJob,
     Stream,
     Internal(String),
-}
-
-/// Follows a job's schedule from `from`, offering each occurrence when it comes.
-async fn tick(entry: Arc<Entry>, scheduler: Arc<Scheduler>, from: DateTime<Utc>) {
-    let Some(schedule) = entry.job.schedule.clone() else {
-        return;
-    };
-    let mut stop = scheduler.stop.subscribe();
-    let mut last = from;
-    while let Some(next) = schedule.next_after(last) {
-        entry.slot().next = Some(next);
-        let wait = (next - Utc::now()).to_std().unwrap_or_default();
-        tokio::select! {
-            () = tokio::time::sleep(wait) => {}
-            () = stopped(&mut stop) => return,
-        }
-        if let Err(e) = scheduler.offer(&entry, Trigger::Schedule, Some(next)).await {
-            tracing::error!(job = %entry.job.name, error = %e, "cannot queue a scheduled run");
-        }
-        last = next;
-    }
-}
-
-/// Offers a run whenever a file arrives (or changes) in the job's folder.
-async fn watch_folder(entry: Arc<Entry>, scheduler: Arc<Scheduler>, poll: Duration) {
-    let Some(from) = entry.job.from.clone() else {
-        return;
-    };
-    let mut watcher = Watcher::new(from.into());
-    let mut stop = scheduler.stop.subscribe();
-    loop {
-        tokio::select! {
-            () = tokio::time::sleep(poll) => {}
-            () = stopped(&mut stop) => return,
-        }
-        let arrived = watcher.poll();
-        if arrived.is_empty() {
-            continue;
-        }
-        tracing::info!(job = %entry.job.name, files = ?arrived, "files arrived");
-        if let Err(e) = scheduler.offer(&entry, Trigger::File, None).await {
-            tracing::error!(job = %entry.job.name, error = %e, "cannot queue a file-triggered run");
-        }
-    }
-}
-
-/// Runs a job's runs one at a time, each with its retries and timeout.
-async fn execute_runs(
-    entry: Arc<Entry>,
-    mut queue: mpsc::UnboundedReceiver<Run>,
-    shared: Arc<Shared>,
-    mut stop: watch::Receiver<bool>,
-) {
-    loop {
-        let run = tokio::select! {
-            run = queue.recv() => match run {
-                Some(run) => run,
-                None => return,
-            },
-            () = stopped(&mut stop) => return,
-        };
-        {
-            let mut slot = entry.slot();
-            slot.waiting.retain(|(id, _)| *id != run.run_id);
-            slot.running = Some(run.run_id.clone());
-        }
-        let ended = execute_run(&entry.job, run, &shared, &mut stop).await;
-        entry.slot().running = None;
-        if let Err(e) = ended {
-            tracing::error!(job = %entry.job.name, error = %e, "cannot record a run");
-        }
-    }
-}
-
-/// The attempts of one run, recorded as they go; `Ok` once the run is recorded as ended (or
-/// left queued by a stop, for the next process).
-async fn execute_run(
-    job: &Job,
-    mut run: Run,
-    shared: &Shared,
-    stop: &mut watch::Receiver<bool>,
-) -> Result<()> {
-    let attempts = 1 + job.retries;
-    let history = &shared.history;
-    if run.attempt > attempts {
-        run.status = Status::Failed;
-        run.ended_at = Some(Utc::now());
-        run.error = Some(format!(
-            "interrupted {} time(s) (the process stopped mid-run); no attempts left",
-            run.attempt - 1
-        ));
-        history.record(&run).await?;
-        shared.alerts.job_failed(job, &run).await;
-        return Ok(());
-    }
-    loop {
-        run.status = Status::Running;
-        run.started_at = Some(Utc::now());
-        run.ended_at = None;
-        history.record(&run).await?;
-        tracing::info!(job = %job.name, run = %run.run_id, attempt = run.attempt, trigger = run.trigger.as_str(), "run started");
-        let outcome = tokio::time::timeout(job.timeout, execute::attempt(job, &shared.ctx)).await;
-        let error = match outcome {
-            Ok(Ok(counts)) => {
-                run.status = Status::Succeeded;
-                run.ended_at = Some(Utc::now());
-                run.error = None;
-                run.counts = counts;
-                history.record(&run).await?;
-                tracing::info!(job = %job.name, run = %run.run_id, records = counts.records_in, "run succeeded");
-                shared.alerts.job_succeeded(job).await;
-                if job.kind != JobKind::Maintain {
-                    shared.alerts.data_changed().await;
-                }
-                return Ok(());
-            }
-            Ok(Err(e)) => e.to_string(),
-            Err(_) => format!(
-                "timed out after {} s (the job's timeout_seconds)",
-                job.timeout.as_secs()
-            ),
-        };
-        run.error = Some(error.clone());
-        run.counts = Counts::default();
-        if run.attempt >= attempts {
-            run.status = Status::Failed;
-            run.ended_at = Some(Utc::now());
-            history.record(&run).await?;
-            tracing::error!(job = %job.name, run = %run.run_id, attempts = run.attempt, error = %error, "run failed after its last attempt");
-            shared.alerts.job_failed(job, &run).await;
-            return Ok(());
-        }
-        let delay = backoff(job.retry_backoff, run.attempt);
-        tracing::warn!(job = %job.name, run = %run.run_id, attempt = run.attempt, error = %error, retry_in_s = delay.as_secs_f64(), "attempt failed; retrying");
-        run.attempt += 1;
-        run.status = Status::Queued;
-        history.record(&run).await?;
-        tokio::select! {
-            () = tokio::time::sleep(delay) => {}
-            // Left queued: the next process resumes it.
-            () = stopped(stop) => return Ok(()),
-        }
-    }
-}
-
-/// The delay before attempt `failed + 1`: `base` doubled per failed attempt, with "equal
-/// jitter" (half fixed, half random) so that jobs failing together do not retry together.
-pub(crate) fn backoff(base: Duration, failed: u32) -> Duration {
-    let full = base.saturating_mul(1u32 << (failed.saturating_sub(1)).min(16));
-    let random = uuid::Uuid::new_v4().as_u128() as f64 / u128::MAX as f64;
-    full / 2 + full.mul_f64(0.5 * random)
-}
-
-/// How often a running stream's freshness is checked for alerts.
-const STREAM_CHECK: Duration = Duration::from_secs(5);
-
-/// Keeps a stream job running: restarted with backoff (doubling from its
-/// `retry_backoff_seconds`, at most five minutes) whenever it stops with an error; each start
-/// is a run in the history. After `retries` failures in a row, it alerts.
-async fn supervise(
-    job: Job,
-    shared: Arc<Shared>,
-    status: Arc<StreamStatus>,
-    mut stop: watch::Receiver<bool>,
-) {
-    let mut failures = 0u32;
-    loop {
-        let mut run = Run::queued(&job.name, job.kind.as_str(), Trigger::Continuous, None);
-        run.status = Status::Running;
-        run.started_at = Some(Utc::now());
-        if let Err(e) = shared.history.record(&run).await {
-            tracing::error!(job = %job.name, error = %e, "cannot record the stream's run");
-        }
-        let result = follow_once(&job, &shared, status.clone(), &mut stop).await;
-        run.ended_at = Some(Utc::now());
-        let snapshot = status.snapshot();
-        run.counts.records_in = snapshot.records;
-        run.counts.quarantined = snapshot.quarantined;
-        run.counts.duplicates = snapshot.duplicates;
-        match result {
-            Ok(()) => {
-                run.status = Status::Succeeded;
-                let _ = shared.history.record(&run).await;
-                tracing::info!(job = %job.name, "stream stopped");
-                return;
-            }
-            Err(e) => {
-                failures += 1;
-                run.status = Status::Failed;
-                run.error = Some(e.to_string());
-                let _ = shared.history.record(&run).await;
-                if failures > job.retries {
-                    shared.alerts.job_failed(&job, &run).await;
-                }
-                let delay = backoff(job.retry_backoff, failures).min(Duration::from_secs(300));
-                tracing::error!(job = %job.name, error = %e, failures, restart_in_s = delay.as_secs_f64(), "the stream stopped; restarting");
-                tokio::select! {
-                    () = tokio::time::sleep(delay) => {}
-                    () = stopped(&mut stop) => return,
-                }
-            }
-        }
-    }
-}
-
-/// Follows the stream job's source until stopped (`Ok`) or until it fails.
-async fn follow_once(
-    job: &Job,
-    shared: &Shared,
-    status: Arc<StreamStatus>,
-    stop: &mut watch::Receiver<bool>,
-) -> Result<()> {
-    let from = job.from.as_deref().unwrap_or_default();
-    let options = StreamOptions {
-        gold: Some(shared.ctx.gold.clone()),
-        source_timezone: shared.ctx.source_timezone,
-        ..StreamOptions::default()
-    };
-    let (stream, source) = follow::open(from, &shared.ctx.root, options, &shared.config)?;
-    let stream = stream.with_status(status.clone());
-    let handle: StopHandle = stream.stop_handle();
-    let alerts = shared.alerts.clone();
-    let mut batches = tokio::spawn(stream.run(source));
-    loop {
-        tokio::select! {
-            ended = &mut batches => {
-                let metrics = ended.map_err(|e| Error::Jobs(format!("the stream task: {e}")))??;
-                return Err(Error::Jobs(format!(
-                    "the stream ended by itself after {} records; a stream job runs until stopped",
-                    metrics.counts.records_in
-                )));
-            }
-            () = stopped(stop) => {
-                handle.stop();
-                let ended = (&mut batches).await;
-                ended.map_err(|e| Error::Jobs(format!("the stream task: {e}")))??;
-                return Ok(());
-            }
-            () = tokio::time::sleep(STREAM_CHECK) => alerts.stream_checked(job, &status).await,
-        }
-    }
 }
 
 /// Completes when `stop` turns `true` (or its sender is gone).
