@@ -225,7 +225,7 @@ async function refresh() {
 
   const today = new Date(Date.UTC(state.asOf.getUTCFullYear(), state.asOf.getUTCMonth(), state.asOf.getUTCDate()));
   const tomorrow = new Date(today.getTime() + 86400e3);
-  const [now, trend, flow, alos, gender, age, quality, ed, left] = await Promise.all([
+  const [now, trend, flow, alos, gender, age, quality, ed, left, alerts] = await Promise.all([
     api("/api/v1/query", { metrics: ["occupancy_rate_point", "census", "bottleneck"], dimensions: ["hospital", "department"], filters: filters(), order: ["-occupancy_rate_point"] }),
     api("/api/v1/query", { ...base, metrics: ["occupancy_rate"], dimensions: ["department"], grain: days <= 1 ? "hour" : "day" }),
     api("/api/v1/query", { ...base, metrics: ["admissions", "discharges"], grain: "day" }),
@@ -236,7 +236,9 @@ async function refresh() {
     api("/api/v1/query", { metrics: ["ed_waiting", "ed_longest_wait_minutes"], dimensions: ["hospital"], filters: filters() }),
     api("/api/v1/query", { metrics: ["ed_left_without_admission"], dimensions: ["hospital"], filters: filters(),
       time_range: { from: today.toISOString(), to: tomorrow.toISOString() } }),
+    api("/api/v1/alerts"),
   ]);
+  showAlerts(alerts.alerts || []);
 
   if (!state.hospitals.length) {
     state.hospitals = [...new Set(now.rows.map((r) => r.hospital))].sort((a, b) => a - b);
@@ -275,6 +277,24 @@ async function refresh() {
     <p class="muted">${rules.map(([n, c]) => `${n}: ${c}`).join(" · ") || "no rule fired"}</p>
     ${openStays(quality)}`;
   document.body.dataset.status = errors.length ? "error" : "ready";
+}
+
+// The alerts that hold (bottlenecks, failed jobs, a stalled stream, quality breaches), red
+// first; the caller sees those of the departments it may read.
+function showAlerts(alerts) {
+  const el = $("alerts");
+  el.innerHTML = "";
+  const red = alerts.filter((a) => a.severity === "critical").length;
+  $("alerts-note").textContent = alerts.length
+    ? `(${red} red, ${alerts.length - red} amber; a bottleneck is amber from ${Math.round(state.threshold * 100)}% of beds)`
+    : "(none)";
+  for (const a of alerts) {
+    const li = document.createElement("li");
+    li.className = a.severity === "critical" ? "red" : "amber";
+    const since = toDate(a.starts_at).toISOString().slice(0, 16).replace("T", " ");
+    li.textContent = `${a.summary} — since ${since} UTC`;
+    el.append(li);
+  }
 }
 
 // "data as of …, N s behind", amber once the data is later than the server's threshold.

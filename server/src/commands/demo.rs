@@ -2,18 +2,18 @@
 
 use std::path::Path;
 
-use patientflow_ingest::producer::{KafkaSink, Pace};
-use patientflow_ingest::source::follow::FollowLanding;
-use patientflow_ingest::source::kafka::{Endpoint, KafkaSource};
-use patientflow_ingest::source::{Follow, PositionLog};
-use patientflow_ingest::{FileSink, Ingest, Producer, Shape, Sink, Stream, TableRoot};
-
+use std::sync::Arc;
 use std::time::Duration;
 
+use patientflow_ingest::producer::{KafkaSink, Pace};
+use patientflow_ingest::source::kafka::Endpoint;
+use patientflow_ingest::{FileSink, Ingest, Producer, Shape, Sink, TableRoot};
+use patientflow_sql::Engine;
 use patientflow_sql::rbac::Binding;
 
 use super::{gold, serve, token};
 use crate::auth::dev::DevKey;
+use crate::automation;
 use crate::cli::{DemoArgs, GoldStep};
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -60,31 +60,22 @@ pub(crate) async fn run(mut args: DemoArgs, config: &Config) -> Result<()> {
         None
     };
     let root = demo_root(&data)?;
-    // The same streaming ingest as `ingest --follow`: the history lands in the first
-    // micro-batches, then the dashboard moves with every new event.
-    let mut stream = Stream::new(root.clone()).with_idle_refresh(Duration::from_secs(30));
-    if let Some(refresh) = gold::after_ingest(&root, &gold_step(), config)? {
-        stream = stream.with_gold(refresh);
-    }
-    let status = stream.status();
-    let stop = stream.stop_handle();
-    let log = PositionLog::new(root.clone(), tokio::runtime::Handle::current());
-    let (source, from): (Box<dyn Follow>, String) = match &kafka {
-        Some(endpoint) => (
-            Box::new(KafkaSource::subscribe(
-                endpoint,
-                "patientflow-demo",
-                &config.kafka,
-                log,
-            )?),
-            format!("kafka://{}/{}", endpoint.brokers, endpoint.topic),
-        ),
-        None => (
-            Box::new(FollowLanding::new(&landing, log)),
-            landing.display().to_string(),
-        ),
+    // The demo's pipeline is a job of the same scheduler as `patientflow run`: the stream
+    // (the history lands in the first micro-batches, then the dashboard moves with every new
+    // event), its run history and alerts.
+    let from = match &kafka {
+        Some(endpoint) => format!("kafka://{}/{}", endpoint.brokers, endpoint.topic),
+        None => landing.display().to_string(),
     };
-    let following = tokio::spawn(stream.run(source));
+    let mut demo_config = config.clone();
+    demo_config.jobs = vec![demo_job(&from)?];
+    let jobs = automation::jobs(&demo_config.run, &demo_config.jobs)?;
+    let engine = Arc::new(Engine::new(
+        root.clone(),
+        serve::model(&args.service, config)?,
+        serve::engine_config(&args.service, config),
+    )?);
+    let (scheduler, mut tasks) = super::run::start(jobs, root.clone(), engine, &demo_config).await?;
     eprintln!(
         "demo: following {from} into {} (bronze → silver → gold, a micro-batch a second)",
         data.display()
@@ -99,7 +90,8 @@ pub(crate) async fn run(mut args: DemoArgs, config: &Config) -> Result<()> {
         .get_or_insert_with(|| args.dir.join("dev-signing-key.pem"))
         .clone();
     let mut settings = serve::settings(root, &args.service, config)?;
-    settings.stream = Some(status.clone());
+    settings.stream = scheduler.stream_status();
+    settings.scheduler = Some(scheduler.clone());
     let key = DevKey::load_or_create(&key_path)?;
     let ttl = Duration::from_secs(12 * 3600);
     let mut admin = String::new();
@@ -119,21 +111,26 @@ pub(crate) async fn run(mut args: DemoArgs, config: &Config) -> Result<()> {
     }
 
     let served = serve::serve(settings, Some(&admin)).await;
-    stop.stop();
+    super::run::stop(&scheduler, &mut tasks).await;
     drop(producer);
-    let followed = following
-        .await
-        .map_err(|e| Error::Serve(format!("the demo's ingest stopped: {e}")))?;
     served?;
-    let metrics = followed?;
-    eprintln!(
-        "demo: {} records in, {} to silver, {} quarantined, {} duplicates",
-        metrics.counts.records_in,
-        metrics.counts.silver_rows,
-        metrics.counts.quarantined,
-        metrics.counts.duplicates
-    );
+    if let Some(status) = scheduler.stream_status() {
+        let s = status.snapshot();
+        eprintln!(
+            "demo: {} records in {} batch(es), {} quarantined, {} duplicates",
+            s.records, s.batches, s.quarantined, s.duplicates
+        );
+    }
     Ok(())
+}
+
+/// The demo's one job: the stream from `from`.
+fn demo_job(from: &str) -> Result<automation::JobConfig> {
+    toml::from_str(&format!(
+        "name = \"adt-stream\"\nkind = \"stream\"\nfrom = {}\n",
+        toml::Value::String(from.to_string())
+    ))
+    .map_err(|e| Error::Jobs(format!("the demo's job: {e}")))
 }
 
 /// `--no-serve`: the history up to now, landed and built into gold once.

@@ -169,6 +169,15 @@ impl Checks {
     /// Each department's point occupancy (the latest hour of the census): amber at the
     /// bottleneck threshold, red at the red one.
     pub(crate) async fn bottlenecks(&self, t: &Thresholds) -> Result<Vec<Alert>> {
+        if self
+            .engine
+            .table_version("gold", "fact_census_hourly")
+            .await?
+            .is_none()
+        {
+            // No gold yet: nothing to judge.
+            return Ok(Vec::new());
+        }
         let amber = self.engine.model().bottleneck_threshold;
         let access = Arc::new(Access::unrestricted(Principal {
             oid: "patientflow-alerts".into(),

@@ -275,9 +275,7 @@ impl Alerts {
                 }
             }
         }
-        for (notice, alert) in notices {
-            self.sinks.send(notice, &alert).await;
-        }
+        self.sinks.send(&notices).await;
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Active>> {

@@ -75,34 +75,41 @@ impl Sinks {
         Ok(sinks)
     }
 
-    /// Sends `notice` of `alert` everywhere.
-    pub(crate) async fn send(&self, notice: Notice, alert: &Alert) {
-        match notice {
-            Notice::Resolved => tracing::info!(
-                target: "patientflow::alerts",
-                key = %alert.key, condition = %alert.condition, "RESOLVED: {}", alert.summary
-            ),
-            _ => tracing::warn!(
-                target: "patientflow::alerts",
-                key = %alert.key, condition = %alert.condition, severity = alert.severity.as_str(),
-                notice = notice.as_str(), "ALERT: {}", alert.summary
-            ),
+    /// Sends the notices everywhere: the log, one commit to `ops/alerts`, each webhook.
+    pub(crate) async fn send(&self, notices: &[(Notice, Alert)]) {
+        if notices.is_empty() {
+            return;
         }
-        match row(notice, alert) {
+        for (notice, alert) in notices {
+            match notice {
+                Notice::Resolved => tracing::info!(
+                    target: "patientflow::alerts",
+                    key = %alert.key, condition = %alert.condition, "RESOLVED: {}", alert.summary
+                ),
+                _ => tracing::warn!(
+                    target: "patientflow::alerts",
+                    key = %alert.key, condition = %alert.condition, severity = alert.severity.as_str(),
+                    notice = notice.as_str(), "ALERT: {}", alert.summary
+                ),
+            }
+        }
+        match rows(notices) {
             Ok(batch) => {
                 if let Err(e) = self.root.append(ALERTS, vec![batch]).await {
-                    tracing::error!(error = %e, key = %alert.key, "cannot write ops/alerts");
+                    tracing::error!(error = %e, notices = notices.len(), "cannot write ops/alerts");
                 }
             }
-            Err(e) => tracing::error!(error = %e, "cannot encode an ops/alerts row"),
+            Err(e) => tracing::error!(error = %e, "cannot encode ops/alerts rows"),
         }
-        if let Some(url) = &self.teams {
-            self.deliver("teams", url, &teams_message(notice, alert))
-                .await;
-        }
-        if let Some(url) = &self.webhook {
-            self.deliver("webhook", url, &alertmanager_message(notice, alert))
-                .await;
+        for (notice, alert) in notices {
+            if let Some(url) = &self.teams {
+                self.deliver("teams", url, &teams_message(*notice, alert))
+                    .await;
+            }
+            if let Some(url) = &self.webhook {
+                self.deliver("webhook", url, &alertmanager_message(*notice, alert))
+                    .await;
+            }
         }
     }
 
@@ -228,31 +235,46 @@ pub(crate) fn teams_message(notice: Notice, alert: &Alert) -> Value {
     })
 }
 
-fn row(notice: Notice, a: &Alert) -> datafusion::arrow::error::Result<RecordBatch> {
-    let text = |v: &str| -> ArrayRef { Arc::new(StringArray::from(vec![v])) };
-    let time = |v: Option<DateTime<Utc>>| -> ArrayRef {
+fn rows(notices: &[(Notice, Alert)]) -> datafusion::arrow::error::Result<RecordBatch> {
+    let text = |f: &dyn Fn(&Notice, &Alert) -> String| -> ArrayRef {
+        Arc::new(StringArray::from_iter_values(
+            notices.iter().map(|(n, a)| f(n, a)),
+        ))
+    };
+    let optional = |f: &dyn Fn(&Alert) -> Option<String>| -> ArrayRef {
+        Arc::new(StringArray::from_iter(notices.iter().map(|(_, a)| f(a))))
+    };
+    let number = |f: &dyn Fn(&Alert) -> Option<f64>| -> ArrayRef {
+        Arc::new(Float64Array::from_iter(notices.iter().map(|(_, a)| f(a))))
+    };
+    let time = |f: &dyn Fn(&Alert) -> Option<DateTime<Utc>>| -> ArrayRef {
         Arc::new(
-            TimestampMicrosecondArray::from(vec![v.map(|t| t.timestamp_micros())])
-                .with_timezone("UTC"),
+            TimestampMicrosecondArray::from_iter(
+                notices.iter().map(|(_, a)| f(a).map(|t| t.timestamp_micros())),
+            )
+            .with_timezone("UTC"),
         )
     };
+    let now = Utc::now();
     RecordBatch::try_new(
         ALERTS_SCHEMA.clone(),
         vec![
-            time(Some(Utc::now())),
-            text(&a.fingerprint),
-            text(&a.key),
-            text(&a.condition),
-            text(a.severity.as_str()),
-            text(notice.as_str()),
-            Arc::new(StringArray::from(vec![a.job.as_deref()])),
-            Arc::new(Int32Array::from(vec![a.hospital_id])),
-            Arc::new(StringArray::from(vec![a.department.as_deref()])),
-            text(&a.summary),
-            Arc::new(Float64Array::from(vec![a.value])),
-            Arc::new(Float64Array::from(vec![a.threshold])),
-            time(Some(a.starts_at)),
-            time(a.ends_at),
+            time(&|_| Some(now)),
+            text(&|_, a| a.fingerprint.clone()),
+            text(&|_, a| a.key.clone()),
+            text(&|_, a| a.condition.clone()),
+            text(&|_, a| a.severity.as_str().to_string()),
+            text(&|n, _| n.as_str().to_string()),
+            optional(&|a| a.job.clone()),
+            Arc::new(Int32Array::from_iter(
+                notices.iter().map(|(_, a)| a.hospital_id),
+            )),
+            optional(&|a| a.department.clone()),
+            text(&|_, a| a.summary.clone()),
+            number(&|a| a.value),
+            number(&|a| a.threshold),
+            time(&|a| Some(a.starts_at)),
+            time(&|a| a.ends_at),
         ],
     )
 }

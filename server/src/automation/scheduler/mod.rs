@@ -129,7 +129,7 @@ impl Scheduler {
                 let status = Arc::new(StreamStatus::default());
                 stream.get_or_insert_with(|| status.clone());
                 tasks.spawn(supervise(
-                    entry.job.clone(),
+                    entry.clone(),
                     shared.clone(),
                     status,
                     stop.subscribe(),

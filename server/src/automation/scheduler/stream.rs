@@ -8,7 +8,7 @@ use patientflow_ingest::{StopHandle, StreamStatus};
 use tokio::sync::watch;
 
 use super::runs::backoff;
-use super::{Shared, stopped};
+use super::{Entry, Shared, stopped};
 use crate::automation::history::{Run, Status};
 use crate::automation::jobs::Job;
 use crate::automation::schedule::Trigger;
@@ -18,24 +18,30 @@ use crate::error::{Error, Result};
 /// How often a running stream's freshness is checked for alerts.
 const STREAM_CHECK: Duration = Duration::from_secs(5);
 
+/// At most this often, quality and occupancy are checked after new batches.
+const DATA_CHECK: Duration = Duration::from_secs(30);
+
 /// Keeps a stream job running: restarted with backoff (doubling from its
 /// `retry_backoff_seconds`, at most five minutes) whenever it stops with an error; each start
 /// is a run in the history. After `retries` failures in a row, it alerts.
 pub(super) async fn supervise(
-    job: Job,
+    entry: Arc<Entry>,
     shared: Arc<Shared>,
     status: Arc<StreamStatus>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let job = &entry.job;
     let mut failures = 0u32;
     loop {
         let mut run = Run::queued(&job.name, job.kind.as_str(), Trigger::Continuous, None);
         run.status = Status::Running;
         run.started_at = Some(Utc::now());
+        entry.slot().running = Some(run.run_id.clone());
         if let Err(e) = shared.history.record(&run).await {
             tracing::error!(job = %job.name, error = %e, "cannot record the stream's run");
         }
-        let result = follow_once(&job, &shared, status.clone(), &mut stop).await;
+        let result = follow_once(job, &shared, status.clone(), &mut stop).await;
+        entry.slot().running = None;
         run.ended_at = Some(Utc::now());
         let snapshot = status.snapshot();
         run.counts.records_in = snapshot.records;
@@ -54,7 +60,7 @@ pub(super) async fn supervise(
                 run.error = Some(e.to_string());
                 let _ = shared.history.record(&run).await;
                 if failures > job.retries {
-                    shared.alerts.job_failed(&job, &run).await;
+                    shared.alerts.job_failed(job, &run).await;
                 }
                 let delay = backoff(job.retry_backoff, failures).min(Duration::from_secs(300));
                 tracing::error!(job = %job.name, error = %e, failures, restart_in_s = delay.as_secs_f64(), "the stream stopped; restarting");
@@ -85,6 +91,7 @@ async fn follow_once(
     let handle: StopHandle = stream.stop_handle();
     let alerts = shared.alerts.clone();
     let mut batches = tokio::spawn(stream.run(source));
+    let (mut checked_batches, mut checked_at) = (0, std::time::Instant::now());
     loop {
         tokio::select! {
             ended = &mut batches => {
@@ -100,7 +107,14 @@ async fn follow_once(
                 ended.map_err(|e| Error::Jobs(format!("the stream task: {e}")))??;
                 return Ok(());
             }
-            () = tokio::time::sleep(STREAM_CHECK) => alerts.stream_checked(job, &status).await,
+            () = tokio::time::sleep(STREAM_CHECK) => {
+                alerts.stream_checked(job, &status).await;
+                let batches = status.snapshot().batches;
+                if batches != checked_batches && checked_at.elapsed() >= DATA_CHECK {
+                    alerts.data_changed().await;
+                    (checked_batches, checked_at) = (batches, std::time::Instant::now());
+                }
+            }
         }
     }
 }
