@@ -129,6 +129,18 @@ impl Run {
     }
 }
 
+impl Run {
+    /// Whether a caller following it should poll again: it waits, or runs toward an end (a
+    /// stream's run has none: running is its steady state).
+    pub(crate) fn pending(&self) -> bool {
+        match self.status {
+            Status::Queued => true,
+            Status::Running => self.trigger != Trigger::Continuous,
+            _ => false,
+        }
+    }
+}
+
 /// The idempotency key of a schedule's occurrence.
 pub(crate) fn occurrence_key(job: &str, scheduled_for: DateTime<Utc>) -> String {
     format!(
@@ -169,11 +181,12 @@ impl History {
         }))
     }
 
-    /// Records `run`'s new state: in memory at once, then a row of `ops/pipeline_runs`.
+    /// Records `run`'s new state: a row of `ops/pipeline_runs`, then in memory, so that what
+    /// the API shows is durable.
     pub(crate) async fn record(&self, run: &Run) -> Result<()> {
-        self.lock().insert(run.run_id.clone(), run.clone());
         let batch = encode(run, Utc::now()).map_err(|e| Error::Jobs(format!("run row: {e}")))?;
         self.root.append(PIPELINE_RUNS, vec![batch]).await?;
+        self.lock().insert(run.run_id.clone(), run.clone());
         Ok(())
     }
 

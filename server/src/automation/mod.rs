@@ -17,4 +17,4 @@ pub(crate) use execute::Context;
 pub(crate) use history::{Run, Status};
 pub(crate) use jobs::{Job, JobConfig, JobKind, RunConfig, jobs};
 pub(crate) use schedule::due;
-pub(crate) use scheduler::{JobView, Scheduler, SubmitError, stopped};
+pub(crate) use scheduler::{JobView, Scheduler, SubmitError, Submitted, stopped};

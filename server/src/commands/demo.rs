@@ -75,7 +75,8 @@ pub(crate) async fn run(mut args: DemoArgs, config: &Config) -> Result<()> {
         serve::model(&args.service, config)?,
         serve::engine_config(&args.service, config),
     )?);
-    let (scheduler, mut tasks) = super::run::start(jobs, root.clone(), engine, &demo_config).await?;
+    let (scheduler, mut tasks) =
+        super::run::start(jobs, root.clone(), engine, &demo_config).await?;
     eprintln!(
         "demo: following {from} into {} (bronze → silver → gold, a micro-batch a second)",
         data.display()

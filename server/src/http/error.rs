@@ -17,7 +17,7 @@ pub(crate) struct ApiError {
 #[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct ErrorBody {
     /// Stable code: `unauthenticated`, `forbidden`, `invalid_query`, `not_read_only`,
-    /// `syntax_error`, `query_timeout`, `resources_exhausted`, `not_found`, `conflict`,
+    /// `syntax_error`, `query_timeout`, `resources_exhausted`, `not_found`,
     /// `unavailable`, `internal`.
     code: &'static str,
     /// What went wrong and how to fix it.
@@ -38,15 +38,6 @@ impl ApiError {
         Self {
             status: StatusCode::NOT_FOUND,
             code: "not_found",
-            message: message.into(),
-        }
-    }
-
-    /// 409: the request contradicts the resource (a run of a stream job).
-    pub(crate) fn conflict(message: impl Into<String>) -> Self {
-        Self {
-            status: StatusCode::CONFLICT,
-            code: "conflict",
             message: message.into(),
         }
     }

@@ -3,6 +3,7 @@
 // Test code, helpers included: a panic with a message is how a test fails.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+mod adf;
 mod bad_input;
 mod crash;
 mod follow;

@@ -64,6 +64,8 @@ fn runs_started_over_rest_are_polled_to_their_end_recorded_and_alert_once_when_t
         dir.path().join("later"),
     );
     let ledger = produce(&landing, 3_000, &["--seed", "5"]);
+    let feed = dir.path().join("feed");
+    std::fs::create_dir_all(&feed).unwrap();
     let config = config(
         dir.path(),
         &[

@@ -250,7 +250,9 @@ fn rows(notices: &[(Notice, Alert)]) -> datafusion::arrow::error::Result<RecordB
     let time = |f: &dyn Fn(&Alert) -> Option<DateTime<Utc>>| -> ArrayRef {
         Arc::new(
             TimestampMicrosecondArray::from_iter(
-                notices.iter().map(|(_, a)| f(a).map(|t| t.timestamp_micros())),
+                notices
+                    .iter()
+                    .map(|(_, a)| f(a).map(|t| t.timestamp_micros())),
             )
             .with_timezone("UTC"),
         )

@@ -47,6 +47,8 @@ struct Entry {
     job: Job,
     queue: mpsc::UnboundedSender<Run>,
     slot: Mutex<Slot>,
+    /// Wakes a stream's supervisor waiting to restart it.
+    wake: tokio::sync::Notify,
 }
 
 impl Entry {
@@ -124,6 +126,7 @@ impl Scheduler {
                 job,
                 queue: tx,
                 slot: Mutex::default(),
+                wake: tokio::sync::Notify::new(),
             });
             if entry.job.kind == JobKind::Stream {
                 let status = Arc::new(StreamStatus::default());
@@ -260,17 +263,32 @@ impl Scheduler {
         self.enqueue(entry, run).await
     }
 
-    /// `POST /api/v1/pipelines/{job}/runs`: a run queued now.
-    pub(crate) async fn submit(&self, job: &str) -> std::result::Result<Run, SubmitError> {
+    /// `POST /api/v1/pipelines/{job}/runs`: a run queued now; for a stream, its run when it
+    /// runs, else a restart now (instead of at the end of its backoff).
+    pub(crate) async fn submit(&self, job: &str) -> std::result::Result<Submitted, SubmitError> {
         let entry = self.entries.get(job).ok_or(SubmitError::UnknownJob)?;
         if entry.job.kind == JobKind::Stream {
-            return Err(SubmitError::Stream);
+            let running = entry.slot().running.clone();
+            if let Some(run) = running.and_then(|id| self.history.get(&id)) {
+                return Ok(Submitted::Running(run));
+            }
+            entry.wake.notify_one();
+            for _ in 0..100 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let running = entry.slot().running.clone();
+                if let Some(run) = running.and_then(|id| self.history.get(&id)) {
+                    return Ok(Submitted::Queued(run));
+                }
+            }
+            return Err(SubmitError::Internal(format!(
+                "the stream job `{job}` did not restart within 5 s; see the server log"
+            )));
         }
         let run = Run::queued(&entry.job.name, entry.job.kind.as_str(), Trigger::Api, None);
         self.enqueue(entry, run.clone())
             .await
             .map_err(|e| SubmitError::Internal(e.to_string()))?;
-        Ok(run)
+        Ok(Submitted::Queued(run))
     }
 
     /// The run history.
@@ -331,11 +349,19 @@ impl Scheduler {
     }
 }
 
+/// What a submission did.
+#[derive(Debug)]
+pub(crate) enum Submitted {
+    /// A new run (for a stream: restarted), to follow.
+    Queued(Run),
+    /// The stream job's run, running already.
+    Running(Run),
+}
+
 /// Why a run cannot be submitted.
 #[derive(Debug)]
 pub(crate) enum SubmitError {
     UnknownJob,
-    Stream,
     Internal(String),
 }
 

@@ -66,6 +66,8 @@ pub(super) async fn supervise(
                 tracing::error!(job = %job.name, error = %e, failures, restart_in_s = delay.as_secs_f64(), "the stream stopped; restarting");
                 tokio::select! {
                     () = tokio::time::sleep(delay) => {}
+                    // `POST /api/v1/pipelines/{job}/runs`: restart now.
+                    () = entry.wake.notified() => {}
                     () = stopped(&mut stop) => return,
                 }
             }

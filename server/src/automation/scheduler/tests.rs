@@ -62,7 +62,11 @@ async fn a_restart_after_three_days_down_catches_up_as_each_policy_says() {
     let hour = Utc::now().duration_trunc(Duration::hours(1)).unwrap();
     let last = hour - Duration::days(3);
     let history = History::load(root.clone()).await.unwrap();
-    let configs = [job("none", "none"), job("latest", "latest"), job("all", "all")];
+    let configs = [
+        job("none", "none"),
+        job("latest", "latest"),
+        job("all", "all"),
+    ];
     for c in &configs {
         let mut run = Run::queued(&c.name, "maintain", Trigger::Schedule, Some(last));
         run.status = Status::Succeeded;
@@ -72,11 +76,22 @@ async fn a_restart_after_three_days_down_catches_up_as_each_policy_says() {
     let h = scheduler.history();
     // The missed hours are (last, now]; the newest may be on time (within the grace).
     let on_time = Utc::now() - hour < Duration::seconds(300);
-    let newest_missed = if on_time { hour - Duration::hours(1) } else { hour };
+    let newest_missed = if on_time {
+        hour - Duration::hours(1)
+    } else {
+        hour
+    };
     assert!(scheduled(h, "none", Trigger::Catchup).is_empty());
     assert_eq!(scheduled(h, "latest", Trigger::Catchup), [newest_missed]);
-    let all: Vec<_> = (0..5).rev().map(|i| newest_missed - Duration::hours(i)).collect();
-    assert_eq!(scheduled(h, "all", Trigger::Catchup), all, "the newest five");
+    let all: Vec<_> = (0..5)
+        .rev()
+        .map(|i| newest_missed - Duration::hours(i))
+        .collect();
+    assert_eq!(
+        scheduled(h, "all", Trigger::Catchup),
+        all,
+        "the newest five"
+    );
     for job in ["none", "latest", "all"] {
         let runs = scheduled(h, job, Trigger::Schedule);
         assert_eq!(runs.len(), 1 + usize::from(on_time), "{job}: {runs:?}");
@@ -93,7 +108,11 @@ async fn a_restart_after_three_days_down_catches_up_as_each_policy_says() {
     while tasks.join_next().await.is_some() {}
 
     // A second restart right away catches up nothing more: the occurrences are recorded.
-    let before = History::load(root.clone()).await.unwrap().list(None, usize::MAX).len();
+    let before = History::load(root.clone())
+        .await
+        .unwrap()
+        .list(None, usize::MAX)
+        .len();
     let (scheduler, mut tasks) = start(&root, &configs).await;
     let catchups = scheduler
         .history()

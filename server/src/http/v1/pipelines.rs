@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use crate::automation::{JobView, Run, Scheduler, Status, SubmitError};
+use crate::automation::{JobView, Run, Scheduler, Status, SubmitError, Submitted};
 use crate::http::AppState;
 use crate::http::caller::Caller;
 use crate::http::error::ApiError;
@@ -37,20 +37,25 @@ fn location(run: &Run) -> String {
     format!("/api/v1/pipelines/runs/{}", run.run_id)
 }
 
-/// A run as JSON, with `Retry-After` while it has not ended.
-fn run_response(status: StatusCode, run: &Run) -> Response {
+/// A run as JSON: `202 Accepted` with its `Location` and `Retry-After` while it is pending
+/// (the asynchronous pattern Data Factory's Web activity follows until a `200`), else `200`.
+fn run_response(run: &Run) -> Response {
     let mut headers = HeaderMap::new();
     if let Ok(v) = HeaderValue::from_str(&location(run)) {
         headers.insert(header::LOCATION, v);
     }
-    if !run.status.is_final() {
+    let status = if run.pending() {
         headers.insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER));
-    }
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    };
     (status, headers, Json(run)).into_response()
 }
 
-/// Starts a run of a job (trigger `api`); poll the `Location` until `status` is `succeeded`
-/// or `failed`.
+/// Starts a run of a job (trigger `api`); poll the `Location` until it answers `200`, then
+/// read `status` (`succeeded` or `failed`). For a stream job: `200` with its run while it
+/// runs, else it is restarted at once (`202`, then `200` once running) — a keep-alive.
 #[utoipa::path(
     post,
     path = "/api/v1/pipelines/{job}/runs",
@@ -58,10 +63,10 @@ fn run_response(status: StatusCode, run: &Run) -> Response {
     params(("job" = String, Path, description = "job name from the config's [[jobs]]")),
     responses(
         (status = 202, description = "queued; `Location` is the run, `Retry-After` the polling interval", body = Object),
+        (status = 200, description = "a stream job's run, running already", body = Object),
         (status = 401, description = "missing or invalid token", body = crate::http::error::ErrorBody),
         (status = 403, description = "the caller is not granted ops.pipeline_runs", body = crate::http::error::ErrorBody),
         (status = 404, description = "no such job", body = crate::http::error::ErrorBody),
-        (status = 409, description = "a stream job: it runs continuously", body = crate::http::error::ErrorBody),
         (status = 503, description = "this process runs no jobs", body = crate::http::error::ErrorBody),
     )
 )]
@@ -72,26 +77,29 @@ pub(crate) async fn start(
 ) -> Result<Response, ApiError> {
     let scheduler = scheduler(&state, caller).await?;
     match scheduler.submit(&job).await {
-        Ok(run) => Ok(run_response(StatusCode::ACCEPTED, &run)),
+        Ok(Submitted::Queued(run)) => {
+            let mut response = run_response(&run);
+            *response.status_mut() = StatusCode::ACCEPTED;
+            Ok(response)
+        }
+        Ok(Submitted::Running(run)) => Ok(run_response(&run)),
         Err(SubmitError::UnknownJob) => Err(ApiError::not_found(format!(
             "no job `{job}`; GET /api/v1/pipelines lists them"
-        ))),
-        Err(SubmitError::Stream) => Err(ApiError::conflict(format!(
-            "job `{job}` is a stream: it runs continuously and is restarted when it stops"
         ))),
         Err(SubmitError::Internal(e)) => Err(ApiError::internal(e)),
     }
 }
 
 /// One run: `queued`, `running`, `succeeded`, `failed` (or `skipped`), with its attempt,
-/// counts and error.
+/// counts and error; `202` while it is pending, `200` once it has ended.
 #[utoipa::path(
     get,
     path = "/api/v1/pipelines/runs/{id}",
     tag = "pipelines",
     params(("id" = String, Path, description = "run id")),
     responses(
-        (status = 200, description = "the run (a run still going has `Retry-After`)", body = Object),
+        (status = 200, description = "the run, ended (or a stream's run, running)", body = Object),
+        (status = 202, description = "the run, queued or running; poll again after `Retry-After`", body = Object),
         (status = 401, description = "missing or invalid token", body = crate::http::error::ErrorBody),
         (status = 403, description = "the caller is not granted ops.pipeline_runs", body = crate::http::error::ErrorBody),
         (status = 404, description = "no such run", body = crate::http::error::ErrorBody),
@@ -107,7 +115,7 @@ pub(crate) async fn run(
         .history()
         .get(&id)
         .ok_or_else(|| ApiError::not_found(format!("no run `{id}`")))?;
-    Ok(run_response(StatusCode::OK, &run))
+    Ok(run_response(&run))
 }
 
 #[derive(Debug, Deserialize)]
