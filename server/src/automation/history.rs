@@ -203,7 +203,7 @@ impl History {
             .filter(|r| job.is_none_or(|j| r.job == j))
             .cloned()
             .collect();
-        runs.sort_by(|a, b| b.queued_at.cmp(&a.queued_at));
+        runs.sort_by_key(|r| std::cmp::Reverse(r.queued_at));
         runs.truncate(limit);
         runs
     }

@@ -76,7 +76,7 @@ mod tests {
         let file = dir.path().join("ehr.csv");
         std::fs::write(&file, "a").unwrap();
         assert!(w.poll().is_empty(), "seen once: may still be written");
-        assert_eq!(w.poll(), [file.clone()]);
+        assert_eq!(w.poll(), std::slice::from_ref(&file));
         assert!(w.poll().is_empty(), "reported once");
         std::fs::write(&file, "ab").unwrap();
         assert!(w.poll().is_empty());

@@ -153,6 +153,40 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
         "Seconds since the server started.",
         &[("", state.stats.started.elapsed().as_secs_f64())],
     );
+    if let Some(scheduler) = &state.scheduler {
+        let mut runs: std::collections::BTreeMap<(String, &str), f64> = Default::default();
+        for run in scheduler.history().list(None, usize::MAX) {
+            *runs.entry((run.job, run.status.as_str())).or_default() += 1.0;
+        }
+        let runs: Vec<(String, f64)> = runs
+            .into_iter()
+            .map(|((job, status), n)| (format!("{{job=\"{job}\",status=\"{status}\"}}"), n))
+            .collect();
+        let mut alerts: std::collections::BTreeMap<&str, f64> =
+            [("warning", 0.0), ("critical", 0.0)].into();
+        for a in scheduler.alerts().active() {
+            *alerts.entry(a.severity.as_str()).or_default() += 1.0;
+        }
+        let alerts: Vec<(String, f64)> = alerts
+            .into_iter()
+            .map(|(severity, n)| (format!("{{severity=\"{severity}\"}}"), n))
+            .collect();
+        for (name, help, samples) in [
+            (
+                "patientflow_pipeline_runs",
+                "Runs in the history by job and state (queued, running, succeeded, failed, skipped).",
+                &runs,
+            ),
+            (
+                "patientflow_alerts_active",
+                "Alerts that hold, by severity (warning is amber, critical red).",
+                &alerts,
+            ),
+        ] {
+            let samples: Vec<(&str, f64)> = samples.iter().map(|(l, v)| (l.as_str(), *v)).collect();
+            metric(name, "gauge", help, &samples);
+        }
+    }
     if let Some(stream) = &state.stream {
         out.push_str(&super::stream::render_metrics(&stream.snapshot()));
     }
