@@ -91,6 +91,19 @@ pub fn ingest(landing: &Path, data: &Path, extra: &[&str]) -> Value {
     parse_json(&run_ok(&args))
 }
 
+/// Lands a department reference file into `data` as the daily batch does, without gold.
+pub fn ingest_departments(data: &Path, csv: &Path) {
+    run_ok(&[
+        "ingest",
+        "batch",
+        "--data",
+        path(data),
+        "--departments",
+        path(csv),
+        "--no-gold",
+    ]);
+}
+
 /// The JSON quality report of `data`.
 pub fn quality_report(data: &Path) -> Value {
     parse_json(&run_ok(&[

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use patientflow_e2e::{ingest, path, rows, run_ok, scalar};
+use patientflow_e2e::{ingest, ingest_departments, path, rows, run_ok, scalar};
 
 const AS_OF: &str = "2026-03-02T12:00:00Z";
 
@@ -57,15 +57,7 @@ fn hand_computed(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
     let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
     write(&landing.join("a.ndjson"), &refs);
     // The site's department file first (as a daily batch), then the events.
-    run_ok(&[
-        "ingest",
-        "batch",
-        "--data",
-        path(&data),
-        "--departments",
-        path(&departments),
-        "--no-gold",
-    ]);
+    ingest_departments(&data, &departments);
     ingest(&landing, &data, &["--as-of", AS_OF]);
     (landing, data)
 }

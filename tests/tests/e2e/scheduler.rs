@@ -5,7 +5,9 @@
 
 use std::path::Path;
 
-use patientflow_e2e::{Receiver, Server, path, produce, rows, run_ok, scalar, wait_for};
+use patientflow_e2e::{
+    Receiver, Server, ingest_departments, path, produce, rows, scalar, wait_for,
+};
 use serde_json::Value;
 
 /// Starts a run of `job`: the 202's Location.
@@ -434,15 +436,7 @@ fn a_bottleneck_fires_when_a_batch_fills_a_department_and_resolves_when_it_empti
          1,Test General,ICU,10,12,2026-01-01,\n",
     )
     .unwrap();
-    run_ok(&[
-        "ingest",
-        "batch",
-        "--data",
-        path(&data),
-        "--departments",
-        path(&departments),
-        "--no-gold",
-    ]);
+    ingest_departments(&data, &departments);
     std::fs::create_dir_all(&landing).unwrap();
     let at = |hours: i64| {
         (chrono::Utc::now() - chrono::Duration::hours(hours))
