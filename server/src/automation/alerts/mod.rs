@@ -288,3 +288,128 @@ impl Alerts {
 pub(crate) async fn active_in_table(root: &TableRoot) -> crate::error::Result<Vec<Alert>> {
     sinks::active_in_table(root).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::automation::jobs::{JobConfig, RunConfig, jobs};
+
+    async fn notices(root: &TableRoot) -> Vec<String> {
+        let mut rows: Vec<(i64, String)> = Vec::new();
+        for b in root
+            .read(
+                patientflow_ingest::tables::ALERTS,
+                &["recorded_at", "alert_key", "status", "severity"],
+            )
+            .await
+            .unwrap()
+        {
+            use datafusion::arrow::array::AsArray;
+            use datafusion::arrow::datatypes::TimestampMicrosecondType;
+            let at = b.column(0).as_primitive::<TimestampMicrosecondType>();
+            for i in 0..b.num_rows() {
+                let text = |c: usize| b.column(c).as_string::<i32>().value(i).to_string();
+                rows.push((at.value(i), format!("{} {} {}", text(1), text(2), text(3))));
+            }
+        }
+        rows.sort();
+        rows.into_iter().map(|(_, r)| r).collect()
+    }
+
+    fn bottleneck(severity: Severity) -> Alert {
+        Alert::new(
+            "bottleneck",
+            "bottleneck:1:ICU".into(),
+            severity,
+            "hospital 1 ICU".into(),
+        )
+    }
+
+    #[tokio::test]
+    async fn an_alert_fires_once_repeats_when_due_changes_severity_and_resolves() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = TableRoot::parse(dir.path().to_str().unwrap()).unwrap();
+        let config = AlertsConfig::default();
+        let alerts = Alerts::new(&config, Sinks::new(root.clone(), &config).unwrap(), None);
+        alerts
+            .observe("bottleneck", vec![bottleneck(Severity::Warning)])
+            .await;
+        alerts
+            .observe("bottleneck", vec![bottleneck(Severity::Warning)])
+            .await;
+        assert_eq!(
+            notices(&root).await,
+            ["bottleneck:1:ICU firing warning"],
+            "once within the repeat interval"
+        );
+        alerts
+            .observe("bottleneck", vec![bottleneck(Severity::Critical)])
+            .await;
+        // Another group's evaluation does not resolve it.
+        alerts.observe("quality", Vec::new()).await;
+        assert_eq!(alerts.active().len(), 1);
+        alerts.observe("bottleneck", Vec::new()).await;
+        assert_eq!(
+            notices(&root).await,
+            [
+                "bottleneck:1:ICU firing warning",
+                "bottleneck:1:ICU firing critical",
+                "bottleneck:1:ICU resolved critical",
+            ]
+        );
+        assert!(alerts.active().is_empty());
+
+        let every_time = AlertsConfig {
+            repeat_interval_minutes: Some(0),
+            ..AlertsConfig::default()
+        };
+        let alerts = Alerts::new(
+            &every_time,
+            Sinks::new(root.clone(), &every_time).unwrap(),
+            None,
+        );
+        alerts
+            .observe("bottleneck", vec![bottleneck(Severity::Warning)])
+            .await;
+        alerts
+            .observe("bottleneck", vec![bottleneck(Severity::Warning)])
+            .await;
+        assert_eq!(
+            notices(&root).await[3..],
+            [
+                "bottleneck:1:ICU firing warning",
+                "bottleneck:1:ICU repeat warning"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_stream_with_records_waiting_and_no_batch_is_stalled() {
+        let config: JobConfig =
+            toml::from_str("name = \"adt\"\nkind = \"stream\"\nfrom = \"landing\"").unwrap();
+        let job = &jobs(&RunConfig::default(), &[config]).unwrap()[0];
+        let t = Thresholds::from_config(&AlertsConfig {
+            stream_max_lag: Some(50),
+            ..AlertsConfig::default()
+        });
+        let now = Utc::now();
+        let mut s = patientflow_ingest::stream::StreamSnapshot {
+            last_batch_at: Some((now - chrono::Duration::seconds(400)).timestamp_micros()),
+            ..Default::default()
+        };
+        assert!(
+            conditions::stream(job, &s, &t, now).is_empty(),
+            "idle, nothing waiting"
+        );
+        s.lag = vec![("p0".into(), 60)];
+        let alerts = conditions::stream(job, &s, &t, now);
+        let keys: Vec<&str> = alerts.iter().map(|a| a.key.as_str()).collect();
+        assert_eq!(keys, ["stream_stalled:adt", "stream_lag:adt"]);
+        s.last_batch_at = Some(now.timestamp_micros());
+        let keys: Vec<String> = conditions::stream(job, &s, &t, now)
+            .into_iter()
+            .map(|a| a.key)
+            .collect();
+        assert_eq!(keys, ["stream_lag:adt"], "moving, but behind");
+    }
+}
