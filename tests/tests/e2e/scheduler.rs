@@ -1,17 +1,14 @@
 //! `patientflow run --serve`: runs started over REST (202, Location, polled to the end), the
 //! file trigger, a run killed with SIGKILL resumed once under its idempotency key, and alerts
-//! received by a local webhook — once per failed run, resolved on success, bottlenecks over
-//! the threshold.
+//! of a failed run received by a local webhook — once per failed run, resolved on success.
 
 use std::path::Path;
 
-use patientflow_e2e::{
-    Receiver, Server, ingest_departments, path, produce, rows, scalar, wait_for,
-};
+use patientflow_e2e::{Receiver, Server, path, produce, rows, scalar, wait_for};
 use serde_json::Value;
 
 /// Starts a run of `job`: the 202's Location.
-fn start(server: &Server, job: &str) -> String {
+pub(crate) fn start(server: &Server, job: &str) -> String {
     let response = server
         .client()
         .post(server.url(&format!("/api/v1/pipelines/{job}/runs")))
@@ -29,7 +26,7 @@ fn start(server: &Server, job: &str) -> String {
 }
 
 /// Follows a run's Location, as Data Factory does, until it has ended.
-fn follow(server: &Server, location: &str) -> Value {
+pub(crate) fn follow(server: &Server, location: &str) -> Value {
     wait_for(300, location, || {
         let run: Value = server
             .client()
@@ -42,7 +39,7 @@ fn follow(server: &Server, location: &str) -> Value {
     })
 }
 
-fn config(dir: &Path, body: &str) -> std::path::PathBuf {
+pub(crate) fn config(dir: &Path, body: &str) -> std::path::PathBuf {
     let file = dir.join("patientflow.toml");
     std::fs::write(
         &file,
@@ -52,7 +49,7 @@ fn config(dir: &Path, body: &str) -> std::path::PathBuf {
     file
 }
 
-fn job(name: &str, kind: &str, from: Option<&Path>, extra: &str) -> String {
+pub(crate) fn job(name: &str, kind: &str, from: Option<&Path>, extra: &str) -> String {
     let from = from.map_or(String::new(), |p| format!("from = \"{}\"\n", path(p)));
     format!("[[jobs]]\nname = \"{name}\"\nkind = \"{kind}\"\n{from}{extra}\n")
 }
@@ -422,102 +419,4 @@ fn a_run_killed_mid_way_is_resumed_once_under_its_key_and_ingests_nothing_twice(
             "succeeded|2"
         ]
     );
-}
-
-#[test]
-fn a_bottleneck_fires_when_a_batch_fills_a_department_and_resolves_when_it_empties() {
-    let dir = tempfile::tempdir().unwrap();
-    let (landing, data) = (dir.path().join("landing"), dir.path().join("data"));
-    let departments = dir.path().join("departments.csv");
-    std::fs::write(
-        &departments,
-        "hospital_id,hospital_name,department,bed_capacity,staff_count,effective_from,aliases\n\
-         1,Test General,Surgery,4,8,2026-01-01,\n\
-         1,Test General,ICU,10,12,2026-01-01,\n",
-    )
-    .unwrap();
-    ingest_departments(&data, &departments);
-    std::fs::create_dir_all(&landing).unwrap();
-    let at = |hours: i64| {
-        (chrono::Utc::now() - chrono::Duration::hours(hours))
-            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-    };
-    let event = |id: &str, kind: &str, hours: i64, enc: &str| {
-        format!(
-            r#"{{"event_id":"{id}","event_type":"{kind}","event_time":"{}","encounter_id":"{enc}","patient_id":"P{enc}","hospital_id":1,"department":"Surgery","gender":"F","age":50}}"#,
-            at(hours)
-        )
-    };
-    // Four of Surgery's four beds taken five hours ago: 100 % is red.
-    let admits: Vec<String> = (1..=4)
-        .map(|i| event(&format!("a{i}"), "ADMIT", 5, &i.to_string()))
-        .collect();
-    std::fs::write(landing.join("a.ndjson"), admits.join("\n") + "\n").unwrap();
-    let config = config(
-        dir.path(),
-        &job("adt-batch", "ingest", Some(&landing), "retries = 0"),
-    );
-    let hooks = Receiver::start();
-    let webhook = format!("{}/am", hooks.url);
-    let server = Server::start_run(
-        &config,
-        &data,
-        &[("PATIENTFLOW_ALERT_WEBHOOK_URL", webhook.as_str())],
-    );
-    assert_eq!(
-        follow(&server, &start(&server, "adt-batch"))["status"],
-        "succeeded"
-    );
-    let fired = wait_for(60, "the bottleneck alert", || {
-        hooks
-            .at("/am")
-            .into_iter()
-            .find(|m| m["alerts"][0]["labels"]["alertname"] == "bottleneck")
-    });
-    let labels = &fired["alerts"][0]["labels"];
-    assert_eq!(fired["status"], "firing");
-    assert_eq!(
-        (labels["hospital"].as_str(), labels["department"].as_str()),
-        (Some("1"), Some("Surgery"))
-    );
-    assert_eq!(labels["severity"], "critical", "100 % is red: {fired}");
-    assert_eq!(fired["alerts"][0]["annotations"]["value"], "1");
-    // The clinician of Surgery sees it; the ICU's does not.
-    let of = |department: &str| -> Value {
-        let token = server.mint(&[
-            "--role",
-            "department_clinician",
-            "--hospital",
-            "1",
-            "--department",
-            department,
-        ]);
-        server
-            .client_with(&token)
-            .get(server.url("/api/v1/alerts"))
-            .send()
-            .unwrap()
-            .json()
-            .unwrap()
-    };
-    assert_eq!(of("Surgery")["alerts"][0]["key"], "bottleneck:1:Surgery");
-    assert_eq!(of("ICU")["alerts"].as_array().unwrap().len(), 0);
-
-    // Three go home two hours ago: 25 %, and the alert resolves.
-    let discharges: Vec<String> = (1..=3)
-        .map(|i| event(&format!("d{i}"), "DISCHARGE", 2, &i.to_string()))
-        .collect();
-    std::fs::write(landing.join("b.ndjson"), discharges.join("\n") + "\n").unwrap();
-    assert_eq!(
-        follow(&server, &start(&server, "adt-batch"))["status"],
-        "succeeded"
-    );
-    let resolved = wait_for(60, "the resolved notice", || {
-        hooks
-            .at("/am")
-            .into_iter()
-            .find(|m| m["status"] == "resolved")
-    });
-    assert_eq!(resolved["alerts"][0]["labels"]["department"], "Surgery");
-    assert_eq!(hooks.at("/am").len(), 2, "fired once, resolved once");
 }
