@@ -288,11 +288,19 @@ function showAlerts(alerts) {
   $("alerts-note").textContent = alerts.length
     ? `(${red} red, ${alerts.length - red} amber; a bottleneck is amber from ${Math.round(state.threshold * 100)}% of beds)`
     : "(none)";
+  // Department alerts as compact chips (the summary on hover); the pipeline's in full.
   for (const a of alerts) {
     const li = document.createElement("li");
     li.className = a.severity === "critical" ? "red" : "amber";
-    const since = toDate(a.starts_at).toISOString().slice(0, 16).replace("T", " ");
-    li.textContent = `${a.summary} — since ${since} UTC`;
+    const since = `since ${toDate(a.starts_at).toISOString().slice(0, 16).replace("T", " ")} UTC`;
+    if (a.department) {
+      li.classList.add("chip");
+      const what = a.condition === "bottleneck" ? `${Math.round(a.value * 100)}%` : `${a.value} stale`;
+      li.textContent = `H${a.hospital_id} ${a.department} ${what}`;
+      li.title = `${a.summary} — ${since}`;
+    } else {
+      li.textContent = `${a.summary} — ${since}`;
+    }
     el.append(li);
   }
 }

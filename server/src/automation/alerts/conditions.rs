@@ -224,23 +224,18 @@ impl Checks {
                 } else {
                     continue;
                 };
+                let (colour, threshold) = match severity {
+                    Severity::Critical => ("red", t.red),
+                    Severity::Warning => ("amber", amber),
+                };
                 let mut a = Alert::new(
                     "bottleneck",
                     format!("bottleneck:{hospital_id}:{dept}"),
                     severity,
                     format!(
-                        "hospital {hospital_id} {dept} is at {:.0}% occupancy ({} from {:.0}%)",
+                        "hospital {hospital_id} {dept}: {:.0}% of beds occupied ({colour} from {:.0}%)",
                         value * 100.0,
-                        if severity == Severity::Critical {
-                            "red"
-                        } else {
-                            "amber"
-                        },
-                        if severity == Severity::Critical {
-                            t.red
-                        } else {
-                            amber
-                        } * 100.0
+                        threshold * 100.0
                     ),
                 );
                 a.hospital_id = Some(hospital_id);
