@@ -1,5 +1,5 @@
 //! The scheduler over a real table root: what a restart after three days down runs under each
-//! catch-up policy, and the resumption of a run the last process left running.
+//! catch-up policy, and a run cut off at its timeout.
 
 use std::sync::Arc;
 
@@ -122,6 +122,37 @@ async fn a_restart_after_three_days_down_catches_up_as_each_policy_says() {
         .count();
     assert_eq!(catchups, 6, "1 latest + 5 all, from the first restart only");
     assert!(scheduler.history().list(None, usize::MAX).len() >= before);
+    scheduler.stop();
+    while tasks.join_next().await.is_some() {}
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_past_its_timeout_fails_with_the_timeout_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = TableRoot::parse(dir.path().to_str().unwrap()).unwrap();
+    let config: JobConfig =
+        toml::from_str("name = \"gold\"\nkind = \"gold\"\nretries = 0\ntimeout_seconds = 1\n")
+            .unwrap();
+    let (scheduler, mut tasks) = start(&root, &[config]).await;
+    // Another writer holds the root for longer than the job may take.
+    let lock = root.lock_writer().unwrap();
+    let run = match scheduler.submit("gold").await.unwrap() {
+        super::Submitted::Queued(run) => run,
+        other => panic!("{other:?}"),
+    };
+    let ended = loop {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let r = scheduler.history().get(&run.run_id).unwrap();
+        if r.status.is_final() {
+            break r;
+        }
+    };
+    drop(lock);
+    assert_eq!(ended.status, Status::Failed);
+    assert_eq!(
+        ended.error.as_deref(),
+        Some("timed out after 1 s (the job's timeout_seconds)")
+    );
     scheduler.stop();
     while tasks.join_next().await.is_some() {}
 }
