@@ -57,12 +57,40 @@ pub enum Error {
     #[error("internal error (please report): {0}")]
     Internal(String),
     /// Delta Lake failed.
-    #[error("delta table `{table}`: {source}")]
+    #[error("delta table `{table}`: {message}")]
     Delta {
         /// Table name (for example `bronze/patient_events`).
         table: String,
+        /// What failed, with any SAS signature redacted.
+        message: String,
         /// The delta-rs error.
         source: Box<deltalake::DeltaTableError>,
+    },
+    /// Another writer committed to a table of a remote root at the same time.
+    #[error(
+        "delta table `{table}`: another writer committed to it at the same time ({detail}); \
+         this commit was refused whole and nothing of it landed; run again once the other \
+         writer is done (one writer per root at a time)"
+    )]
+    Conflict {
+        /// Table name.
+        table: String,
+        /// Delta's conflict.
+        detail: String,
+    },
+    /// The object store refused the credentials (ADLS Gen2, Azure Blob).
+    #[error(
+        "delta table `{table}`: the storage account refused the credentials ({detail}); check \
+         them: AZURE_STORAGE_ACCOUNT_NAME with AZURE_STORAGE_ACCOUNT_KEY or AZURE_STORAGE_SAS_TOKEN, \
+         a service principal (AZURE_CLIENT_ID, AZURE_CLIENT_SECRET, AZURE_TENANT_ID), or the \
+         managed identity's role on the container (Storage Blob Data Contributor); \
+         docs/configuration.md, \"ADLS Gen2\""
+    )]
+    StorageAccess {
+        /// Table name.
+        table: String,
+        /// The store's answer, first line, redacted.
+        detail: String,
     },
     /// Arrow or DataFusion failed while building or reading batches.
     #[error("internal error while processing `{table}`: {source}")]
@@ -83,8 +111,38 @@ impl Error {
     }
 
     pub(crate) fn delta(table: &str, source: deltalake::DeltaTableError) -> Self {
+        let message = redact(&source.to_string());
+        let refused = [
+            "lacked the necessary privileges",
+            "Unauthenticated",
+            "401 Unauthorized",
+            "403 Forbidden",
+        ];
+        if refused.iter().any(|r| message.contains(r)) {
+            let first = message.lines().next().unwrap_or_default();
+            let detail = first.split(": <?xml").next().unwrap_or(first).to_string();
+            return Self::StorageAccess {
+                table: table.to_string(),
+                detail,
+            };
+        }
+        let concurrent = [
+            "Concurrent",
+            "Metadata changed",
+            "already exists",
+            "onflict",
+        ];
+        if matches!(source, deltalake::DeltaTableError::Transaction { .. })
+            && concurrent.iter().any(|c| message.contains(c))
+        {
+            return Self::Conflict {
+                table: table.to_string(),
+                detail: message,
+            };
+        }
         Self::Delta {
             table: table.to_string(),
+            message,
             source: Box::new(source),
         }
     }
@@ -97,5 +155,37 @@ impl Error {
             table: table.to_string(),
             source: Box::new(source),
         }
+    }
+}
+
+/// `text` with the signature of any SAS token in it replaced: a request URL in an object-store
+/// error carries the SAS query, and errors are logged.
+pub(crate) fn redact(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("sig=") {
+        out.push_str(&rest[..i + 4]);
+        out.push_str("REDACTED");
+        rest = &rest[i + 4..];
+        let end = rest
+            .find(|c: char| c == '&' || c.is_whitespace() || c == '"' || c == '\'')
+            .unwrap_or(rest.len());
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sas_signature_never_reaches_a_message() {
+        assert_eq!(
+            redact("GET https://a.blob.core.windows.net/c/x?sv=2022&sig=abc%2Bdef&se=1 failed"),
+            "GET https://a.blob.core.windows.net/c/x?sv=2022&sig=REDACTED&se=1 failed"
+        );
+        assert_eq!(redact("no secret"), "no secret");
     }
 }

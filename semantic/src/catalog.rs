@@ -217,7 +217,9 @@ impl DeltaSchema {
             .root
             .table_url(slot.path)
             .map_err(|e| DeltaTableError::Generic(e.to_string()))?;
-        let mut table = DeltaTableBuilder::from_url(url)?.build()?;
+        let mut table = DeltaTableBuilder::from_url(url)?
+            .with_storage_options(self.root.storage_options().clone())
+            .build()?;
         match table.load().await {
             Ok(()) => Ok(Some(table)),
             Err(DeltaTableError::NotATable(_) | DeltaTableError::InvalidTableLocation(_)) => {

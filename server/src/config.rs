@@ -100,6 +100,11 @@ pub(crate) struct GoldConfig {
 pub(crate) struct Storage {
     /// Table root: a local path or an `abfss://` URL.
     pub(crate) data: Option<String>,
+    /// Object-store options of a remote root (object_store's Azure keys, e.g.
+    /// `azure_storage_account_name`, `azure_client_id`); secrets among them are better given
+    /// by the `AZURE_*` environment variables.
+    #[serde(default)]
+    pub(crate) options: std::collections::HashMap<String, String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -134,8 +139,11 @@ impl Config {
     }
 
     /// The table root from a flag/env value or the file.
-    pub(crate) fn data_root(&self, flag: Option<&str>) -> Result<String> {
-        flag.map(str::to_string)
+    /// The table root from the flag (or `PATIENTFLOW_DATA`) or `storage.data`, with the
+    /// config's object-store options.
+    pub(crate) fn table_root(&self, flag: Option<&str>) -> Result<patientflow_ingest::TableRoot> {
+        let root = flag
+            .map(str::to_string)
             .or_else(|| self.storage.data.clone())
             .ok_or_else(|| {
                 Error::InvalidArgument(
@@ -143,7 +151,9 @@ impl Config {
                      `storage.data` in patientflow.toml"
                         .into(),
                 )
-            })
+            })?;
+        Ok(patientflow_ingest::TableRoot::parse(&root)?
+            .with_storage_options(self.storage.options.clone()))
     }
 }
 
@@ -167,8 +177,10 @@ mod tests {
         )
         .unwrap();
         let c = Config::load(Some(&path)).unwrap();
-        assert_eq!(c.data_root(None).unwrap(), "/x");
-        assert_eq!(c.data_root(Some("/y")).unwrap(), "/y");
+        assert_eq!(c.storage.data.as_deref(), Some("/x"));
+        let flag = dir.join("y");
+        let root = c.table_root(flag.to_str()).unwrap();
+        assert!(root.url().path().ends_with("/y/"), "{root:?}");
         assert_eq!(c.ingest.batch_records, Some(5));
         assert_eq!(
             c.gold.tracked_attributes,

@@ -276,9 +276,22 @@ impl Server {
         Self::spawn(data, command)
     }
 
-    fn spawn(data: &Path, mut command: Command) -> Server {
+    /// Starts `patientflow <args>` with `envs` (a server over a remote root: `serve --data
+    /// az://…`, `run --serve …`), its development key in `key_dir`, and waits until it serves.
+    pub fn start_with(args: &[&str], key_dir: &Path, envs: &[(&str, String)]) -> Server {
+        let mut command = patientflow();
+        command
+            .args(args)
+            .envs(envs.iter().map(|(k, v)| (*k, v.as_str())));
+        Self::spawn_keyed(key_dir.join("dev-signing-key.pem"), command)
+    }
+
+    fn spawn(data: &Path, command: Command) -> Server {
+        Self::spawn_keyed(data.with_file_name("dev-signing-key.pem"), command)
+    }
+
+    fn spawn_keyed(key: PathBuf, mut command: Command) -> Server {
         use std::io::{BufRead, BufReader};
-        let key = data.with_file_name("dev-signing-key.pem");
         let token = mint(&key, &["--role", "data_engineer"]);
         let mut child = command
             .args(["--http-addr", "127.0.0.1:0", "--flight-addr", "127.0.0.1:0"])
@@ -416,6 +429,105 @@ impl Receiver {
             .filter(|(p, _)| p == path)
             .map(|(_, v)| v.clone())
             .collect()
+    }
+}
+
+/// Azurite's Blob service (npm `azurite`, installed by `.ci/setup`) on a free loopback port
+/// with its well-known development account, storing under a temporary folder; stopped when
+/// dropped.
+#[derive(Debug)]
+pub struct Azurite {
+    child: std::process::Child,
+    /// `http://127.0.0.1:port`.
+    pub endpoint: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Azurite {
+    /// The development account's well-known name and key (public, in Azurite's docs).
+    pub const ACCOUNT: &'static str = "devstoreaccount1";
+    pub const KEY: &'static str =
+        "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+    /// Starts it and creates `container`.
+    pub fn start(container: &str) -> Azurite {
+        use std::io::{BufRead, BufReader};
+        let tools = std::env::var_os("PATIENTFLOW_TOOLS").map_or_else(
+            || {
+                PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+                    .join(".cache/patientflow")
+            },
+            PathBuf::from,
+        );
+        let bin = tools.join("tools/azurite/node_modules/.bin/azurite-blob");
+        assert!(bin.exists(), "{} is missing: run .ci/setup", bin.display());
+        let dir = tempfile::tempdir().expect("azurite folder");
+        let mut child = Command::new(&bin)
+            .args([
+                "--blobHost",
+                "127.0.0.1",
+                "--blobPort",
+                "0",
+                "--silent",
+                "--disableTelemetry",
+            ])
+            .args(["--skipApiVersionCheck", "--location", path(dir.path())])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("start azurite");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let endpoint = loop {
+            let line = lines
+                .next()
+                .expect("azurite exited before listening")
+                .expect("read azurite output");
+            if let Some(i) = line.find("listens on ") {
+                break line[i + "listens on ".len()..].trim().to_string();
+            }
+        };
+        std::thread::spawn(move || for _ in lines {});
+        let azurite = Azurite {
+            child,
+            endpoint,
+            _dir: dir,
+        };
+        python_json(
+            "import json, sys\nfrom azure.storage.blob import BlobServiceClient\n\
+             BlobServiceClient.from_connection_string(sys.argv[1]).create_container(sys.argv[2])\n\
+             print(json.dumps({}))",
+            &[&azurite.connection_string(), container],
+        );
+        azurite
+    }
+
+    /// The connection string of the development account at this endpoint.
+    pub fn connection_string(&self) -> String {
+        format!(
+            "DefaultEndpointsProtocol=http;AccountName={};AccountKey={};BlobEndpoint={}/{};",
+            Self::ACCOUNT,
+            Self::KEY,
+            self.endpoint,
+            Self::ACCOUNT
+        )
+    }
+
+    /// The environment object_store reads: the emulator, its endpoint, the account and key.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AZURE_STORAGE_USE_EMULATOR", "true".into()),
+            ("AZURITE_BLOB_STORAGE_URL", self.endpoint.clone()),
+            ("AZURE_STORAGE_ACCOUNT_NAME", Self::ACCOUNT.into()),
+            ("AZURE_STORAGE_ACCOUNT_KEY", Self::KEY.into()),
+        ]
+    }
+}
+
+impl Drop for Azurite {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

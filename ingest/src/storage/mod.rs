@@ -4,7 +4,7 @@
 //! All table data goes through deltalake / object_store; only the writer lock of a local root
 //! touches the file system directly.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -32,9 +32,21 @@ mod staged;
 pub(crate) use staged::StagedTable;
 
 /// The root under which every patientflow table lives (`<root>/bronze/patient_events`, …).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct TableRoot {
     url: Url,
+    /// Object-store options (credentials among them) for a remote root.
+    options: Arc<HashMap<String, String>>,
+}
+
+impl std::fmt::Debug for TableRoot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Option values may be secrets (an account key, a SAS token): only their names.
+        f.debug_struct("TableRoot")
+            .field("url", &self.url.as_str())
+            .field("options", &self.options.keys().collect::<BTreeSet<_>>())
+            .finish()
+    }
 }
 
 impl TableRoot {
@@ -67,7 +79,23 @@ impl TableRoot {
         if !url.path().ends_with('/') {
             url.set_path(&format!("{}/", url.path()));
         }
-        Ok(Self { url })
+        Ok(Self {
+            url,
+            options: Arc::default(),
+        })
+    }
+
+    /// With object-store options for a remote root, e.g. `azure_storage_account_key` or
+    /// `azure_storage_sas_token` (object_store's Azure keys; the environment's `AZURE_*`
+    /// variables are read too). Values are secrets: never logged.
+    pub fn with_storage_options(mut self, options: HashMap<String, String>) -> Self {
+        self.options = Arc::new(options);
+        self
+    }
+
+    /// The object-store options.
+    pub fn storage_options(&self) -> &HashMap<String, String> {
+        &self.options
     }
 
     /// The root as a URL, ending in `/`.
@@ -99,9 +127,14 @@ impl TableRoot {
         if let Some(path) = url.to_file_path().ok().filter(|_| url.scheme() == "file") {
             std::fs::create_dir_all(&path).map_err(|e| Error::io(&path, e))?;
         }
-        DeltaTable::try_from_url(url)
-            .await
-            .map_err(|e| Error::delta(name, e))
+        let mut table = deltalake::DeltaTableBuilder::from_url(url)
+            .and_then(|b| b.with_storage_options((*self.options).clone()).build())
+            .map_err(|e| Error::delta(name, e))?;
+        // A location without a table yet is created by its first write.
+        match table.load().await {
+            Ok(()) | Err(DeltaTableError::NotATable(_)) => Ok(table),
+            Err(e) => Err(Error::delta(name, e)),
+        }
     }
 
     /// Appends `batches` to the table `name` in one commit (creating it on the first write).
@@ -226,6 +259,7 @@ pub(crate) async fn write(
     txns: Vec<Transaction>,
     partition_by: &[&str],
 ) -> Result<DeltaTable> {
+    let table = create_if_remote(table, name, &batches, partition_by).await?;
     let props = writer_properties();
     let save_mode = match mode {
         WriteMode::Append => SaveMode::Append,
@@ -250,6 +284,43 @@ pub(crate) async fn write(
     builder
         .await
         .map_err(|e: DeltaTableError| Error::delta(name, e))
+}
+
+/// A table of a remote root that does not exist yet, created empty first, so that two
+/// writers starting at once cannot both commit their first batch: only one creation wins (the
+/// log's first entry is written if absent), the other reloads, and the data commits that follow
+/// carry their application transactions through Delta's conflict detection. (A local root has
+/// the writer lock instead.)
+async fn create_if_remote(
+    table: DeltaTable,
+    name: &str,
+    batches: &[RecordBatch],
+    partition_by: &[&str],
+) -> Result<DeltaTable> {
+    let remote = table.table_url().scheme() != "file";
+    let Some(first) = batches
+        .first()
+        .filter(|_| remote && table.version().is_none())
+    else {
+        return Ok(table);
+    };
+    let mut create = table
+        .clone()
+        .write(vec![first.slice(0, 0)])
+        .with_save_mode(SaveMode::ErrorIfExists);
+    if !partition_by.is_empty() {
+        create = create.with_partition_columns(partition_by.iter().map(|c| c.to_string()));
+    }
+    match create.await {
+        Ok(created) => Ok(created),
+        Err(e) => {
+            // Another writer created it meanwhile: carry on from its version.
+            let mut table = table;
+            table.load().await.map_err(|_| Error::delta(name, e))?;
+            tracing::debug!(table = name, "created by another writer meanwhile");
+            Ok(table)
+        }
+    }
 }
 
 /// How every Parquet file of every table is written (by a write or a compaction).

@@ -86,7 +86,7 @@ pub(crate) fn summary_text(m: &GoldMetrics) -> String {
 }
 
 pub(crate) async fn refresh(args: RefreshArgs, config: &Config) -> Result<()> {
-    let root = TableRoot::parse(&config.data_root(args.data.as_deref())?)?;
+    let root = config.table_root(args.data.as_deref())?;
     let metrics = refresh_for(root, &args.gold, config)?
         .with_full_rebuild(args.full)
         .run()

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use patientflow_ingest::{BatchIngest, Dataset, Ingest, Progress, ReferenceData, TableRoot};
+use patientflow_ingest::{BatchIngest, Dataset, Ingest, Progress, ReferenceData};
 
 use super::gold;
 use crate::cli::{BatchArgs, IngestArgs, IngestCommand, SummaryFormat};
@@ -37,7 +37,7 @@ pub(crate) async fn run(mut args: IngestArgs, config: &Config) -> Result<()> {
             ));
         }
     };
-    let root = TableRoot::parse(&config.data_root(args.data.as_deref())?)?;
+    let root = config.table_root(args.data.as_deref())?;
     if args.follow {
         return super::follow::run(&from, root, &args, config).await;
     }
@@ -138,7 +138,7 @@ async fn run_batch(args: BatchArgs, config: &Config) -> Result<()> {
             "nothing to ingest: pass --departments <csv> and/or --ehr <csv|parquet>".into(),
         ));
     }
-    let root = TableRoot::parse(&config.data_root(args.data.as_deref())?)?;
+    let root = config.table_root(args.data.as_deref())?;
     let mut batch = BatchIngest::new(root.clone());
     for path in &args.departments {
         batch = batch.with_file(Dataset::Departments, path);

@@ -9,7 +9,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 
 pub(crate) async fn run(args: MaintainArgs, config: &Config) -> Result<()> {
-    let root = TableRoot::parse(&config.data_root(args.data.as_deref())?)?;
+    let root = config.table_root(args.data.as_deref())?;
     let maintenance = maintenance_for(root, args.retention_hours, args.checkpoint_every, config)?
         .with_dry_run(args.dry_run);
     let report = maintenance.run().await?;

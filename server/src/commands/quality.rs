@@ -1,13 +1,13 @@
 //! `patientflow quality report`.
 
-use patientflow_ingest::{QualityReport, TableRoot};
+use patientflow_ingest::QualityReport;
 
 use crate::cli::{ReportArgs, ReportFormat};
 use crate::config::Config;
 use crate::error::{Error, Result};
 
 pub(crate) async fn report(args: ReportArgs, config: &Config) -> Result<()> {
-    let root = TableRoot::parse(&config.data_root(args.data.as_deref())?)?;
+    let root = config.table_root(args.data.as_deref())?;
     let report = QualityReport::load(&root).await?;
     let text = match args.format {
         ReportFormat::Json => serde_json::to_string_pretty(&report)

@@ -40,7 +40,7 @@ pub(crate) async fn run(args: RunArgs, config: &Config) -> Result<()> {
         );
         return Ok(());
     }
-    let root = TableRoot::parse(&config.data_root(args.data.as_deref())?)?;
+    let root = config.table_root(args.data.as_deref())?;
     let engine = Arc::new(Engine::new(
         root.clone(),
         serve::model(&args.service, config)?,

@@ -212,7 +212,7 @@ fn auth_settings(args: &AuthArgs, config: &Config) -> Result<AuthSettings> {
 }
 
 pub(crate) async fn run(args: ServeArgs, config: &Config) -> Result<()> {
-    let root = TableRoot::parse(&config.data_root(args.data.as_deref())?)?;
+    let root = config.table_root(args.data.as_deref())?;
     serve(settings(root, &args.service, config)?, None).await
 }
 

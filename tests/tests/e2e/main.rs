@@ -4,6 +4,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 mod adf;
+mod adls;
 mod alerts;
 mod bad_input;
 mod crash;
