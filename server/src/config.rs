@@ -64,6 +64,9 @@ pub(crate) struct ServeConfig {
     pub(crate) memory_limit_mb: Option<usize>,
     /// Results kept in the result cache (default 256).
     pub(crate) cache_entries: Option<usize>,
+    /// The key of `hash` masks (HMAC-SHA-256), a secret; `PATIENTFLOW_MASK_KEY` overrides it.
+    /// The same key must be given to `synapse apply` so hashed ids match across both.
+    pub(crate) mask_key: Option<String>,
     /// PEM certificate and key for Flight SQL over TLS.
     pub(crate) tls_cert: Option<PathBuf>,
     pub(crate) tls_key: Option<PathBuf>,

@@ -28,4 +28,6 @@ pub(crate) enum Error {
     Policy(#[from] patientflow_sql::rbac::PolicyError),
     #[error("query service: {0}")]
     Serve(String),
+    #[error("synapse: {0}")]
+    Synapse(String),
 }

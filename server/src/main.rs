@@ -14,7 +14,7 @@ mod http;
 
 use clap::Parser;
 
-use crate::cli::{Cli, Command, GoldCommand, QualityCommand};
+use crate::cli::{Cli, Command, GoldCommand, QualityCommand, SynapseCommand};
 use crate::error::Result;
 
 /// mimalloc: ingest and queries allocate and free large Arrow and Parquet buffers at a high
@@ -83,6 +83,12 @@ fn run(cli: Cli) -> Result<()> {
         Command::Serve(args) => runtime.block_on(commands::serve::run(args, &config)),
         Command::Demo(args) => runtime.block_on(commands::demo::run(args, &config)),
         Command::Token(args) => commands::token::run(args),
+        Command::Synapse(SynapseCommand::Plan(args)) => {
+            runtime.block_on(commands::synapse::plan(args, &config))
+        }
+        Command::Synapse(SynapseCommand::Apply(args)) => {
+            runtime.block_on(commands::synapse::apply(args, &config))
+        }
         Command::Maintain(args) => runtime.block_on(commands::maintain::run(args, &config)),
         Command::Run(args) => runtime.block_on(commands::run::run(args, &config)),
         Command::Gold(GoldCommand::Schema) => {

@@ -25,7 +25,7 @@ use patientflow_semantic::{
 
 use crate::error::{Error, Result};
 use crate::holistic::HolisticAggregates;
-use crate::rbac::{Access, Principal, SecuredCatalog};
+use crate::rbac::{Access, MaskKey, Principal, SecuredCatalog};
 use crate::validate;
 
 /// Limits and sizes of the engine.
@@ -39,6 +39,8 @@ pub struct EngineConfig {
     pub max_result_bytes: usize,
     /// Results kept in the cache.
     pub cache_entries: usize,
+    /// The key of `hash` masks (HMAC-SHA-256); a random one per process unless configured.
+    pub mask_key: MaskKey,
 }
 
 impl Default for EngineConfig {
@@ -48,6 +50,7 @@ impl Default for EngineConfig {
             memory_limit: 2 << 30,
             max_result_bytes: 512 << 20,
             cache_entries: 256,
+            mask_key: MaskKey::random(),
         }
     }
 }
@@ -214,9 +217,11 @@ impl Engine {
         if let Some(ctx) = contexts.get(access.fingerprint()) {
             return Ok(ctx.clone());
         }
+        let mask = Arc::new(self.config.mask_key.udf());
         let rows = Arc::new(SecuredCatalog::rows(
             Arc::clone(&self.delta) as Arc<dyn CatalogProvider>,
             Arc::clone(access),
+            Arc::clone(&mask),
         ));
         let catalog = Arc::new(PatientflowCatalog::new(Arc::clone(&self.model), rows));
         let state = SessionStateBuilder::new_from_existing(self.ctx.state())
@@ -225,7 +230,11 @@ impl Engine {
         let ctx = SessionContext::new_with_state(state);
         ctx.register_catalog(
             CATALOG,
-            Arc::new(SecuredCatalog::views_only(catalog, Arc::clone(access))),
+            Arc::new(SecuredCatalog::views_only(
+                catalog,
+                Arc::clone(access),
+                mask,
+            )),
         );
         if contexts.len() >= MAX_CONTEXTS {
             contexts.clear();

@@ -26,6 +26,7 @@ mod engine;
 mod error;
 mod holistic;
 pub mod rbac;
+pub mod synapse;
 mod validate;
 
 pub use engine::{

@@ -288,8 +288,8 @@ pub(crate) async fn write(
 
 /// A table of a remote root that does not exist yet, created empty first, so that two
 /// writers starting at once cannot both commit their first batch: only one creation wins (the
-/// log's first entry is written if absent), the other reloads, and the data commits that follow
-/// carry their application transactions through Delta's conflict detection. (A local root has
+/// log's first entry is written if absent), the other loads that first version, and the data
+/// commits that follow carry their application transactions through Delta's conflict detection. (A local root has
 /// the writer lock instead.)
 async fn create_if_remote(
     table: DeltaTable,
@@ -314,9 +314,15 @@ async fn create_if_remote(
     match create.await {
         Ok(created) => Ok(created),
         Err(e) => {
-            // Another writer created it meanwhile: carry on from its version.
+            // Another writer created it meanwhile. Carry on from its creation, not its latest
+            // version: what this writer read (its source positions) predates every commit
+            // since, so those commits must go through conflict detection with this one's
+            // application transactions, which refuses a batch the other writer already landed.
             let mut table = table;
-            table.load().await.map_err(|_| Error::delta(name, e))?;
+            table
+                .load_version(0)
+                .await
+                .map_err(|_| Error::delta(name, e))?;
             tracing::debug!(table = name, "created by another writer meanwhile");
             Ok(table)
         }

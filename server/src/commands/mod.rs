@@ -9,4 +9,5 @@ pub(crate) mod produce;
 pub(crate) mod quality;
 pub(crate) mod run;
 pub(crate) mod serve;
+pub(crate) mod synapse;
 pub(crate) mod token;

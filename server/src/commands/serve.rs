@@ -9,7 +9,7 @@ use patientflow_sql::EngineConfig;
 
 use std::path::Path;
 
-use patientflow_sql::rbac::Policies;
+use patientflow_sql::rbac::{MaskKey, Policies};
 
 use crate::app::{App, Settings, stop_signal};
 use crate::auth::{AuthSettings, KeySource, dev};
@@ -105,8 +105,23 @@ pub(crate) fn engine_config(args: &ServiceArgs, config: &Config) -> EngineConfig
             .or(c.memory_limit_mb)
             .map_or(defaults.memory_limit, |mb| mb << 20),
         cache_entries: c.cache_entries.unwrap_or(defaults.cache_entries),
+        mask_key: mask_key(config).unwrap_or_else(|| {
+            tracing::warn!(
+                "no mask key (PATIENTFLOW_MASK_KEY or serve.mask_key): hashed columns use a key of this process, so they change when it restarts and differ from Synapse"
+            );
+            defaults.mask_key.clone()
+        }),
         ..defaults
     }
+}
+
+/// The deployment's mask key, from `PATIENTFLOW_MASK_KEY` or the config file.
+pub(crate) fn mask_key(config: &Config) -> Option<MaskKey> {
+    std::env::var("PATIENTFLOW_MASK_KEY")
+        .ok()
+        .or_else(|| config.serve.mask_key.clone())
+        .filter(|k| !k.is_empty())
+        .map(|k| MaskKey::new(k.as_bytes()))
 }
 
 /// The example policies shipped in `rbac-policies/`, built in.

@@ -43,7 +43,7 @@ pub struct Grant {
 }
 
 impl Grant {
-    fn covers(&self, schema: &str, table: &str) -> bool {
+    pub(crate) fn covers(&self, schema: &str, table: &str) -> bool {
         self.tables.iter().any(|p| match p.split_once('.') {
             Some((s, "*")) => s == schema,
             Some((s, t)) => s == schema && t == table,

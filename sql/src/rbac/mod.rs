@@ -7,11 +7,15 @@
 //! ```
 
 mod access;
+mod mask_key;
 mod policy;
 mod secure;
 mod tables;
 
 pub use access::{Access, Grant, Principal, Scope};
+pub use mask_key::MaskKey;
+pub(crate) use policy::scope_of;
 pub use policy::{Binding, Mask, Policies, PolicyError, Role, ScopeKind};
 pub use secure::AccessDenied;
 pub(crate) use secure::SecuredCatalog;
+pub(crate) use tables::{RowScope, row_scope};

@@ -237,7 +237,7 @@ impl Policies {
 }
 
 /// The scope a role of `kind` has with `binding`, when the binding is complete.
-fn scope_of(kind: ScopeKind, binding: &Binding) -> Option<Scope> {
+pub(crate) fn scope_of(kind: ScopeKind, binding: &Binding) -> Option<Scope> {
     match kind {
         ScopeKind::Network => Some(Scope::Network),
         ScopeKind::Hospital => Some(Scope::Hospital(binding.hospital?)),

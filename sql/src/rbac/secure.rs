@@ -12,10 +12,9 @@ use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
 use datafusion::common::{Column, ScalarValue, TableReference};
 use datafusion::datasource::{ViewTable, provider_as_source};
 use datafusion::error::{DataFusionError, Result};
-use datafusion::functions::expr_fn::{encode, sha256};
 use datafusion::logical_expr::expr_fn::in_subquery;
 use datafusion::logical_expr::utils::disjunction;
-use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, cast, lit};
+use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, ScalarUDF, cast, lit};
 use patientflow_semantic::{CATALOG, KPI_SCHEMA};
 
 use super::access::{Access, Scope, TableRule};
@@ -38,24 +37,36 @@ fn denied(message: String) -> DataFusionError {
 pub(crate) struct SecuredCatalog {
     base: Arc<dyn CatalogProvider>,
     access: Arc<Access>,
+    /// The keyed `hash` mask.
+    mask: Arc<ScalarUDF>,
     views_only: bool,
 }
 
 impl SecuredCatalog {
     /// The Delta tables of `base`, secured.
-    pub(crate) fn rows(base: Arc<dyn CatalogProvider>, access: Arc<Access>) -> Self {
+    pub(crate) fn rows(
+        base: Arc<dyn CatalogProvider>,
+        access: Arc<Access>,
+        mask: Arc<ScalarUDF>,
+    ) -> Self {
         Self {
             base,
             access,
+            mask,
             views_only: false,
         }
     }
 
     /// `base` with its KPI views gated by grant.
-    pub(crate) fn views_only(base: Arc<dyn CatalogProvider>, access: Arc<Access>) -> Self {
+    pub(crate) fn views_only(
+        base: Arc<dyn CatalogProvider>,
+        access: Arc<Access>,
+        mask: Arc<ScalarUDF>,
+    ) -> Self {
         Self {
             base,
             access,
+            mask,
             views_only: true,
         }
     }
@@ -80,6 +91,7 @@ impl CatalogProvider for SecuredCatalog {
             base: schema,
             catalog: Arc::clone(&self.base),
             access: Arc::clone(&self.access),
+            mask: Arc::clone(&self.mask),
         }))
     }
 }
@@ -91,6 +103,7 @@ struct SecuredSchema {
     /// The catalog `base` belongs to (patients are scoped through admissions).
     catalog: Arc<dyn CatalogProvider>,
     access: Arc<Access>,
+    mask: Arc<ScalarUDF>,
 }
 
 #[async_trait]
@@ -165,7 +178,7 @@ impl SecuredSchema {
             let columns = schema
                 .fields()
                 .iter()
-                .map(|f| masked(f.name(), f.data_type(), &rule.masks))
+                .map(|f| masked(f.name(), f.data_type(), &rule.masks, &self.mask))
                 .collect::<Result<Vec<_>>>()?;
             plan = plan.project(columns)?;
         }
@@ -234,12 +247,17 @@ fn scope_filter(scopes: &[Scope]) -> Expr {
 }
 
 /// The column `name` as `masks` shows it.
-fn masked(name: &str, data_type: &DataType, masks: &BTreeMap<String, Mask>) -> Result<Expr> {
+fn masked(
+    name: &str,
+    data_type: &DataType,
+    masks: &BTreeMap<String, Mask>,
+    hash: &ScalarUDF,
+) -> Result<Expr> {
     Ok(match masks.get(name) {
         None => column(name),
-        Some(Mask::Hash) => {
-            encode(sha256(cast(column(name), DataType::Utf8)), lit("hex")).alias(name)
-        }
+        Some(Mask::Hash) => hash
+            .call(vec![cast(column(name), DataType::Utf8)])
+            .alias(name),
         Some(Mask::Hide) => lit(ScalarValue::try_from(data_type)?).alias(name),
     })
 }

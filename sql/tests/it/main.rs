@@ -9,3 +9,4 @@ mod freshness;
 mod plans;
 mod scans;
 mod slt;
+mod synapse;

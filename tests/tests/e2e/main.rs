@@ -21,3 +21,4 @@ mod run;
 mod scheduler;
 mod security;
 mod serve;
+mod synapse;

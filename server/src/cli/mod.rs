@@ -6,6 +6,12 @@ use std::path::PathBuf;
 use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+mod synapse;
+
+pub(crate) use synapse::{
+    PlanFormat, StorageCredential, SynapseApplyArgs, SynapseCommand, SynapsePlanArgs, SynapseSource,
+};
+
 /// patientflow: live and daily patient flow for a hospital network — bed occupancy,
 /// admissions and discharges, length of stay, ED waits and demographics — on Delta Lake.
 ///
@@ -69,6 +75,10 @@ pub(crate) enum Command {
     /// /api/v1/pipelines for Azure Data Factory) and Flight SQL. `run --check` validates the
     /// jobs and prints each schedule's next fire times.
     Run(RunArgs),
+    /// Mirror the lake into Azure Synapse serverless SQL: `plan` prints the T-SQL (no
+    /// network), `apply` sends it.
+    #[command(subcommand)]
+    Synapse(SynapseCommand),
     /// Mint a development token for a policy role (signed by the local development key;
     /// trusted only by a server started with --dev-tokens). Prints the token.
     Token(TokenArgs),
