@@ -1,7 +1,8 @@
 //! `synapse plan` over a real root (every batch parsed by sqlfluff's T-SQL dialect; a new
 //! attribute column alters its views) and `synapse apply` against Microsoft's
-//! `mssql-mock-tds` over TDS with TLS on loopback: SQL and token logins, a routing redirect,
-//! batches in order, a failing batch stopping the run with a correct report.
+//! `mssql-mock-tds` over TDS with TLS on loopback: SQL and token logins, batches in order, a
+//! failing batch stopping the run with a correct report. (The mock serves routing redirects
+//! only without TLS, which `apply` never turns off, so the redirect is not exercised here.)
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -41,23 +42,52 @@ fn batches(plan: &Value) -> Vec<(String, String)> {
         .collect()
 }
 
+/// A config tracking `preferred_language` as a patient attribute (contract §1.3).
+fn tracking_config(dir: &Path) -> std::path::PathBuf {
+    let config = dir.join("patientflow.toml");
+    std::fs::write(
+        &config,
+        "[gold]\ntracked_attributes = [\"insurance_type\", \"preferred_language\"]\n",
+    )
+    .unwrap();
+    config
+}
+
+/// Lands one more event: a new patient's admission carrying a new attribute.
+fn ingest_preferred_language(landing: &Path, data: &Path, config: &Path) {
+    let record = serde_json::json!({
+        "event_id": "e2e-triage-level-0001",
+        "event_type": "ADMIT",
+        "event_time": (chrono::Utc::now() - chrono::Duration::hours(1)).to_rfc3339(),
+        "patient_id": "e2e-triage-patient",
+        "encounter_id": "e2e-triage-encounter",
+        "hospital_id": 1,
+        "department": "Cardiology",
+        "bed_id": 1,
+        "gender": "Female",
+        "age": 50,
+        "preferred_language": "Spanish",
+    });
+    std::fs::write(landing.join("events-999999.ndjson"), format!("{record}\n")).unwrap();
+    run_ok(&[
+        "--config",
+        path(config),
+        "ingest",
+        "--from",
+        path(landing),
+        "--data",
+        path(data),
+    ]);
+}
+
 #[test]
 fn the_plan_of_a_real_root_parses_as_t_sql_and_a_new_attribute_alters_its_views() {
     let dir = tempfile::tempdir().unwrap();
     let (landing, data) = (dir.path().join("landing"), dir.path().join("data"));
-    produce(
-        &landing,
-        4_000,
-        &[
-            "--evolve-at",
-            "0.5",
-            "--records-per-file",
-            "2000",
-            "--seed",
-            "31",
-        ],
-    );
-    ingest(&landing.join("events-000001.ndjson"), &data, &[]);
+    let config = tracking_config(dir.path());
+    produce(&landing, 3_000, &["--seed", "31"]);
+    // Before the new attribute: the default tracked attributes.
+    ingest(&landing, &data, &[]);
     let before = plan_json(&data);
     let saved = dir.path().join("before.json");
     std::fs::write(&saved, before.to_string()).unwrap();
@@ -84,8 +114,9 @@ fn the_plan_of_a_real_root_parses_as_t_sql_and_a_new_attribute_alters_its_views(
     let files: Value = serde_json::from_str(&parsed).unwrap();
     assert_eq!(files.as_array().unwrap().len(), batches(&before).len());
 
-    // The second half brings `insurance_type`: the views of the tables that gain it change.
-    ingest(&landing, &data, &[]);
+    // Sources begin sending a new attribute and the site tracks it: the views of
+    // `dim_patient`, and only those, change.
+    ingest_preferred_language(&landing, &data, &config);
     let out = run_ok(&[
         "synapse",
         "plan",
@@ -100,25 +131,29 @@ fn the_plan_of_a_real_root_parses_as_t_sql_and_a_new_attribute_alters_its_views(
     ]);
     let changes: Value = serde_json::from_str(&out).unwrap();
     let changes = changes["changes"].as_array().unwrap();
-    let gold: Vec<&Value> = changes
+    let names: Vec<&str> = changes
         .iter()
-        .filter(|c| c["name"].as_str().unwrap().starts_with("view gold."))
+        .map(|c| c["name"].as_str().unwrap())
         .collect();
-    assert!(!gold.is_empty(), "{changes:?}");
-    for change in &gold {
-        assert_eq!(change["change"], "changed");
+    assert!(names.contains(&"view gold.dim_patient"), "{names:?}");
+    assert!(
+        names.contains(&"external table patientflow_private.dim_patient"),
+        "{names:?}"
+    );
+    for change in changes {
+        assert_eq!(change["change"], "changed", "{change}");
+        assert!(
+            change["name"].as_str().unwrap().ends_with("dim_patient"),
+            "{change}"
+        );
         assert!(
             change["sql"]
                 .as_str()
                 .unwrap()
-                .contains("[insurance_type] varchar(256)"),
+                .contains("[preferred_language]"),
             "{change}"
         );
     }
-    assert!(
-        changes.iter().all(|c| c["change"] == "changed"),
-        "{changes:?}"
-    );
 }
 
 /// The SQL text the mock server logged, first line of each batch, in order.
@@ -178,6 +213,78 @@ fn certificate() -> (Vec<u8>, Vec<u8>) {
     )
 }
 
+/// Passes TDS between a client and `mssql-mock-tds`, retyping the mock's TLS handshake replies
+/// from TabularResult (0x04) to PreLogin (0x12), the type SQL Server sends and tiberius
+/// requires (it refuses anything else before the certificate is checked). Everything else —
+/// the pre-login reply, then the raw TLS stream — passes unchanged.
+async fn tds_handshake_adapter(listener: tokio::net::TcpListener, upstream: std::net::SocketAddr) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    while let Ok((client, _)) = listener.accept().await {
+        let Ok(server) = tokio::net::TcpStream::connect(upstream).await else {
+            continue;
+        };
+        tokio::spawn(async move {
+            let (mut client_read, mut client_write) = client.into_split();
+            let (mut server_read, mut server_write) = server.into_split();
+            tokio::spawn(async move { tokio::io::copy(&mut client_read, &mut server_write).await });
+            let mut packets = 0;
+            loop {
+                let mut header = [0u8; 8];
+                if server_read.read_exact(&mut header[..1]).await.is_err() {
+                    return;
+                }
+                if !matches!(header[0], 0x04 | 0x12) {
+                    // Raw TLS records: the handshake is over.
+                    if client_write.write_all(&header[..1]).await.is_ok() {
+                        let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
+                    }
+                    return;
+                }
+                if server_read.read_exact(&mut header[1..]).await.is_err() {
+                    return;
+                }
+                let length = usize::from(u16::from_be_bytes([header[2], header[3]]));
+                let mut body = vec![0u8; length.saturating_sub(8)];
+                if server_read.read_exact(&mut body).await.is_err() {
+                    return;
+                }
+                packets += 1;
+                if packets > 1 {
+                    header[0] = 0x12;
+                }
+                if client_write.write_all(&header).await.is_err()
+                    || client_write.write_all(&body).await.is_err()
+                {
+                    return;
+                }
+            }
+        });
+    }
+}
+
+/// Copies the dimension tables of `data` into a root of their own.
+fn mirror_dimensions(data: &Path, mirror: &Path) {
+    for table in ["dim_date", "dim_department", "dim_patient"] {
+        copy_dir(
+            &data.join("gold").join(table),
+            &mirror.join("gold").join(table),
+        );
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
 fn apply(
     data: &Path,
     server: &str,
@@ -225,9 +332,19 @@ fn apply_sends_every_batch_in_order_over_tls_and_stops_at_a_failing_one_with_a_r
         .init();
     let dir = tempfile::tempdir().unwrap();
     let (landing, data) = (dir.path().join("landing"), dir.path().join("data"));
+    let config = tracking_config(dir.path());
     produce(&landing, 2_000, &["--seed", "32"]);
-    ingest(&landing, &data, &[]);
-    let plan = batches(&plan_json(&data));
+    ingest(&landing, &data, &["--config", path(&config)]);
+    // The mock answers one TDS packet at a time and fixes the packet size at 4096 bytes, so
+    // it cannot take a batch longer than a packet (a wide fact table's view is); the root it
+    // is shown holds the dimensions only, whose batches each fit one packet.
+    let mirror = dir.path().join("mirror");
+    mirror_dimensions(&data, &mirror);
+    let plan = batches(&plan_json(&mirror));
+    assert!(
+        plan.iter().all(|(_, sql)| sql.len() * 2 < 4_000),
+        "every batch fits a packet"
+    );
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let (cert, key) = certificate();
@@ -235,24 +352,18 @@ fn apply_sends_every_batch_in_order_over_tls_and_stops_at_a_failing_one_with_a_r
     let server = runtime
         .block_on(MockTdsServer::new_with_tls("127.0.0.1:0", Some(identity())))
         .unwrap();
-    let addr = server.local_addr();
     let (registry, connections) = (server.query_registry(), server.connection_store());
+    let upstream = server.local_addr();
     runtime.spawn(server.run());
-    // A gateway that routes every client to the server, as Synapse's does.
-    let gateway = runtime
-        .block_on(MockTdsServer::new_with_redirection(
-            "127.0.0.1:0",
-            "127.0.0.1",
-            addr.port(),
-        ))
+    let adapter = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .unwrap();
-    let gateway_addr = gateway.local_addr();
-    runtime.spawn(gateway.run());
-
-    // SQL login through the gateway: every batch, in the plan's order, secrets filled in.
+    let addr = adapter.local_addr().unwrap();
+    runtime.spawn(tds_handshake_adapter(adapter, upstream));
+    // SQL login: every batch, in the plan's order, secrets filled in.
     let (ok, report, stderr) = apply(
-        &data,
-        &gateway_addr.to_string(),
+        &mirror,
+        &addr.to_string(),
         &[("PATIENTFLOW_SYNAPSE_PASSWORD", "not-a-real-password")],
         &["--user", "patientflow_deployer"],
     );
@@ -288,7 +399,7 @@ fn apply_sends_every_batch_in_order_over_tls_and_stops_at_a_failing_one_with_a_r
     // Token login: the token reaches the server.
     let token = "eyJ0eXAiOiJKV1QiLCJhbGciOiJub25lIn0.e2e.token";
     let (ok, report, stderr) = apply(
-        &data,
+        &mirror,
         &addr.to_string(),
         &[("PATIENTFLOW_SYNAPSE_ACCESS_TOKEN", token)],
         &[],
@@ -311,7 +422,7 @@ fn apply_sends_every_batch_in_order_over_tls_and_stops_at_a_failing_one_with_a_r
     // A batch the server fails: the run stops there and says what was applied and is pending.
     let failing = plan
         .iter()
-        .position(|(name, _)| name == "view gold.fact_admission")
+        .position(|(name, _)| name == "view gold.dim_patient")
         .unwrap();
     runtime.block_on(async {
         registry.lock().await.register(
@@ -319,12 +430,12 @@ fn apply_sends_every_batch_in_order_over_tls_and_stops_at_a_failing_one_with_a_r
             QueryResponse::error_only(TerminalError::new(
                 13807,
                 16,
-                "Content of directory on path 'gold/fact_admission/' cannot be listed.",
+                "Content of directory on path 'gold/dim_patient/' cannot be listed.",
             )),
         );
     });
     let (ok, report, stderr) = apply(
-        &data,
+        &mirror,
         &addr.to_string(),
         &[("PATIENTFLOW_SYNAPSE_ACCESS_TOKEN", token)],
         &[],
@@ -336,7 +447,7 @@ fn apply_sends_every_batch_in_order_over_tls_and_stops_at_a_failing_one_with_a_r
         "{report}"
     );
     assert_eq!(report["failed"]["batch"], failing + 1);
-    assert_eq!(report["failed"]["name"], "view gold.fact_admission");
+    assert_eq!(report["failed"]["name"], "view gold.dim_patient");
     assert_eq!(report["failed"]["number"], 13807);
     assert!(
         report["failed"]["message"]
@@ -349,4 +460,30 @@ fn apply_sends_every_batch_in_order_over_tls_and_stops_at_a_failing_one_with_a_r
         plan.len() - failing - 1
     );
     assert!(stderr.contains("run `synapse apply` again"), "{stderr}");
+
+    // After a new attribute, re-applying alters the views of `dim_patient`.
+    runtime.block_on(async {
+        registry
+            .lock()
+            .await
+            .register(plan[failing].1.clone(), QueryResponse::new(vec![], vec![]))
+    });
+    ingest_preferred_language(&landing, &data, &config);
+    std::fs::remove_dir_all(&mirror).unwrap();
+    mirror_dimensions(&data, &mirror);
+    let sent_before = log.executed().len();
+    let (ok, report, stderr) = apply(
+        &mirror,
+        &addr.to_string(),
+        &[("PATIENTFLOW_SYNAPSE_ACCESS_TOKEN", token)],
+        &[],
+    );
+    assert!(ok, "{report} {stderr}");
+    let logged = String::from_utf8_lossy(&log.0.lock().unwrap()).to_string();
+    let altered = logged
+        .split("Executing SQL from ")
+        .skip(sent_before + 1)
+        .find(|sql| sql.contains("CREATE OR ALTER VIEW [gold].[dim_patient]"))
+        .unwrap();
+    assert!(altered.contains("[preferred_language]"), "{altered}");
 }
