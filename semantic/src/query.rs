@@ -35,6 +35,17 @@ pub struct MetricQuery {
     pub limit: Option<usize>,
 }
 
+impl MetricQuery {
+    /// Its output key columns: `period` (with a grain), then the dimensions.
+    pub fn key_names(&self) -> Vec<String> {
+        self.grain
+            .map(|_| crate::compile::PERIOD.to_string())
+            .into_iter()
+            .chain(self.dimensions.iter().cloned())
+            .collect()
+    }
+}
+
 /// A half-open time range; bounds are RFC 3339 timestamps or `YYYY-MM-DD` dates (midnight UTC).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]

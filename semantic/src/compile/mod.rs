@@ -160,12 +160,7 @@ impl<'a> Scope<'a> {
 
     /// Output key columns: `period` (with a grain), then the dimensions.
     fn key_names(&self) -> Vec<String> {
-        self.query
-            .grain
-            .map(|_| PERIOD.to_string())
-            .into_iter()
-            .chain(self.query.dimensions.iter().cloned())
-            .collect()
+        self.query.key_names()
     }
 
     fn source(&self, name: &str) -> Result<&'a Source> {
