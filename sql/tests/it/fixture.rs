@@ -9,7 +9,7 @@ use datafusion::arrow::csv::ReaderBuilder;
 use patientflow_ingest::TableRoot;
 use patientflow_ingest::tables::GOLD_SPECS;
 use patientflow_semantic::Model;
-use patientflow_sql::rbac::{Access, Policies, Principal};
+use patientflow_sql::rbac::{Access, MaskKey, Policies, Principal};
 use patientflow_sql::{Engine, EngineConfig, QueryResult};
 use tempfile::TempDir;
 
@@ -61,7 +61,15 @@ pub(crate) fn access_of(role: &str) -> Arc<Access> {
 
 /// Writes every CSV of fixture `name` as the gold table of the same name.
 pub(crate) async fn load(name: &str) -> Fixture {
-    load_with(name, EngineConfig::default()).await
+    load_with(
+        name,
+        EngineConfig {
+            // The key the expected masks in tests/slt were computed with.
+            mask_key: MaskKey::new(b"patientflow-slt-mask-key"),
+            ..EngineConfig::default()
+        },
+    )
+    .await
 }
 
 pub(crate) async fn load_with(name: &str, config: EngineConfig) -> Fixture {
