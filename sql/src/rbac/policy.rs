@@ -48,7 +48,8 @@ impl std::fmt::Display for ScopeKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Mask {
-    /// The SHA-256 of the value, hex: joins and counts of distinct values still work.
+    /// HMAC-SHA-256 of the value's text under the deployment's mask key, hex: joins and counts
+    /// of distinct values still work, and a guessed value cannot be confirmed without the key.
     Hash,
     /// NULL of the column's type.
     Hide,
