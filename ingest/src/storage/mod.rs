@@ -312,6 +312,13 @@ async fn create_if_remote(
         create = create.with_partition_columns(partition_by.iter().map(|c| c.to_string()));
     }
     match create.await {
+        // delta-rs, finding version 0 written by another writer meanwhile, commits the
+        // creation on top of that writer's latest version instead; this writer's source
+        // positions predate those commits, so it must not go on.
+        Ok(created) if created.version() != Some(0) => Err(Error::Conflict {
+            table: name.to_string(),
+            detail: "it was created by another writer while this one created it".into(),
+        }),
         Ok(created) => Ok(created),
         Err(e) => {
             // Another writer created it meanwhile. Carry on from its creation, not its latest
