@@ -75,12 +75,22 @@ pub(crate) fn settings(root: TableRoot, args: &ServiceArgs, config: &Config) -> 
 /// The semantic model from the flag or the config file (else the built-in one), with the
 /// bottleneck threshold they set.
 pub(crate) fn model(args: &ServiceArgs, config: &Config) -> Result<Model> {
+    model_from(args.model.as_deref(), args.bottleneck_threshold, config)
+}
+
+/// The model at `path` (else the config file's, else the built-in one), with the bottleneck
+/// threshold given (else the config file's).
+pub(crate) fn model_from(
+    path: Option<&Path>,
+    threshold: Option<f64>,
+    config: &Config,
+) -> Result<Model> {
     let c = &config.serve;
-    let mut model = match args.model.as_ref().or(c.model.as_ref()) {
+    let mut model = match path.or(c.model.as_deref()) {
         Some(path) => Model::from_file(path)?,
         None => Model::built_in()?,
     };
-    if let Some(t) = args.bottleneck_threshold.or(c.bottleneck_threshold) {
+    if let Some(t) = threshold.or(c.bottleneck_threshold) {
         if !(0.0..=10.0).contains(&t) {
             return Err(Error::InvalidArgument(format!(
                 "bottleneck threshold {t} is not a rate; use e.g. 0.85"

@@ -96,35 +96,31 @@ impl Lake {
             }
         };
         let location = target.location.trim_end_matches('/').replace('\'', "''");
+        let source = ident(SOURCE);
+        let format = format!("{SOURCE}_delta");
         vec![
             Batch {
                 name: "master key".into(),
                 sql: "IF NOT EXISTS (SELECT * FROM sys.symmetric_keys WHERE name = '##MS_DatabaseMasterKey##')\n    CREATE MASTER KEY;".into(),
             },
-            Batch {
-                name: format!("credential {SOURCE}"),
-                sql: format!(
-                    "IF NOT EXISTS (SELECT * FROM sys.database_scoped_credentials WHERE name = {name})\n    CREATE DATABASE SCOPED CREDENTIAL {id} WITH {credential};",
-                    name = literal(SOURCE),
-                    id = ident(SOURCE)
-                ),
-            },
-            Batch {
-                name: format!("data source {SOURCE}"),
-                sql: format!(
-                    "IF NOT EXISTS (SELECT * FROM sys.external_data_sources WHERE name = {name})\n    CREATE EXTERNAL DATA SOURCE {id} WITH (LOCATION = '{location}', CREDENTIAL = {id});",
-                    name = literal(SOURCE),
-                    id = ident(SOURCE)
-                ),
-            },
-            Batch {
-                name: format!("file format {SOURCE}_delta"),
-                sql: format!(
-                    "IF NOT EXISTS (SELECT * FROM sys.external_file_formats WHERE name = {name})\n    CREATE EXTERNAL FILE FORMAT {id} WITH (FORMAT_TYPE = DELTA);",
-                    name = literal(&format!("{SOURCE}_delta")),
-                    id = ident(&format!("{SOURCE}_delta"))
-                ),
-            },
+            created_once(
+                "credential",
+                SOURCE,
+                "sys.database_scoped_credentials",
+                &format!("CREATE DATABASE SCOPED CREDENTIAL {source} WITH {credential};"),
+            ),
+            created_once(
+                "data source",
+                SOURCE,
+                "sys.external_data_sources",
+                &format!("CREATE EXTERNAL DATA SOURCE {source} WITH (LOCATION = '{location}', CREDENTIAL = {source});"),
+            ),
+            created_once(
+                "file format",
+                &format,
+                "sys.external_file_formats",
+                &format!("CREATE EXTERNAL FILE FORMAT {} WITH (FORMAT_TYPE = DELTA);", ident(&format)),
+            ),
         ]
     }
 
@@ -172,6 +168,17 @@ impl Lake {
                 }
             })
             .collect()
+    }
+}
+
+/// `create`, run when the catalog view `catalog` has no object `name`.
+fn created_once(kind: &str, name: &str, catalog: &str, create: &str) -> Batch {
+    Batch {
+        name: format!("{kind} {name}"),
+        sql: format!(
+            "IF NOT EXISTS (SELECT * FROM {catalog} WHERE name = {})\n    {create}",
+            literal(name)
+        ),
     }
 }
 

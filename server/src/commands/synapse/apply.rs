@@ -34,14 +34,17 @@ struct Failure {
 
 pub(crate) async fn apply(args: SynapseApplyArgs, config: &Config) -> Result<()> {
     let plan = super::build(&args.source, config).await?;
-    let text = plan.to_sql();
-    let sas = secret(
-        "PATIENTFLOW_SYNAPSE_SAS_TOKEN",
-        text.contains(SAS_PLACEHOLDER),
-        "the SAS token (read and list) serverless reads the container with, for --credential sas",
-    )?;
+    let needs = |placeholder: &str| plan.batches.iter().any(|b| b.sql.contains(placeholder));
+    let sas = needs(SAS_PLACEHOLDER)
+        .then(|| {
+            secret(
+                "PATIENTFLOW_SYNAPSE_SAS_TOKEN",
+                "the SAS token (read and list) serverless reads the container with, for --credential sas",
+            )
+        })
+        .transpose()?;
     let mask_key = match crate::commands::serve::mask_key(config) {
-        None if text.contains(MASK_INNER_PLACEHOLDER) => {
+        None if needs(MASK_INNER_PLACEHOLDER) => {
             return Err(Error::InvalidArgument(
                 "the role views hash columns with the deployment's mask key: set PATIENTFLOW_MASK_KEY (or serve.mask_key), the same key `serve` uses".into(),
             ));
@@ -111,17 +114,12 @@ pub(crate) async fn apply(args: SynapseApplyArgs, config: &Config) -> Result<()>
     }
 }
 
-/// A secret from the environment, required when the plan has its placeholder.
-fn secret(variable: &str, needed: bool, what: &str) -> Result<Option<String>> {
-    if !needed {
-        return Ok(None);
-    }
-    match std::env::var(variable) {
-        Ok(v) if !v.is_empty() => Ok(Some(v)),
-        _ => Err(Error::InvalidArgument(format!(
-            "the plan needs {what}: set {variable}"
-        ))),
-    }
+/// A secret from the environment, or what to set.
+fn secret(variable: &str, what: &str) -> Result<String> {
+    std::env::var(variable)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| Error::InvalidArgument(format!("the plan needs {what}: set {variable}")))
 }
 
 /// A client signed in to `args.database`, after one routing redirect if the gateway sends one.
@@ -150,16 +148,13 @@ async fn connect(args: &SynapseApplyArgs) -> Result<Client<Compat<TcpStream>>> {
     config.authentication(match &args.user {
         Some(user) => AuthMethod::sql_server(
             user,
-            secret("PATIENTFLOW_SYNAPSE_PASSWORD", true, "the SQL login's password")?
-                .unwrap_or_default(),
+            secret("PATIENTFLOW_SYNAPSE_PASSWORD", "the SQL login's password")?,
         ),
         None => AuthMethod::aad_token(
             secret(
                 "PATIENTFLOW_SYNAPSE_ACCESS_TOKEN",
-                true,
                 "an Entra ID access token for https://database.windows.net/.default (or --user with PATIENTFLOW_SYNAPSE_PASSWORD)",
-            )?
-            .unwrap_or_default(),
+            )?,
         ),
     });
     let unreachable = |addr: String, e: &dyn std::fmt::Display| {

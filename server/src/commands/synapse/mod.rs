@@ -7,7 +7,7 @@ use patientflow_ingest::tables::GOLD_TABLES;
 use patientflow_sql::synapse::{self, Credential, LakeTable, Plan, Protocol, Target};
 
 use crate::cli::{PlanFormat, StorageCredential, SynapsePlanArgs, SynapseSource};
-use crate::commands::serve::policies;
+use crate::commands::serve::{model_from, policies};
 use crate::config::Config;
 use crate::error::{Error, Result};
 
@@ -56,10 +56,7 @@ pub(crate) async fn build(source: &SynapseSource, config: &Config) -> Result<Pla
         Some(l) => l.clone(),
         None => https_location(&root)?,
     };
-    let model = match source.model.as_ref().or(config.serve.model.as_ref()) {
-        Some(path) => patientflow_semantic::Model::from_file(path)?,
-        None => patientflow_semantic::Model::built_in()?,
-    };
+    let model = model_from(source.model.as_deref(), None, config)?;
     let policies = policies(
         source
             .policies
