@@ -62,6 +62,13 @@ pub(crate) struct ServeConfig {
     pub(crate) query_timeout: Option<u64>,
     /// Memory pool for running queries, MiB (default 2048).
     pub(crate) memory_limit_mb: Option<usize>,
+    /// Queries executing at once (default: two per core, each with at least 128 MiB of the
+    /// memory pool); each gets the pool divided by this.
+    pub(crate) max_executing_queries: Option<usize>,
+    /// Queries waiting for a slot at once; one more is refused with 503 (default 32 per slot).
+    pub(crate) max_queued_queries: Option<usize>,
+    /// Seconds a query may wait for a slot before it is refused with 503 (default 10).
+    pub(crate) queue_timeout_secs: Option<u64>,
     /// Results kept in the result cache (default 256).
     pub(crate) cache_entries: Option<usize>,
     /// The key of `hash` masks (HMAC-SHA-256), a secret; `PATIENTFLOW_MASK_KEY` overrides it.

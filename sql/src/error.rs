@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use datafusion::error::DataFusionError;
 
+use crate::engine::{Admission, Refusal};
+
 /// A query-engine error; the variants say whose fault it is.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -32,6 +34,17 @@ pub enum Error {
     /// The query needed more memory than its limit, or its result is too large.
     #[error("query cancelled: {0}")]
     ResourcesExhausted(String),
+    /// Too many queries at once: the queue was full, or the query waited past the queue
+    /// timeout without a slot. Nothing ran; the client should retry after `retry_after`.
+    #[error("the server is busy: {detail}; retry after {} s", retry_after.as_secs())]
+    Overloaded {
+        /// Which limit refused it.
+        reason: Refusal,
+        /// When a retry stands a chance.
+        retry_after: Duration,
+        /// The limit, in words.
+        detail: String,
+    },
     /// Something failed inside the engine (I/O, a corrupt table); details are logged.
     #[error("internal error: {0}")]
     Internal(String),
@@ -71,6 +84,27 @@ impl From<DataFusionError> for Error {
 }
 
 impl Error {
+    /// The refusal of a query by `admission`.
+    pub(crate) fn overloaded(reason: Refusal, admission: &Admission) -> Self {
+        let config = admission.config();
+        let detail = match reason {
+            Refusal::QueueFull => format!(
+                "{} queries are already waiting for one of {} slots (serve.max_queued_queries)",
+                config.max_queued, config.max_executing
+            ),
+            Refusal::QueueTimeout => format!(
+                "the query waited {} s for one of {} slots (serve.queue_timeout_secs) and did not run",
+                config.queue_timeout.as_secs(),
+                config.max_executing
+            ),
+        };
+        Error::Overloaded {
+            reason,
+            retry_after: admission.retry_after(),
+            detail,
+        }
+    }
+
     /// The outcome the audit records for this error.
     pub fn outcome(&self) -> &'static str {
         match self {
@@ -78,6 +112,7 @@ impl Error {
             Error::Syntax(_) | Error::NotReadOnly { .. } | Error::InvalidQuery(_) => "invalid",
             Error::Timeout(_) => "timeout",
             Error::ResourcesExhausted(_) => "resources_exhausted",
+            Error::Overloaded { reason, .. } => reason.as_str(),
             Error::Internal(_) => "failed",
         }
     }

@@ -30,8 +30,8 @@ pub mod synapse;
 mod validate;
 
 pub use engine::{
-    AuditEntry, AuditSink, Engine, EngineConfig, EngineStats, QueryResult, Session, plain_schema,
-    sql_key,
+    Admission, AdmissionConfig, AdmissionStats, AuditEntry, AuditSink, Engine, EngineConfig,
+    EngineStats, QueryResult, Refusal, Session, plain_schema, sql_key,
 };
 pub use error::{Error, Result};
 pub use validate::read_only;

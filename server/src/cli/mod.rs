@@ -102,9 +102,22 @@ pub(crate) struct ServiceArgs {
     /// Seconds a query may run before it is cancelled (default 30).
     #[arg(long, env = "PATIENTFLOW_QUERY_TIMEOUT")]
     pub(crate) query_timeout: Option<u64>,
-    /// Memory pool for all running queries, MiB (default 2048).
+    /// Memory pool for all running queries, MiB (default 2048); each executing query may use
+    /// its share, the pool divided by --max-executing-queries.
     #[arg(long, env = "PATIENTFLOW_MEMORY_LIMIT_MB")]
     pub(crate) memory_limit_mb: Option<usize>,
+    /// Queries executing at once; the others wait in a queue fair between principals
+    /// (default: two per core, each with at least 128 MiB of the pool). Cached answers never
+    /// wait.
+    #[arg(long, env = "PATIENTFLOW_MAX_EXECUTING_QUERIES")]
+    pub(crate) max_executing_queries: Option<usize>,
+    /// Queries waiting at once; one more gets 503 / RESOURCE_EXHAUSTED with Retry-After
+    /// (default 32 per executing slot).
+    #[arg(long, env = "PATIENTFLOW_MAX_QUEUED_QUERIES")]
+    pub(crate) max_queued_queries: Option<usize>,
+    /// Seconds a query may wait for a slot before it is refused (default 10).
+    #[arg(long, env = "PATIENTFLOW_QUEUE_TIMEOUT")]
+    pub(crate) queue_timeout: Option<u64>,
     /// PEM certificate for Flight SQL over TLS (with --tls-key).
     #[arg(long, env = "PATIENTFLOW_TLS_CERT", requires = "tls_key")]
     pub(crate) tls_cert: Option<PathBuf>,

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use patientflow_ingest::TableRoot;
 use patientflow_semantic::Model;
-use patientflow_sql::EngineConfig;
+use patientflow_sql::{AdmissionConfig, EngineConfig};
 
 use std::path::Path;
 
@@ -105,15 +105,29 @@ pub(crate) fn model_from(
 pub(crate) fn engine_config(args: &ServiceArgs, config: &Config) -> EngineConfig {
     let c = &config.serve;
     let defaults = EngineConfig::default();
+    let memory_limit = args
+        .memory_limit_mb
+        .or(c.memory_limit_mb)
+        .map_or(defaults.memory_limit, |mb| mb << 20);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut admission = AdmissionConfig::for_machine(cores, memory_limit);
+    if let Some(n) = args.max_executing_queries.or(c.max_executing_queries) {
+        admission.max_executing = n.max(1);
+        admission.max_queued = 32 * admission.max_executing;
+    }
+    if let Some(n) = args.max_queued_queries.or(c.max_queued_queries) {
+        admission.max_queued = n;
+    }
+    if let Some(secs) = args.queue_timeout.or(c.queue_timeout_secs) {
+        admission.queue_timeout = Duration::from_secs(secs);
+    }
     EngineConfig {
         query_timeout: args
             .query_timeout
             .or(c.query_timeout)
             .map_or(defaults.query_timeout, Duration::from_secs),
-        memory_limit: args
-            .memory_limit_mb
-            .or(c.memory_limit_mb)
-            .map_or(defaults.memory_limit, |mb| mb << 20),
+        memory_limit,
+        admission,
         cache_entries: c.cache_entries.unwrap_or(defaults.cache_entries),
         mask_key: mask_key(config).unwrap_or_else(|| {
             tracing::warn!(

@@ -93,6 +93,16 @@ fn to_status(e: patientflow_sql::Error) -> Status {
         E::NotReadOnly { .. } | E::Forbidden(_) => Status::permission_denied(e.to_string()),
         E::Timeout(_) => Status::deadline_exceeded(e.to_string()),
         E::ResourcesExhausted(_) => Status::resource_exhausted(e.to_string()),
+        E::Overloaded { retry_after, .. } => {
+            // `retry-after` as HTTP has it, and gRPC's own pushback for clients with a retry
+            // policy.
+            let mut status = Status::resource_exhausted(e.to_string());
+            let secs = retry_after.as_secs().max(1);
+            let metadata = status.metadata_mut();
+            metadata.insert("retry-after", secs.into());
+            metadata.insert("grpc-retry-pushback-ms", (secs * 1000).into());
+            status
+        }
         E::Internal(_) => {
             tracing::error!(error = %e, "flight request failed");
             Status::internal("internal error; the server log has the details")

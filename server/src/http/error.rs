@@ -12,13 +12,15 @@ pub(crate) struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    /// Seconds for `Retry-After` (503 of a busy server).
+    retry_after: Option<u64>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct ErrorBody {
     /// Stable code: `unauthenticated`, `forbidden`, `invalid_query`, `not_read_only`,
-    /// `syntax_error`, `query_timeout`, `resources_exhausted`, `not_found`,
-    /// `unavailable`, `internal`.
+    /// `syntax_error`, `query_timeout`, `resources_exhausted`, `overloaded` (with a
+    /// `Retry-After` header), `not_found`, `unavailable`, `internal`.
     code: &'static str,
     /// What went wrong and how to fix it.
     message: String,
@@ -30,6 +32,7 @@ impl ApiError {
             status: StatusCode::BAD_REQUEST,
             code: "invalid_query",
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -39,6 +42,7 @@ impl ApiError {
             status: StatusCode::NOT_FOUND,
             code: "not_found",
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -48,6 +52,7 @@ impl ApiError {
             status: StatusCode::SERVICE_UNAVAILABLE,
             code: "unavailable",
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -57,6 +62,7 @@ impl ApiError {
             status: StatusCode::UNAUTHORIZED,
             code: "unauthenticated",
             message,
+            retry_after: None,
         }
     }
 
@@ -66,6 +72,7 @@ impl ApiError {
             status: StatusCode::INTERNAL_SERVER_ERROR,
             code: "internal",
             message: "internal error; the server log has the details".into(),
+            retry_after: None,
         }
     }
 }
@@ -80,12 +87,18 @@ impl From<patientflow_sql::Error> for ApiError {
             E::InvalidQuery(_) => (StatusCode::BAD_REQUEST, "invalid_query"),
             E::Timeout(_) => (StatusCode::SERVICE_UNAVAILABLE, "query_timeout"),
             E::ResourcesExhausted(_) => (StatusCode::SERVICE_UNAVAILABLE, "resources_exhausted"),
+            E::Overloaded { .. } => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
             E::Internal(_) => return Self::internal(e),
+        };
+        let retry_after = match &e {
+            E::Overloaded { retry_after, .. } => Some(retry_after.as_secs().max(1)),
+            _ => None,
         };
         Self {
             status,
             code,
             message: e.to_string(),
+            retry_after,
         }
     }
 }
@@ -102,6 +115,11 @@ impl IntoResponse for ApiError {
                 axum::http::header::WWW_AUTHENTICATE,
                 axum::http::HeaderValue::from_static("Bearer"),
             );
+        }
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
         }
         response
     }

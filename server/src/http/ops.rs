@@ -125,6 +125,71 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
         &[("", load(&state.auth.refused) as f64)],
     );
     metric(
+        "patientflow_queries_exhausted_total",
+        "counter",
+        "Queries cancelled for memory (past their share of the pool) or an oversized result.",
+        &[("", load(&engine.exhausted) as f64)],
+    );
+    let admission = state.engine.admission();
+    let waits = admission.stats();
+    metric(
+        "patientflow_queries_refused_total",
+        "counter",
+        "Queries refused by admission control, by reason (503 / RESOURCE_EXHAUSTED with Retry-After).",
+        &[
+            ("{reason=\"queue_full\"}", load(&waits.queue_full) as f64),
+            ("{reason=\"queue_timeout\"}", load(&waits.queue_timeout) as f64),
+        ],
+    );
+    metric(
+        "patientflow_queries_executing",
+        "gauge",
+        "Queries executing now.",
+        &[("", admission.executing() as f64)],
+    );
+    metric(
+        "patientflow_query_slots",
+        "gauge",
+        "Queries that may execute at once.",
+        &[("", admission.config().max_executing as f64)],
+    );
+    metric(
+        "patientflow_query_queue_depth",
+        "gauge",
+        "Queries waiting for a slot now.",
+        &[("", admission.waiting() as f64)],
+    );
+    metric(
+        "patientflow_queries_admitted_total",
+        "counter",
+        "Queries given a slot (at once or after waiting).",
+        &[("", load(&waits.admitted) as f64)],
+    );
+    metric(
+        "patientflow_queries_queued_total",
+        "counter",
+        "Queries that had to wait for a slot.",
+        &[("", load(&waits.queued) as f64)],
+    );
+    metric(
+        "patientflow_query_queue_wait_seconds_total",
+        "counter",
+        "Time admitted queries waited for a slot (divide by patientflow_queries_admitted_total for the mean).",
+        &[("", load(&waits.wait_micros) as f64 / 1e6)],
+    );
+    metric(
+        "patientflow_query_memory_bytes",
+        "gauge",
+        "Bytes of the query memory pool held by executing queries.",
+        &[("", state.engine.memory_reserved() as f64)],
+    );
+    metric(
+        "patientflow_query_memory_limit_bytes",
+        "gauge",
+        "Size of the query memory pool.",
+        &[("", state.engine.memory_limit() as f64)],
+    );
+    metric(
         "patientflow_query_seconds_total",
         "counter",
         "Time spent answering queries.",

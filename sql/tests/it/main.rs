@@ -3,6 +3,7 @@
 // Test code, helpers included: a panic with a message is how a test fails.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+mod admission;
 mod counts;
 mod fixture;
 mod freshness;

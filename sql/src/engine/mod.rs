@@ -1,11 +1,19 @@
 //! The query engine: one DataFusion context over the `patientflow` catalog, running read-only
-//! SQL and semantic queries under a time limit and a memory pool, with a result cache keyed
-//! by the query and the Delta versions it read.
+//! SQL and semantic queries under a time limit, admission control and a share of the memory
+//! pool each, with a result cache keyed by the query and the Delta versions it read.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+mod admission;
+mod cache;
+mod memory;
+mod session;
+
+pub use admission::{Admission, AdmissionConfig, AdmissionStats, Refusal};
+pub use session::Session;
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef};
@@ -16,25 +24,27 @@ use datafusion::datasource::source_as_provider;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::logical_expr::{Expr, LogicalPlan, cast};
-use datafusion::prelude::{DataFrame, SQLOptions, SessionConfig, SessionContext};
-use futures::TryStreamExt;
+use datafusion::execution::runtime_env::RuntimeEnv;
+use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
 use patientflow_ingest::TableRoot;
-use patientflow_semantic::{
-    CATALOG, DeltaCatalog, MetricQuery, Model, PatientflowCatalog, compile,
-};
+use patientflow_semantic::{CATALOG, DeltaCatalog, Model, PatientflowCatalog};
 
+use self::cache::Cache;
+use self::memory::Share;
 use crate::error::{Error, Result};
 use crate::holistic::HolisticAggregates;
 use crate::rbac::{Access, MaskKey, Principal, SecuredCatalog};
-use crate::validate;
 
 /// Limits and sizes of the engine.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
     /// A query running longer is cancelled.
     pub query_timeout: Duration,
-    /// Memory pool shared by all running queries (joins, sorts, aggregates), bytes.
+    /// Memory pool of all running queries (joins, sorts, aggregates), bytes; each executing
+    /// query may use its share, the pool divided by `admission.max_executing`.
     pub memory_limit: usize,
+    /// How many queries execute at once, how many wait, and for how long.
+    pub admission: AdmissionConfig,
     /// Largest result a query may return, bytes of Arrow arrays.
     pub max_result_bytes: usize,
     /// Results kept in the cache.
@@ -45,9 +55,12 @@ pub struct EngineConfig {
 
 impl Default for EngineConfig {
     fn default() -> Self {
+        let memory_limit = 2 << 30;
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         Self {
             query_timeout: Duration::from_secs(30),
-            memory_limit: 2 << 30,
+            memory_limit,
+            admission: AdmissionConfig::for_machine(cores, memory_limit),
             max_result_bytes: 512 << 20,
             cache_entries: 256,
             mask_key: MaskKey::random(),
@@ -92,6 +105,8 @@ pub struct EngineStats {
     pub cache_hits: AtomicU64,
     /// Queries cancelled by the time limit.
     pub timeouts: AtomicU64,
+    /// Queries cancelled for memory (their share of the pool) or result size.
+    pub exhausted: AtomicU64,
     /// Queries refused because the principal is not granted what they read.
     pub denied: AtomicU64,
     /// Microseconds spent answering queries.
@@ -106,6 +121,7 @@ pub struct Engine {
     config: EngineConfig,
     cache: Cache,
     stats: EngineStats,
+    admission: Arc<Admission>,
     /// Secured contexts by access fingerprint.
     contexts: Mutex<HashMap<String, SessionContext>>,
     audit: Option<Arc<dyn AuditSink>>,
@@ -155,6 +171,7 @@ impl Engine {
             delta,
             model,
             cache: Cache::new(config.cache_entries),
+            admission: Admission::new(config.admission.clone()),
             config,
             stats: EngineStats::default(),
             contexts: Mutex::new(HashMap::new()),
@@ -182,6 +199,32 @@ impl Engine {
     /// The Delta version of `schema.table` now (`None` while it has not been written).
     pub async fn table_version(&self, schema: &str, table: &str) -> Result<Option<u64>> {
         Ok(self.delta.latest_version(schema, table).await?)
+    }
+
+    /// The admission controller (its queue and counters, for `/metrics`).
+    pub fn admission(&self) -> &Arc<Admission> {
+        &self.admission
+    }
+
+    /// Bytes of the memory pool.
+    pub fn memory_limit(&self) -> usize {
+        self.config.memory_limit
+    }
+
+    /// Bytes of the memory pool the executing queries hold.
+    pub fn memory_reserved(&self) -> usize {
+        self.ctx.runtime_env().memory_pool.reserved()
+    }
+
+    /// The runtime of one executing query: the engine's, with the query's own share of the
+    /// memory pool.
+    fn query_runtime(&self) -> Result<Arc<RuntimeEnv>> {
+        let runtime = self.ctx.runtime_env();
+        let share = self.config.memory_limit / self.config.admission.max_executing.max(1);
+        let pool = Share::new(Arc::clone(&runtime.memory_pool), share);
+        Ok(RuntimeEnvBuilder::from_runtime_env(&runtime)
+            .with_memory_pool(Arc::new(pool))
+            .build_arc()?)
     }
 
     /// The engine's counters.
@@ -279,224 +322,6 @@ impl Engine {
 
 /// Secured contexts kept (one per distinct access); the map is cleared when full.
 const MAX_CONTEXTS: usize = 512;
-
-/// One principal's view of the engine: every query it runs is planned against the secured
-/// catalog, cached under its access, and audited.
-pub struct Session<'a> {
-    engine: &'a Engine,
-    ctx: SessionContext,
-    access: Arc<Access>,
-    door: &'static str,
-}
-
-impl std::fmt::Debug for Session<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Session")
-            .field("principal", &self.access.principal().oid)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Session<'_> {
-    /// The access the session's queries are planned under.
-    pub fn access(&self) -> &Arc<Access> {
-        &self.access
-    }
-
-    /// The secured `patientflow` catalog (what metadata calls list).
-    pub fn catalog(&self) -> Result<Arc<dyn CatalogProvider>> {
-        self.ctx
-            .catalog(CATALOG)
-            .ok_or_else(|| Error::Internal("the patientflow catalog is not registered".into()))
-    }
-
-    /// Plans one read-only SQL statement without running it.
-    /// `?` parameters are numbered `$1`, `$2`, …; bind them with
-    /// [`DataFrame::with_param_values`].
-    /// A statement that does not plan (refused, invalid) is counted and audited here; one
-    /// that plans is when it runs.
-    pub async fn plan_sql(&self, sql: &str) -> Result<DataFrame> {
-        let started = Instant::now();
-        let planned = self.plan(sql).await;
-        if let Err(e) = &planned {
-            self.record(sql_key(sql), started, Err(e));
-        }
-        planned
-    }
-
-    async fn plan(&self, sql: &str) -> Result<DataFrame> {
-        let statement = validate::parse_read_only(sql)?;
-        let state = self.ctx.state();
-        let plan = state.statement_to_plan(statement).await?;
-        // Defence in depth: DataFusion's own check of what the plan may do.
-        SQLOptions::new()
-            .with_allow_ddl(false)
-            .with_allow_dml(false)
-            .with_allow_statements(false)
-            .verify_plan(&plan)?;
-        plain_frame(DataFrame::new(state, plan))
-    }
-
-    /// Runs one read-only SQL statement; [`sql_key`] is its key for the cache and the audit.
-    pub async fn sql(&self, sql: &str) -> Result<QueryResult> {
-        self.answer(sql_key(sql), async { self.plan(sql).await })
-            .await
-    }
-
-    /// Fails with [`Error::Forbidden`] unless the caller may read `schema.table` (for
-    /// endpoints that read a table other than through a query).
-    pub async fn require(&self, schema: &str, table: &str) -> Result<()> {
-        if let Some(schema) = self.catalog()?.schema(schema) {
-            schema.table(table).await?;
-        }
-        Ok(())
-    }
-
-    /// Runs a semantic query.
-    pub async fn metric(&self, query: &MetricQuery) -> Result<QueryResult> {
-        let text = serde_json::to_string(query).map_err(|e| Error::Internal(e.to_string()))?;
-        self.answer(format!("metric\u{0}{text}"), async {
-            plain_frame(compile(&self.engine.model, &self.ctx, query).await?)
-        })
-        .await
-    }
-
-    /// Runs a planned DataFrame (for callers that plan themselves, such as prepared
-    /// statements); `key` identifies the query for the cache and the audit.
-    pub async fn run(&self, key: String, df: DataFrame) -> Result<QueryResult> {
-        self.answer(key, async { Ok(df) }).await
-    }
-
-    fn cache_key(&self, key: &str) -> String {
-        format!("{}\u{0}{key}", self.access.fingerprint())
-    }
-
-    /// The cached result of query `key`, when its tables are all still at the versions it
-    /// read (counted and audited as an answer). Callers that plan before they run, such as
-    /// Flight SQL's GetFlightInfo, ask this first: a hit costs no planning.
-    pub async fn cached(&self, key: &str) -> Option<QueryResult> {
-        let started = Instant::now();
-        let hit = self.engine.cached(&self.cache_key(key)).await?;
-        self.engine.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
-        self.record(key.to_string(), started, Ok(&hit));
-        Some(hit.1)
-    }
-
-    async fn answer(
-        &self,
-        key: String,
-        plan: impl Future<Output = Result<DataFrame>>,
-    ) -> Result<QueryResult> {
-        if let Some(hit) = self.cached(&key).await {
-            return Ok(hit);
-        }
-        let started = Instant::now();
-        let answer = self.execute(self.cache_key(&key), plan).await;
-        self.record(key, started, answer.as_ref());
-        answer.map(|(_, result)| result)
-    }
-
-    /// Counts and audits the answer to query `key` (or its failure), begun at `started`.
-    fn record(
-        &self,
-        key: String,
-        started: Instant,
-        answer: Result<&(Vec<Read>, QueryResult), &Error>,
-    ) {
-        let engine = self.engine;
-        engine.stats.queries.fetch_add(1, Ordering::Relaxed);
-        if let Err(e) = answer {
-            engine.stats.failures.fetch_add(1, Ordering::Relaxed);
-            match e {
-                Error::Timeout(_) => engine.stats.timeouts.fetch_add(1, Ordering::Relaxed),
-                Error::Forbidden(_) => engine.stats.denied.fetch_add(1, Ordering::Relaxed),
-                _ => 0,
-            };
-        }
-        let duration = started.elapsed();
-        engine
-            .stats
-            .micros
-            .fetch_add(duration.as_micros() as u64, Ordering::Relaxed);
-        match answer {
-            Ok((reads, result)) => self.audit(
-                key,
-                reads.iter().map(|(s, t, _)| format!("{s}.{t}")).collect(),
-                result.rows() as u64,
-                duration,
-                result.cached,
-                "ok",
-            ),
-            Err(e) => self.audit(key, Vec::new(), 0, duration, false, e.outcome()),
-        }
-    }
-
-    fn audit(
-        &self,
-        statement: String,
-        tables: Vec<String>,
-        rows: u64,
-        duration: Duration,
-        cached: bool,
-        outcome: &'static str,
-    ) {
-        if let Some(audit) = &self.engine.audit {
-            audit.record(AuditEntry {
-                principal: self.access.principal().clone(),
-                door: self.door,
-                statement,
-                tables,
-                rows,
-                duration,
-                cached,
-                outcome,
-            });
-        }
-    }
-
-    async fn execute(
-        &self,
-        key: String,
-        plan: impl Future<Output = Result<DataFrame>>,
-    ) -> Result<(Vec<Read>, QueryResult)> {
-        let engine = self.engine;
-        let limit = engine.config.query_timeout;
-        let max_bytes = engine.config.max_result_bytes;
-        let run = async {
-            let df = plan.await?;
-            let reads = engine.reads(df.logical_plan());
-            let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-            let mut stream = df.execute_stream().await?;
-            let mut batches = Vec::new();
-            let mut bytes = 0;
-            while let Some(batch) = stream.try_next().await? {
-                bytes += batch.get_array_memory_size();
-                if bytes > max_bytes {
-                    return Err(Error::ResourcesExhausted(format!(
-                        "the result is larger than {} MiB; aggregate it or add a LIMIT",
-                        max_bytes >> 20
-                    )));
-                }
-                batches.push(batch);
-            }
-            Ok((
-                reads,
-                QueryResult {
-                    schema,
-                    batches: batches.into(),
-                    cached: false,
-                },
-            ))
-        };
-        let (reads, result) = tokio::time::timeout(limit, run)
-            .await
-            .map_err(|_| Error::Timeout(limit))??;
-        if let Some(reads) = &reads {
-            engine.cache.put(key, reads.clone(), result.clone());
-        }
-        Ok((reads.unwrap_or_default(), result))
-    }
-}
 
 /// One query as the audit records it.
 #[derive(Debug, Clone)]
@@ -602,45 +427,4 @@ fn collect_reads(plan: &LogicalPlan, found: &mut dyn FnMut(&str, &str)) {
         }
         Ok(TreeNodeRecursion::Continue)
     });
-}
-
-/// A cached result with the tables (and versions) it was computed from.
-type Entry = (Vec<Read>, QueryResult);
-
-/// Results by query key, oldest evicted first.
-#[derive(Debug)]
-struct Cache {
-    capacity: usize,
-    inner: Mutex<(HashMap<String, Entry>, VecDeque<String>)>,
-}
-
-impl Cache {
-    fn new(capacity: usize) -> Self {
-        Self {
-            capacity,
-            inner: Mutex::new((HashMap::new(), VecDeque::new())),
-        }
-    }
-
-    fn get(&self, key: &str) -> Option<Entry> {
-        self.inner.lock().ok()?.0.get(key).cloned()
-    }
-
-    fn put(&self, key: String, reads: Vec<Read>, result: QueryResult) {
-        if self.capacity == 0 {
-            return;
-        }
-        let Ok(mut inner) = self.inner.lock() else {
-            return;
-        };
-        let (entries, order) = &mut *inner;
-        if entries.insert(key.clone(), (reads, result)).is_none() {
-            order.push_back(key);
-        }
-        while order.len() > self.capacity {
-            if let Some(old) = order.pop_front() {
-                entries.remove(&old);
-            }
-        }
-    }
 }
