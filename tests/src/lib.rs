@@ -286,10 +286,20 @@ impl Server {
         Self::spawn_keyed(key_dir.join("dev-signing-key.pem"), command)
     }
 
+    /// [`Server::start`], its log (stderr) written to `log` instead of the test's stderr.
+    pub fn start_logged(data: &Path, extra: &[&str], log: &Path) -> Server {
+        let mut command = patientflow();
+        command.args(["serve", "--data", path(data)]).args(extra);
+        let file = std::fs::File::create(log).expect("create the server log");
+        command.stderr(file);
+        Self::spawn(data, command)
+    }
+
     fn spawn(data: &Path, command: Command) -> Server {
         Self::spawn_keyed(data.with_file_name("dev-signing-key.pem"), command)
     }
 
+    /// Spawns `command` (its stderr is the test's unless the caller set it).
     fn spawn_keyed(key: PathBuf, mut command: Command) -> Server {
         use std::io::{BufRead, BufReader};
         let token = mint(&key, &["--role", "data_engineer"]);
@@ -297,7 +307,6 @@ impl Server {
             .args(["--http-addr", "127.0.0.1:0", "--flight-addr", "127.0.0.1:0"])
             .args(["--dev-tokens", "--dev-key", path(&key)])
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::inherit())
             .spawn()
             .expect("start patientflow");
         let stdout = child.stdout.take().expect("stdout");
@@ -473,7 +482,6 @@ impl Azurite {
             ])
             .args(["--skipApiVersionCheck", "--location", path(dir.path())])
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::inherit())
             .spawn()
             .expect("start azurite");
         let stdout = child.stdout.take().expect("stdout");

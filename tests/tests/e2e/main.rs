@@ -13,6 +13,7 @@ mod gold;
 mod gold_incremental;
 mod gold_scale;
 mod kafka;
+mod load;
 mod maintain;
 mod open_stays;
 mod pipeline;

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 const AS_OF: &str = "2026-11-20T12:00:00Z";
 
 /// 20k ADT events up to the as-of time, through gold.
-fn network(dir: &Path, seed: &str) -> std::path::PathBuf {
+pub(crate) fn network(dir: &Path, seed: &str) -> std::path::PathBuf {
     let landing = dir.join("landing");
     let data = dir.join("data");
     produce(&landing, 20_000, &["--seed", seed, "--until", AS_OF]);
@@ -24,7 +24,7 @@ fn network(dir: &Path, seed: &str) -> std::path::PathBuf {
 }
 
 /// A served network: the folder (kept alive with it), the table root and the server.
-fn serving(seed: &str, extra: &[&str]) -> (tempfile::TempDir, std::path::PathBuf, Server) {
+pub(crate) fn serving(seed: &str, extra: &[&str]) -> (tempfile::TempDir, std::path::PathBuf, Server) {
     let dir = tempfile::tempdir().unwrap();
     let data = network(dir.path(), seed);
     let server = Server::start(&data, extra);
@@ -104,20 +104,20 @@ validate(doc)
 print(json.dumps({"valid": True, "paths": sorted(doc["paths"])}))
 "#;
 
-fn get(client: &Client, url: &str) -> (u16, Value) {
+pub(crate) fn get(client: &Client, url: &str) -> (u16, Value) {
     let response = client.get(url).send().expect("GET");
     let status = response.status().as_u16();
     (status, response.json().unwrap_or(Value::Null))
 }
 
-fn post(client: &Client, url: &str, body: &Value) -> (u16, Value) {
+pub(crate) fn post(client: &Client, url: &str, body: &Value) -> (u16, Value) {
     let response = client.post(url).json(body).send().expect("POST");
     let status = response.status().as_u16();
     (status, response.json().unwrap_or(Value::Null))
 }
 
 /// The Prometheus text of `/metrics`.
-fn metrics(client: &Client, server: &Server) -> String {
+pub(crate) fn metrics(client: &Client, server: &Server) -> String {
     client
         .get(server.url("/metrics"))
         .send()

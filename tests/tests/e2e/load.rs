@@ -1,0 +1,144 @@
+//! Behaviour under load over the real binary: admission control refuses only with 503 /
+//! RESOURCE_EXHAUSTED and Retry-After, cached answers never queue, every refusal is logged (who,
+//! which door, why, never the statement) and counted in `/metrics`.
+
+use patientflow_e2e::{Server, python_json, wait_for};
+use serde_json::json;
+
+use crate::serve::{get, metrics, network, post};
+
+/// A query that holds its slot until the time limit cancels it: an inequality join.
+const SLOW: &str = "SELECT count(*) FROM gold.fact_admission a \
+                    JOIN gold.fact_admission b ON a.stay_key < b.stay_key \
+                    JOIN gold.fact_census_hourly c ON c.census + a.transfers > b.transfers";
+
+/// An uncached Flight SQL query through ADBC: what the client is told.
+const FLIGHT_REFUSED: &str = r#"
+import json, sys, warnings
+warnings.simplefilter("ignore")
+import adbc_driver_flightsql.dbapi as flight_sql
+conn = flight_sql.connect(sys.argv[1], db_kwargs={"adbc.flight.sql.authorization_header": "Bearer " + sys.argv[2]})
+cur = conn.cursor()
+try:
+    cur.execute("SELECT count(*) FROM gold.dim_patient WHERE gender = 'F'")
+    out = {"answered": cur.fetchall()}
+except Exception as e:
+    out = {"error": str(e)}
+print(json.dumps(out))
+"#;
+
+#[test]
+fn a_full_queue_answers_503_with_retry_after_and_cached_answers_never_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = network(dir.path(), "21");
+    let log = dir.path().join("serve.log");
+    let server = Server::start_logged(
+        &data,
+        &[
+            "--max-executing-queries",
+            "1",
+            "--max-queued-queries",
+            "0",
+            "--query-timeout",
+            "10",
+        ],
+        &log,
+    );
+    let client = server.client();
+    let census = server.url("/api/v1/kpis/census");
+    let (status, cached) = get(&client, &census);
+    assert_eq!(status, 200, "{cached}");
+
+    // The one slot is taken by a long query.
+    let slow_client = client.clone();
+    let sql_url = server.url("/api/v1/sql");
+    let slow = std::thread::spawn(move || post(&slow_client, &sql_url, &json!({ "sql": SLOW })));
+    wait_for(60, "the slow query to execute", || {
+        metrics(&client, &server)
+            .contains("patientflow_queries_executing 1")
+            .then_some(())
+    });
+
+    // An uncached query is refused at once, with what to do.
+    let response = client
+        .post(server.url("/api/v1/sql"))
+        .json(&json!({"sql": "SELECT count(*) FROM gold.dim_patient"}))
+        .send()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 503);
+    let retry_after: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=30).contains(&retry_after), "{retry_after}");
+    let body: serde_json::Value = response.json().unwrap();
+    assert_eq!(body["code"], "overloaded");
+    let message = body["message"].as_str().unwrap();
+    assert!(message.starts_with("the server is busy"), "{message}");
+    assert!(message.contains("serve.max_queued_queries"), "{message}");
+
+    // The dashboard's cached answer does not queue.
+    let (status, again) = get(&client, &census);
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["rows"], cached["rows"]);
+
+    // Flight SQL: RESOURCE_EXHAUSTED with the same message.
+    let flight = python_json(
+        FLIGHT_REFUSED,
+        &[&format!("grpc://{}", server.flight), &server.token],
+    );
+    let error = flight["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("RESOURCE_EXHAUSTED") || error.contains("ResourceExhausted"),
+        "{flight}"
+    );
+    assert!(error.contains("the server is busy"), "{flight}");
+
+    // The slow query ends (cancelled by its time limit) and the slot is free again.
+    let (status, body) = slow.join().unwrap();
+    assert_eq!((status, body["code"].as_str()), (503, Some("query_timeout")));
+    let (status, body) = post(
+        &client,
+        &server.url("/api/v1/sql"),
+        &json!({"sql": "SELECT count(*) AS n FROM gold.dim_patient"}),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body["rows"][0]["n"].as_i64().unwrap() > 0, "{body}");
+
+    let metrics = metrics(&client, &server);
+    for line in [
+        "patientflow_queries_refused_total{reason=\"queue_full\"} 2",
+        "patientflow_queries_refused_total{reason=\"queue_timeout\"} 0",
+        "patientflow_query_timeouts_total 1",
+        "patientflow_queries_executing 0",
+        "patientflow_query_queue_depth 0",
+        "patientflow_query_slots 1",
+    ] {
+        assert!(metrics.contains(line), "{line} missing in\n{metrics}");
+    }
+    drop(server);
+
+    // Each refusal and the cancellation at warning level: principal, door, reason; the
+    // statement's text never.
+    let log = std::fs::read_to_string(&log).unwrap();
+    let warnings: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("query refused or cancelled"))
+        .collect();
+    assert_eq!(warnings.len(), 3, "{log}");
+    for door in ["door=\"rest\"", "door=\"flight\""] {
+        assert!(
+            warnings
+                .iter()
+                .any(|l| l.contains(door) && l.contains("reason=\"queue_full\"")),
+            "{door}: {warnings:?}"
+        );
+    }
+    assert!(
+        warnings.iter().any(|l| l.contains("reason=\"timeout\"")),
+        "{warnings:?}"
+    );
+    assert!(warnings.iter().all(|l| l.contains("principal=")));
+    assert!(!log.contains("dim_patient WHERE gender"), "{log}");
+}
