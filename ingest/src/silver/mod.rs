@@ -6,6 +6,8 @@
 //! transaction, so after a crash every table catches up from exactly where it stopped.
 
 pub(crate) mod json;
+#[cfg(test)]
+mod properties;
 pub(crate) mod record;
 pub(crate) mod refine;
 pub mod rules;

@@ -138,7 +138,10 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
         "Queries refused by admission control, by reason (503 / RESOURCE_EXHAUSTED with Retry-After).",
         &[
             ("{reason=\"queue_full\"}", load(&waits.queue_full) as f64),
-            ("{reason=\"queue_timeout\"}", load(&waits.queue_timeout) as f64),
+            (
+                "{reason=\"queue_timeout\"}",
+                load(&waits.queue_timeout) as f64,
+            ),
         ],
     );
     metric(

@@ -383,7 +383,11 @@ mod tests {
         assert_eq!(a.waiting(), 0);
         assert_eq!(a.stats().queue_timeout.load(Ordering::Relaxed), 1);
         drop(running);
-        assert_eq!(a.executing(), 0, "the slot is not handed to the query that left");
+        assert_eq!(
+            a.executing(),
+            0,
+            "the slot is not handed to the query that left"
+        );
         let _next = a.admit("q").await.unwrap();
     }
 

@@ -100,11 +100,14 @@ mod tests {
         let shared: Arc<dyn MemoryPool> = Arc::new(GreedyMemoryPool::new(100 << 20));
         let greedy = Arc::new(Share::new(Arc::clone(&shared), 40 << 20)) as Arc<dyn MemoryPool>;
         let neighbour = Arc::new(Share::new(Arc::clone(&shared), 40 << 20)) as Arc<dyn MemoryPool>;
-        let mut a = MemoryConsumer::new("sort").register(&greedy);
-        let mut b = MemoryConsumer::new("aggregate").register(&neighbour);
+        let a = MemoryConsumer::new("sort").register(&greedy);
+        let b = MemoryConsumer::new("aggregate").register(&neighbour);
         a.try_grow(30 << 20).unwrap();
         let refused = a.try_grow(20 << 20).unwrap_err().to_string();
-        assert!(refused.contains("its share of the memory pool (40 MiB"), "{refused}");
+        assert!(
+            refused.contains("its share of the memory pool (40 MiB"),
+            "{refused}"
+        );
         assert_eq!(greedy.reserved(), 30 << 20);
         // The neighbour still gets its whole share.
         b.try_grow(40 << 20).unwrap();

@@ -26,7 +26,12 @@ async fn fixture(max_queued: usize, memory_limit: usize) -> Fixture {
 }
 
 async fn ask(fixture: &Fixture, sql: &str) -> Result<patientflow_sql::QueryResult, Error> {
-    fixture.engine.session(admin(), "test").unwrap().sql(sql).await
+    fixture
+        .engine
+        .session(admin(), "test")
+        .unwrap()
+        .sql(sql)
+        .await
 }
 
 #[tokio::test]
@@ -59,7 +64,9 @@ async fn a_cached_answer_never_queues_and_an_uncached_one_waits_its_turn() {
     assert!(retry_after.as_secs() >= 1);
     assert_eq!(refused.outcome(), "queue_timeout");
     assert!(
-        refused.to_string().contains("waited 0 s for one of 1 slots"),
+        refused
+            .to_string()
+            .contains("waited 0 s for one of 1 slots"),
         "{refused}"
     );
     assert_eq!(admission.waiting(), 0, "the refused query left the queue");
@@ -70,7 +77,9 @@ async fn a_cached_answer_never_queues_and_an_uncached_one_waits_its_turn() {
     assert_eq!(answered.unwrap().rows(), 1);
     let stats = admission.stats();
     assert_eq!(
-        stats.queue_timeout.load(std::sync::atomic::Ordering::Relaxed),
+        stats
+            .queue_timeout
+            .load(std::sync::atomic::Ordering::Relaxed),
         1
     );
 }
@@ -78,7 +87,12 @@ async fn a_cached_answer_never_queues_and_an_uncached_one_waits_its_turn() {
 #[tokio::test]
 async fn a_full_queue_refuses_at_once() {
     let fixture = fixture(0, 2 << 30).await;
-    let _slot = fixture.engine.admission().admit("bulk extract").await.unwrap();
+    let _slot = fixture
+        .engine
+        .admission()
+        .admit("bulk extract")
+        .await
+        .unwrap();
     let refused = ask(&fixture, QUERY).await.unwrap_err();
     assert!(
         matches!(
@@ -112,7 +126,11 @@ async fn a_query_past_its_share_of_the_memory_pool_fails_alone() {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert_eq!(fixture.engine.memory_reserved(), 0, "its memory is returned");
+    assert_eq!(
+        fixture.engine.memory_reserved(),
+        0,
+        "its memory is returned"
+    );
     // The next query is not affected.
     assert_eq!(ask(&fixture, QUERY).await.unwrap().rows(), 1);
 }

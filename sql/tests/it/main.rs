@@ -8,6 +8,7 @@ mod counts;
 mod fixture;
 mod freshness;
 mod plans;
+mod properties;
 mod scans;
 mod slt;
 mod synapse;

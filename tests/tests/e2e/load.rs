@@ -97,7 +97,10 @@ fn a_full_queue_answers_503_with_retry_after_and_cached_answers_never_queue() {
 
     // The slow query ends (cancelled by its time limit) and the slot is free again.
     let (status, body) = slow.join().unwrap();
-    assert_eq!((status, body["code"].as_str()), (503, Some("query_timeout")));
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (503, Some("query_timeout"))
+    );
     let (status, body) = post(
         &client,
         &server.url("/api/v1/sql"),

@@ -24,7 +24,10 @@ pub(crate) fn network(dir: &Path, seed: &str) -> std::path::PathBuf {
 }
 
 /// A served network: the folder (kept alive with it), the table root and the server.
-pub(crate) fn serving(seed: &str, extra: &[&str]) -> (tempfile::TempDir, std::path::PathBuf, Server) {
+pub(crate) fn serving(
+    seed: &str,
+    extra: &[&str],
+) -> (tempfile::TempDir, std::path::PathBuf, Server) {
     let dir = tempfile::tempdir().unwrap();
     let data = network(dir.path(), seed);
     let server = Server::start(&data, extra);
