@@ -220,6 +220,13 @@ impl DeltaSchema {
         let mut table = DeltaTableBuilder::from_url(url)?
             .with_storage_options(self.root.storage_options().clone())
             .build()?;
+        // A local root that is gone is a fault, not a table not written yet.
+        if let Some(root) = self.root.local_path().filter(|p| !p.exists()) {
+            return Err(DeltaTableError::Generic(format!(
+                "the table root {} does not exist",
+                root.display()
+            )));
+        }
         match table.load().await {
             Ok(()) => Ok(Some(table)),
             Err(DeltaTableError::NotATable(_) | DeltaTableError::InvalidTableLocation(_)) => {
@@ -266,7 +273,13 @@ impl SchemaProvider for DeltaSchema {
         let Some(slot) = self.tables.get(name) else {
             return Ok(None);
         };
-        let external = |e: DeltaTableError| DataFusionError::External(Box::new(e));
+        // The table's name travels with the error, so the client is told which one failed.
+        let external = |source: DeltaTableError| {
+            DataFusionError::External(Box::new(crate::Error::Table {
+                table: slot.path.replace('/', "."),
+                source: Box::new(source),
+            }))
+        };
         Ok(self
             .latest(slot)
             .await

@@ -31,3 +31,14 @@ pub(crate) enum Error {
     #[error("synapse: {0}")]
     Synapse(String),
 }
+
+/// What to do about `e`, when its cause is one an operator can fix.
+pub(crate) fn hint(e: &Error) -> Option<&'static str> {
+    let text = e.to_string();
+    if text.contains("No space left on device") || text.contains("os error 28") {
+        return Some(
+            "the disk under the table root is full: free space or grow the volume, then run the same command again; it resumes where it stopped and lands nothing twice",
+        );
+    }
+    None
+}

@@ -25,14 +25,43 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.log);
+    log_panics();
     no_transparent_huge_pages();
     match run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
+            if let Some(hint) = error::hint(&e) {
+                eprintln!("hint: {hint}");
+            }
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// Panics go to the log as one error line with their place (a backtrace only when
+/// `RUST_BACKTRACE` asks for one). A library may panic inside a task that it catches and
+/// turns into an error (object_store's writer does on a full disk, apache/arrow-rs-object-store
+/// #810); the log then says so plainly instead of printing a stack dump.
+fn log_panics() {
+    std::panic::set_hook(Box::new(|info| {
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "(no message)".into());
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let backtrace = std::backtrace::Backtrace::capture();
+        if backtrace.status() == std::backtrace::BacktraceStatus::Captured {
+            tracing::error!("panic at {location}: {message}\n{backtrace}");
+        } else {
+            tracing::error!("panic at {location}: {message}");
+        }
+    }));
 }
 
 /// Turns transparent huge pages off for this process. mimalloc asks for them on its segments
@@ -71,7 +100,7 @@ fn run(cli: Cli) -> Result<()> {
         .enable_all()
         .build()
         .map_err(error::Error::Runtime)?;
-    match cli.command {
+    let result = match cli.command {
         Command::Produce(args) => commands::produce::run(args, &config),
         Command::Ingest(args) => runtime.block_on(commands::ingest::run(args, &config)),
         Command::Quality(QualityCommand::Report(args)) => {
@@ -110,5 +139,8 @@ fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
-    }
+    };
+    // Tasks still blocked (on storage that no longer answers) do not hold the exit up.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    result
 }

@@ -45,6 +45,11 @@ pub enum Error {
         /// The limit, in words.
         detail: String,
     },
+    /// Storage failed under the query: the table root is gone or unreachable, a Delta log
+    /// entry is damaged, a data file is missing or unreadable. Other tables still answer;
+    /// details are logged.
+    #[error("storage: {0}")]
+    Unavailable(String),
     /// Something failed inside the engine (I/O, a corrupt table); details are logged.
     #[error("internal error: {0}")]
     Internal(String),
@@ -61,6 +66,9 @@ impl From<DataFusionError> for Error {
             _ => None,
         }) {
             return Error::Forbidden(denied.to_string());
+        }
+        if let Some(fault) = storage_fault(&e) {
+            return fault;
         }
         let root = e.find_root();
         match root {
@@ -81,6 +89,59 @@ impl From<DataFusionError> for Error {
             _ => Error::Internal(root.to_string()),
         }
     }
+}
+
+/// The storage fault in `e`'s chain, if any, as [`Error::Unavailable`] (the detail logged).
+/// The chain is followed through every error's `source`: a file that vanished reaches here
+/// as an object-store error inside a Parquet error inside an Arrow error.
+fn storage_fault(e: &DataFusionError) -> Option<Error> {
+    use deltalake::logstore::object_store;
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(current) = next {
+        if let Some(patientflow_semantic::Error::Table { table, source }) = current.downcast_ref() {
+            return Some(unavailable(Some(table), &source.to_string()));
+        }
+        let storage = current.is::<deltalake::DeltaTableError>()
+            || current.is::<object_store::Error>()
+            || current.is::<std::io::Error>()
+            || matches!(
+                current.downcast_ref(),
+                Some(
+                    DataFusionError::ObjectStore(_)
+                        | DataFusionError::IoError(_)
+                        | DataFusionError::ParquetError(_)
+                )
+            );
+        if storage {
+            return Some(unavailable(None, &current.to_string()));
+        }
+        next = current.source();
+    }
+    None
+}
+
+/// [`Error::Unavailable`] for a storage failure described by `detail` (logged, not sent: it
+/// names paths), reading `table` when known.
+fn unavailable(table: Option<&str>, detail: &str) -> Error {
+    tracing::warn!(table, %detail, "storage failed under a query");
+    let what = table.map_or_else(|| "a table".to_string(), |t| format!("table {t}"));
+    let lower = detail.to_lowercase();
+    let cause = if lower.contains("does not exist")
+        || (lower.contains("no such file") && !lower.contains(".parquet"))
+    {
+        "its storage is gone or unreachable (the table root moved, unmounted or offline)"
+    } else if lower.contains("not found") || lower.contains("no such file") {
+        "one of its data files is missing from storage (deleted or vacuumed under the query)"
+    } else if lower.contains("json") || (lower.contains("log") && lower.contains("parse")) {
+        "its Delta log cannot be read (a damaged or truncated commit)"
+    } else if lower.contains("parquet") || lower.contains("eof") {
+        "one of its data files cannot be decoded (damaged or truncated)"
+    } else {
+        "its storage did not answer"
+    };
+    Error::Unavailable(format!(
+        "{what} cannot be read: {cause}; other tables still answer, and this one does again once storage is repaired (the server log has the details)"
+    ))
 }
 
 impl Error {
@@ -113,6 +174,7 @@ impl Error {
             Error::Timeout(_) => "timeout",
             Error::ResourcesExhausted(_) => "resources_exhausted",
             Error::Overloaded { reason, .. } => reason.as_str(),
+            Error::Unavailable(_) => "unavailable",
             Error::Internal(_) => "failed",
         }
     }
@@ -122,7 +184,9 @@ impl From<patientflow_semantic::Error> for Error {
     fn from(e: patientflow_semantic::Error) -> Self {
         match e {
             patientflow_semantic::Error::Plan(df) => (*df).into(),
-            patientflow_semantic::Error::Table { .. } => Error::Internal(e.to_string()),
+            patientflow_semantic::Error::Table { table, source } => {
+                unavailable(Some(&table), &source.to_string())
+            }
             other => Error::InvalidQuery(other.to_string()),
         }
     }

@@ -103,6 +103,7 @@ fn to_status(e: patientflow_sql::Error) -> Status {
             metadata.insert("grpc-retry-pushback-ms", (secs * 1000).into());
             status
         }
+        E::Unavailable(_) => Status::unavailable(e.to_string()),
         E::Internal(_) => {
             tracing::error!(error = %e, "flight request failed");
             Status::internal("internal error; the server log has the details")

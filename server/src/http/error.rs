@@ -20,7 +20,7 @@ pub(crate) struct ApiError {
 pub(crate) struct ErrorBody {
     /// Stable code: `unauthenticated`, `forbidden`, `invalid_query`, `not_read_only`,
     /// `syntax_error`, `query_timeout`, `resources_exhausted`, `overloaded` (with a
-    /// `Retry-After` header), `not_found`, `unavailable`, `internal`.
+    /// `Retry-After` header), `storage_unavailable`, `not_found`, `unavailable`, `internal`.
     code: &'static str,
     /// What went wrong and how to fix it.
     message: String,
@@ -88,6 +88,7 @@ impl From<patientflow_sql::Error> for ApiError {
             E::Timeout(_) => (StatusCode::SERVICE_UNAVAILABLE, "query_timeout"),
             E::ResourcesExhausted(_) => (StatusCode::SERVICE_UNAVAILABLE, "resources_exhausted"),
             E::Overloaded { .. } => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
+            E::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable"),
             E::Internal(_) => return Self::internal(e),
         };
         let retry_after = match &e {
