@@ -286,6 +286,20 @@ impl Server {
         Self::spawn_keyed(key_dir.join("dev-signing-key.pem"), command)
     }
 
+    /// Starts `command` (a `patientflow serve …` the caller built, its environment and stderr
+    /// included) with its development key in `key_dir`, and waits until it serves.
+    pub fn start_command(command: Command, key_dir: &Path) -> Server {
+        Self::spawn_keyed(key_dir.join("dev-signing-key.pem"), command)
+    }
+
+    /// Stops it with SIGTERM and waits for it to exit.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        self.child.wait().expect("wait for patientflow")
+    }
+
     /// [`Server::start`], its log (stderr) written to `log` instead of the test's stderr.
     pub fn start_logged(data: &Path, extra: &[&str], log: &Path) -> Server {
         let mut command = patientflow();
@@ -460,6 +474,56 @@ impl Azurite {
 
     /// Starts it and creates `container`.
     pub fn start(container: &str) -> Azurite {
+        let dir = tempfile::tempdir().expect("azurite folder");
+        let (child, endpoint) = Self::spawn(dir.path(), 0);
+        let azurite = Azurite {
+            child,
+            endpoint,
+            _dir: dir,
+        };
+        python_json(
+            "import json, sys\nfrom azure.storage.blob import BlobServiceClient\n\
+             BlobServiceClient.from_connection_string(sys.argv[1]).create_container(sys.argv[2])\n\
+             print(json.dumps({}))",
+            &[&azurite.connection_string(), container],
+        );
+        azurite
+    }
+
+    /// Stops the emulator as an operator would (SIGINT, so it saves its blob metadata; a
+    /// SIGKILLed Azurite forgets recent containers): storage becomes unreachable.
+    pub fn stop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts it again on the same port with the same blobs.
+    pub fn restart(&mut self) {
+        self.stop();
+        let port: u16 = self
+            .endpoint
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("the endpoint's port");
+        let (child, endpoint) = Self::spawn(self._dir.path(), port);
+        assert_eq!(endpoint, self.endpoint);
+        self.child = child;
+    }
+
+    /// Starts the emulator over the blobs in `dir` on `port` (0: a free one); returns it and
+    /// its endpoint once it listens.
+    fn spawn(dir: &Path, port: u16) -> (std::process::Child, String) {
         use std::io::{BufRead, BufReader};
         let tools = std::env::var_os("PATIENTFLOW_TOOLS").map_or_else(
             || {
@@ -470,17 +534,17 @@ impl Azurite {
         );
         let bin = tools.join("tools/azurite/node_modules/.bin/azurite-blob");
         assert!(bin.exists(), "{} is missing: run .ci/setup", bin.display());
-        let dir = tempfile::tempdir().expect("azurite folder");
+        let port = port.to_string();
         let mut child = Command::new(&bin)
             .args([
                 "--blobHost",
                 "127.0.0.1",
                 "--blobPort",
-                "0",
+                &port,
                 "--silent",
                 "--disableTelemetry",
             ])
-            .args(["--skipApiVersionCheck", "--location", path(dir.path())])
+            .args(["--skipApiVersionCheck", "--location", path(dir)])
             .stdout(std::process::Stdio::piped())
             .spawn()
             .expect("start azurite");
@@ -496,18 +560,7 @@ impl Azurite {
             }
         };
         std::thread::spawn(move || for _ in lines {});
-        let azurite = Azurite {
-            child,
-            endpoint,
-            _dir: dir,
-        };
-        python_json(
-            "import json, sys\nfrom azure.storage.blob import BlobServiceClient\n\
-             BlobServiceClient.from_connection_string(sys.argv[1]).create_container(sys.argv[2])\n\
-             print(json.dumps({}))",
-            &[&azurite.connection_string(), container],
-        );
-        azurite
+        (child, endpoint)
     }
 
     /// The connection string of the development account at this endpoint.

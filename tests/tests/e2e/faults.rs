@@ -4,10 +4,11 @@
 //! keeps serving what it can; ingest resumes exactly once when the fault clears.
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use patientflow_e2e::{
-    Server, assert_report_matches_ledger, path, patientflow, produce, python_json, quality_report,
-    scalar,
+    Azurite, Server, assert_report_matches_ledger, path, patientflow, produce, python_json,
+    quality_report, scalar, wait_for,
 };
 use reqwest::blocking::Client;
 use serde_json::{Value, json};
@@ -251,4 +252,126 @@ fn a_full_disk_stops_ingest_with_what_to_do_and_the_rerun_lands_everything_once(
     let report = quality_report(&data);
     assert_report_matches_ledger(&report, &ledger, "after the disk filled");
     assert!(scalar(&data, "gold/fact_admission", "SELECT count(*) FROM t") > 0);
+}
+
+/// `patientflow <args>` with the Azurite environment.
+fn on_azurite(azurite: &Azurite, args: &[&str]) -> std::process::Output {
+    patientflow()
+        .args(args)
+        .envs(azurite.env())
+        .output()
+        .expect("run patientflow")
+}
+
+#[test]
+fn an_object_store_that_stops_gives_clear_errors_ingest_resumes_once_and_shutdown_is_bounded() {
+    let mut azurite = Azurite::start("lake");
+    let dir = tempfile::tempdir().unwrap();
+    let landing = dir.path().join("landing");
+    let ledger = produce(
+        &landing,
+        4_000,
+        &["--seed", "34", "--records-per-file", "2000"],
+    );
+    let root = "az://lake/patientflow";
+    // The first file lands; the second waits for later.
+    let later = dir.path().join("later");
+    std::fs::create_dir_all(&later).unwrap();
+    let second = landing.join("events-000002.ndjson");
+    std::fs::rename(&second, later.join("events-000002.ndjson")).unwrap();
+    let ingest = |azurite: &Azurite| {
+        on_azurite(
+            azurite,
+            &[
+                "ingest",
+                "--from",
+                path(&landing),
+                "--data",
+                root,
+                "--format",
+                "json",
+            ],
+        )
+    };
+    let first = ingest(&azurite);
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+
+    let log = dir.path().join("serve.log");
+    let mut command = patientflow();
+    command
+        .args(["serve", "--data", root, "--log", "warn,patientflow=info"])
+        .envs(azurite.env())
+        .stderr(std::fs::File::create(&log).unwrap());
+    let server = Server::start_command(command, dir.path());
+    let client = server.client();
+    let admissions = count(&client, &server, "gold.fact_admission");
+    assert!(admissions > 0);
+
+    // Storage stops: a query of a table not read yet gets a clear 503 in bounded time, and
+    // ingest fails with the cause.
+    azurite.stop();
+    let started = Instant::now();
+    let answer = sql(&client, &server, "SELECT count(*) FROM gold.fact_ed_visit");
+    assert_storage_fault(&answer, "gold.fact_ed_visit", "storage");
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "answered after {:?}",
+        started.elapsed()
+    );
+    std::fs::rename(later.join("events-000002.ndjson"), &second).unwrap();
+    let failed = ingest(&azurite);
+    assert_eq!(failed.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert!(stderr.contains("error:"), "{stderr}");
+    assert!(own_panics(&stderr).is_empty(), "{stderr}");
+
+    // Storage is back: the server answers without a restart, ingest lands the rest once.
+    azurite.restart();
+    let visits = wait_for(30, "the server to read storage again", || {
+        let (status, body) = sql(
+            &client,
+            &server,
+            "SELECT count(*) AS n FROM gold.fact_ed_visit",
+        );
+        (status == 200).then(|| body["rows"][0]["n"].as_i64().unwrap())
+    });
+    assert!(visits > 0);
+    let resumed = ingest(&azurite);
+    assert!(
+        resumed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+    let silver = count(&client, &server, "silver.patient_events");
+    assert_eq!(Value::from(silver), ledger["silver_rows"]);
+    let quarantine = count(&client, &server, "silver.quarantine");
+    assert_eq!(Value::from(quarantine), ledger["quarantined"]);
+
+    // Storage stops again with a query in flight: SIGTERM still ends the server in bounded
+    // time.
+    azurite.stop();
+    let inflight_client = client.clone();
+    let url = server.url("/api/v1/sql");
+    std::thread::spawn(move || {
+        let _ = post(
+            &inflight_client,
+            &url,
+            &json!({"sql": "SELECT count(*) FROM gold.fact_stay_segment"}),
+        );
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let stopped = Instant::now();
+    let status = server.terminate();
+    assert!(
+        stopped.elapsed() < Duration::from_secs(40),
+        "shutdown took {:?}",
+        stopped.elapsed()
+    );
+    assert!(status.success(), "{status:?}");
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(own_panics(&log).is_empty(), "{log}");
 }
