@@ -1,8 +1,12 @@
 //! Behaviour under load over the real binary: admission control refuses only with 503 /
 //! RESOURCE_EXHAUSTED and Retry-After, cached answers never queue, every refusal is logged (who,
-//! which door, why, never the statement) and counted in `/metrics`.
+//! which door, why, never the statement) and counted in `/metrics`; a schema change and a gold
+//! refresh under 16 clients fail no query.
 
-use patientflow_e2e::{Server, python_json, wait_for};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use patientflow_e2e::{Server, path, python_json, run_ok, wait_for};
 use serde_json::json;
 
 use crate::serve::{get, metrics, network, post};
@@ -144,4 +148,129 @@ fn a_full_queue_answers_503_with_retry_after_and_cached_answers_never_queue() {
     );
     assert!(warnings.iter().all(|l| l.contains("principal=")));
     assert!(!log.contains("dim_patient WHERE gender"), "{log}");
+}
+
+/// Lands one event carrying an attribute sources never sent before, with a config that tracks
+/// it in gold: silver and `dim_patient` each gain a column, and gold commits.
+fn ingest_new_attribute(dir: &std::path::Path, data: &std::path::Path) {
+    let config = dir.join("patientflow.toml");
+    std::fs::write(
+        &config,
+        "[gold]\ntracked_attributes = [\"insurance_type\", \"preferred_language\"]\n",
+    )
+    .unwrap();
+    let landing = dir.join("landing-new");
+    std::fs::create_dir_all(&landing).unwrap();
+    let record = json!({
+        "event_id": "load-new-attribute-0001",
+        "event_type": "ADMIT",
+        "event_time": "2026-11-20T11:00:00Z",
+        "patient_id": "load-new-attribute-patient",
+        "encounter_id": "load-new-attribute-encounter",
+        "hospital_id": 2,
+        "department": "Cardiology",
+        "bed_id": 3,
+        "gender": "Female",
+        "age": 61,
+        "preferred_language": "Spanish",
+    });
+    std::fs::write(landing.join("events-1.ndjson"), format!("{record}\n")).unwrap();
+    run_ok(&[
+        "--config",
+        path(&config),
+        "ingest",
+        "--from",
+        path(&landing),
+        "--data",
+        path(data),
+        "--as-of",
+        "2026-11-20T12:00:00Z",
+    ]);
+}
+
+#[test]
+fn a_new_attribute_column_and_a_gold_refresh_under_16_clients_fail_no_query() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = network(dir.path(), "23");
+    let server = Server::start(&data, &[]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let answered = Arc::new(AtomicUsize::new(0));
+    let failures = Arc::new(Mutex::new(Vec::new()));
+    let clients: Vec<_> = (0..16)
+        .map(|i| {
+            let (client, stop) = (server.client(), Arc::clone(&stop));
+            let (answered, failures) = (Arc::clone(&answered), Arc::clone(&failures));
+            let (sql_url, query_url, census_url) = (
+                server.url("/api/v1/sql"),
+                server.url("/api/v1/query"),
+                server.url("/api/v1/kpis/census"),
+            );
+            std::thread::spawn(move || {
+                let mut n = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    n += 1;
+                    // A different LIMIT each time: the result cache cannot answer.
+                    let limit = 1 + (i * 1000 + n) % 997;
+                    let (status, body) = match n % 4 {
+                        0 => post(
+                            &client,
+                            &sql_url,
+                            &json!({"sql": format!("SELECT * FROM silver.patient_events ORDER BY bronze_seq DESC LIMIT {limit}")}),
+                        ),
+                        1 => post(
+                            &client,
+                            &sql_url,
+                            &json!({"sql": format!("SELECT * FROM gold.dim_patient WHERE is_current LIMIT {limit}")}),
+                        ),
+                        2 => post(
+                            &client,
+                            &query_url,
+                            &json!({"metrics": ["admissions", "census"], "dimensions": ["hospital", "department"], "limit": limit}),
+                        ),
+                        _ => get(&client, &census_url),
+                    };
+                    if status == 200 {
+                        answered.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        failures.lock().unwrap().push(format!("{status} {body}"));
+                    }
+                }
+            })
+        })
+        .collect();
+    let at_least = |n: usize| {
+        wait_for(300, "queries to be answered", || {
+            (answered.load(Ordering::Relaxed) >= n).then_some(())
+        })
+    };
+    at_least(64);
+    ingest_new_attribute(dir.path(), &data);
+    let after_change = answered.load(Ordering::Relaxed);
+    at_least(after_change + 64);
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.join().unwrap();
+    }
+    let failures = failures.lock().unwrap();
+    assert!(
+        failures.is_empty(),
+        "{} failed: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+
+    // The new columns are there for the next query.
+    let client = server.client();
+    for (table, column) in [
+        ("silver.patient_events", "preferred_language"),
+        ("gold.dim_patient", "preferred_language"),
+    ] {
+        let (status, body) = post(
+            &client,
+            &server.url("/api/v1/sql"),
+            &json!({"sql": format!("SELECT {column} FROM {table} WHERE {column} = 'Spanish'")}),
+        );
+        assert_eq!(status, 200, "{table}: {body}");
+        assert_eq!(body["row_count"], 1, "{table}: {body}");
+    }
 }
