@@ -47,23 +47,17 @@ def client(i):
         n += 1
         if n % 4:
             kind, door = "dashboard", "rest"
-            path = DASHBOARD[(i + n) % len(DASHBOARD)]
-            start = time.monotonic()
-            try:
-                conn.request("GET", path, headers={"Authorization": AUTH})
-                r = conn.getresponse()
-                r.read()
-                status, retry = r.status, r.getheader("Retry-After")
-            except Exception:
-                conn.close()
-                conn = http.client.HTTPConnection(host, int(port), timeout=120)
-                status, retry = 0, None
+            request = ("GET", DASHBOARD[(i + n) % len(DASHBOARD)], None)
         elif (i + n // 4) % 2:
             kind, door = "sql", "rest"
-            body = json.dumps({"sql": aggregate()})
+            request = ("POST", "/api/v1/sql", json.dumps({"sql": aggregate()}))
+        else:
+            kind, door = "sql", "flight"
+        if door == "rest":
+            method, path, body = request
             start = time.monotonic()
             try:
-                conn.request("POST", "/api/v1/sql", body=body,
+                conn.request(method, path, body=body,
                              headers={"Authorization": AUTH, "Content-Type": "application/json"})
                 r = conn.getresponse()
                 r.read()
@@ -73,7 +67,6 @@ def client(i):
                 conn = http.client.HTTPConnection(host, int(port), timeout=120)
                 status, retry = 0, None
         else:
-            kind, door = "sql", "flight"
             start = time.monotonic()
             try:
                 if flight is None:

@@ -490,6 +490,15 @@ impl Azurite {
         azurite
     }
 
+    /// Runs `patientflow <args>` with the emulator's environment and waits for it.
+    pub fn run(&self, args: &[&str]) -> std::process::Output {
+        patientflow()
+            .args(args)
+            .envs(self.env())
+            .output()
+            .expect("run patientflow")
+    }
+
     /// Stops the emulator as an operator would (SIGINT, so it saves its blob metadata; a
     /// SIGKILLed Azurite forgets recent containers): storage becomes unreachable.
     pub fn stop(&mut self) {

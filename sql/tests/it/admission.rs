@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use patientflow_sql::{AdmissionConfig, EngineConfig, Error, Refusal};
 
-use crate::fixture::{Fixture, admin, load_with};
+use crate::fixture::{Fixture, ask, load_with};
 
 const QUERY: &str = "SELECT count(*) FROM gold.fact_admission";
 
@@ -23,15 +23,6 @@ async fn fixture(max_queued: usize, memory_limit: usize) -> Fixture {
         ..EngineConfig::default()
     };
     load_with("small_network", config).await
-}
-
-async fn ask(fixture: &Fixture, sql: &str) -> Result<patientflow_sql::QueryResult, Error> {
-    fixture
-        .engine
-        .session(admin(), "test")
-        .unwrap()
-        .sql(sql)
-        .await
 }
 
 #[tokio::test]

@@ -10,7 +10,7 @@ use patientflow_ingest::TableRoot;
 use patientflow_ingest::tables::GOLD_SPECS;
 use patientflow_semantic::Model;
 use patientflow_sql::rbac::{Access, MaskKey, Policies, Principal};
-use patientflow_sql::{Engine, EngineConfig, QueryResult};
+use patientflow_sql::{Engine, EngineConfig, Error, QueryResult};
 use tempfile::TempDir;
 
 /// A table root holding one fixture, and an engine over it.
@@ -22,13 +22,17 @@ pub(crate) struct Fixture {
 
 /// The answer to `sql` for an unrestricted caller.
 pub(crate) async fn answer(fixture: &Fixture, sql: &str) -> QueryResult {
+    ask(fixture, sql).await.unwrap()
+}
+
+/// The answer to `sql` for an unrestricted caller, or why there is none.
+pub(crate) async fn ask(fixture: &Fixture, sql: &str) -> Result<QueryResult, Error> {
     fixture
         .engine
         .session(admin(), "test")
         .unwrap()
         .sql(sql)
         .await
-        .unwrap()
 }
 
 /// The one integer `sql` answers, such as a `count(*)`.

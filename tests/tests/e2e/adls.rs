@@ -4,22 +4,11 @@
 //! from the same Azurite URL; two writers at once land nothing twice; wrong credentials say
 //! what to check and never show the key.
 
-use std::process::Output;
-
 use patientflow_e2e::{Azurite, Server, parse_json, patientflow, produce, python_json, wait_for};
 use serde_json::Value;
 
-/// `patientflow <args>` with the Azurite environment.
-fn run(azurite: &Azurite, args: &[&str]) -> Output {
-    patientflow()
-        .args(args)
-        .envs(azurite.env())
-        .output()
-        .expect("run patientflow")
-}
-
 fn run_json(azurite: &Azurite, args: &[&str]) -> Value {
-    let out = run(azurite, args);
+    let out = azurite.run(args);
     assert!(
         out.status.success(),
         "{args:?}: {}",
@@ -102,7 +91,7 @@ fn the_pipeline_runs_on_an_azure_root_and_an_independent_reader_agrees() {
         batch["datasets"]["ehr_patients"]["silver_rows"], 1,
         "{batch}"
     );
-    let gold = run(&azurite, &["gold", "refresh", "--data", &abfss]);
+    let gold = azurite.run(&["gold", "refresh", "--data", &abfss]);
     assert!(
         gold.status.success(),
         "{}",

@@ -254,15 +254,6 @@ fn a_full_disk_stops_ingest_with_what_to_do_and_the_rerun_lands_everything_once(
     assert!(scalar(&data, "gold/fact_admission", "SELECT count(*) FROM t") > 0);
 }
 
-/// `patientflow <args>` with the Azurite environment.
-fn on_azurite(azurite: &Azurite, args: &[&str]) -> std::process::Output {
-    patientflow()
-        .args(args)
-        .envs(azurite.env())
-        .output()
-        .expect("run patientflow")
-}
-
 #[test]
 fn an_object_store_that_stops_gives_clear_errors_ingest_resumes_once_and_shutdown_is_bounded() {
     let mut azurite = Azurite::start("lake");
@@ -280,18 +271,15 @@ fn an_object_store_that_stops_gives_clear_errors_ingest_resumes_once_and_shutdow
     let second = landing.join("events-000002.ndjson");
     std::fs::rename(&second, later.join("events-000002.ndjson")).unwrap();
     let ingest = |azurite: &Azurite| {
-        on_azurite(
-            azurite,
-            &[
-                "ingest",
-                "--from",
-                path(&landing),
-                "--data",
-                root,
-                "--format",
-                "json",
-            ],
-        )
+        azurite.run(&[
+            "ingest",
+            "--from",
+            path(&landing),
+            "--data",
+            root,
+            "--format",
+            "json",
+        ])
     };
     let first = ingest(&azurite);
     assert!(
