@@ -92,6 +92,7 @@ impl App {
                 auth,
                 stream: settings.stream,
                 scheduler: settings.scheduler,
+                quality: Arc::default(),
             },
             flight_service,
             tls,

@@ -65,6 +65,9 @@ pub(crate) struct ServeConfig {
     /// Queries executing at once (default: two per core, each with at least 128 MiB of the
     /// memory pool); each gets the pool divided by this.
     pub(crate) max_executing_queries: Option<usize>,
+    /// Queries of one principal executing at once (default: every slot but one, so a BI
+    /// extract never holds them all).
+    pub(crate) max_executing_per_principal: Option<usize>,
     /// Queries waiting for a slot at once; one more is refused with 503 (default 32 per slot).
     pub(crate) max_queued_queries: Option<usize>,
     /// Seconds a query may wait for a slot before it is refused with 503 (default 10).

@@ -31,7 +31,7 @@ mod validate;
 
 pub use engine::{
     Admission, AdmissionConfig, AdmissionStats, AuditEntry, AuditSink, Engine, EngineConfig,
-    EngineStats, QueryResult, Refusal, Session, plain_schema, sql_key,
+    EngineStats, Permit, QueryResult, Refusal, Session, plain_schema, sql_key,
 };
 pub use error::{Error, Result};
 pub use validate::read_only;

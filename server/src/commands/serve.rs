@@ -113,7 +113,11 @@ pub(crate) fn engine_config(args: &ServiceArgs, config: &Config) -> EngineConfig
     let mut admission = AdmissionConfig::for_machine(cores, memory_limit);
     if let Some(n) = args.max_executing_queries.or(c.max_executing_queries) {
         admission.max_executing = n.max(1);
+        admission.max_per_principal = AdmissionConfig::per_principal(admission.max_executing);
         admission.max_queued = 32 * admission.max_executing;
+    }
+    if let Some(n) = c.max_executing_per_principal {
+        admission.max_per_principal = n.clamp(1, admission.max_executing);
     }
     if let Some(n) = args.max_queued_queries.or(c.max_queued_queries) {
         admission.max_queued = n;

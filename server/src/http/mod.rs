@@ -35,6 +35,8 @@ pub(crate) struct AppState {
     pub(crate) stream: Option<Arc<patientflow_ingest::StreamStatus>>,
     /// The jobs of this process, if it runs them (`run --serve`, `demo`).
     pub(crate) scheduler: Option<Arc<crate::automation::Scheduler>>,
+    /// The last quality report, while its tables are unchanged.
+    pub(crate) quality: Arc<v1::quality::QualityCache>,
 }
 
 /// The OpenAPI 3 document, generated from the handlers' annotations.

@@ -3,8 +3,10 @@
 //! principals taking turns), so one BI extract of a hundred queries cannot starve the
 //! dashboards. Only a full queue or a wait past the queue timeout refuses a query.
 //!
-//! The controller is work-conserving: a free slot is never left idle while someone waits, and a
-//! principal alone may use every slot.
+//! One principal executes at most `max_per_principal` queries at once (by default every slot
+//! but one), so a BI extract never holds every slot: a dashboard query finds one free, or waits
+//! for at most the queries ahead of it. Otherwise the controller is work-conserving: a free
+//! slot is never left idle while someone it may go to waits.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,6 +20,8 @@ use tokio::sync::oneshot;
 pub struct AdmissionConfig {
     /// Queries executing at once.
     pub max_executing: usize,
+    /// Queries of one principal executing at once.
+    pub max_per_principal: usize,
     /// Queries waiting at once; one more is refused at once.
     pub max_queued: usize,
     /// A query waiting longer is refused.
@@ -33,9 +37,17 @@ impl AdmissionConfig {
         let max_executing = (2 * cores).clamp(1, by_memory);
         Self {
             max_executing,
+            max_per_principal: Self::per_principal(max_executing),
             max_queued: 32 * max_executing,
             queue_timeout: Duration::from_secs(10),
         }
+    }
+}
+
+impl AdmissionConfig {
+    /// The default cap of one principal's executing queries: every slot but one.
+    pub fn per_principal(max_executing: usize) -> usize {
+        max_executing.saturating_sub(1).max(1)
     }
 }
 
@@ -89,6 +101,8 @@ pub struct Admission {
 #[derive(Debug, Default)]
 struct State {
     executing: usize,
+    /// Executing queries by principal.
+    running: HashMap<Arc<str>, usize>,
     waiting: usize,
     next_id: u64,
     /// Waiting queries by principal, each principal's in arrival order.
@@ -107,6 +121,7 @@ struct Waiter {
 #[derive(Debug)]
 pub struct Permit {
     admission: Arc<Admission>,
+    principal: Arc<str>,
     started: Instant,
 }
 
@@ -116,7 +131,7 @@ impl Drop for Permit {
         let old = self.admission.average_micros.load(Ordering::Relaxed);
         let new = if old == 0 { took } else { (old * 7 + took) / 8 };
         self.admission.average_micros.store(new, Ordering::Relaxed);
-        self.admission.release();
+        self.admission.release(&self.principal);
     }
 }
 
@@ -173,11 +188,11 @@ impl Admission {
         let (id, granted) = {
             let mut state = self.lock();
             let own_queue_empty = state.queues.get(principal).is_none_or(VecDeque::is_empty);
-            if state.executing < self.config.max_executing && own_queue_empty {
-                state.executing += 1;
+            if own_queue_empty && self.may_run(&state, principal) {
+                let principal = state.start(principal);
                 drop(state);
                 self.stats.admitted.fetch_add(1, Ordering::Relaxed);
-                return Ok(self.permit());
+                return Ok(self.permit(principal));
             }
             if state.waiting >= self.config.max_queued {
                 drop(state);
@@ -214,14 +229,14 @@ impl Admission {
                 if !waiting.withdraw() {
                     // Granted as the wait ran out: the slot is this query's.
                     self.record_wait(arrived);
-                    return Ok(self.permit());
+                    return Ok(self.permit(Arc::from(principal)));
                 }
                 self.stats.queue_timeout.fetch_add(1, Ordering::Relaxed);
                 return Err(Refusal::QueueTimeout);
             }
         }
         self.record_wait(arrived);
-        Ok(self.permit())
+        Ok(self.permit(Arc::from(principal)))
     }
 
     fn record_wait(&self, arrived: Instant) {
@@ -231,37 +246,79 @@ impl Admission {
             .fetch_add(arrived.elapsed().as_micros() as u64, Ordering::Relaxed);
     }
 
-    fn permit(self: &Arc<Self>) -> Permit {
+    fn permit(self: &Arc<Self>, principal: Arc<str>) -> Permit {
         Permit {
             admission: Arc::clone(self),
+            principal,
             started: Instant::now(),
         }
     }
 
-    /// Frees a slot and hands it to the next waiting query, principals in turn.
-    fn release(&self) {
+    /// Whether a slot is free and `principal` is under its cap.
+    fn may_run(&self, state: &State, principal: &str) -> bool {
+        state.executing < self.config.max_executing
+            && state.running.get(principal).copied().unwrap_or(0) < self.config.max_per_principal
+    }
+
+    /// Frees `principal`'s slot and hands slots to waiting queries, principals in turn (a
+    /// principal at its cap lets its turn pass).
+    fn release(&self, principal: &str) {
         let mut state = self.lock();
-        state.executing -= 1;
-        while state.executing < self.config.max_executing {
-            let Some(principal) = state.turns.pop_front() else {
+        state.finish(principal);
+        let mut passed = 0;
+        while state.executing < self.config.max_executing && passed < state.turns.len() {
+            let Some(next) = state.turns.pop_front() else {
                 break;
             };
-            let Some(queue) = state.queues.get_mut(&principal) else {
+            if !self.may_run(&state, &next) {
+                state.turns.push_back(next);
+                passed += 1;
+                continue;
+            }
+            passed = 0;
+            let Some(queue) = state.queues.get_mut(&next) else {
                 continue;
             };
             let Some(waiter) = queue.pop_front() else {
                 continue;
             };
             if queue.is_empty() {
-                state.queues.remove(&principal);
+                state.queues.remove(&next);
             } else {
-                state.turns.push_back(principal);
+                state.turns.push_back(Arc::clone(&next));
             }
             state.waiting -= 1;
             // A waiter that has gone (its request dropped) removed itself under this lock,
             // so the send reaches a live receiver.
             if waiter.grant.send(()).is_ok() {
-                state.executing += 1;
+                state.start(&next);
+            }
+        }
+    }
+}
+
+impl State {
+    /// Counts a query of `principal` as executing; returns the principal's shared name.
+    fn start(&mut self, principal: &str) -> Arc<str> {
+        self.executing += 1;
+        if let Some((name, n)) = self.running.get_key_value(principal) {
+            let name = Arc::clone(name);
+            let n = *n;
+            self.running.insert(Arc::clone(&name), n + 1);
+            return name;
+        }
+        let name: Arc<str> = Arc::from(principal);
+        self.running.insert(Arc::clone(&name), 1);
+        name
+    }
+
+    /// Counts a query of `principal` as ended.
+    fn finish(&mut self, principal: &str) {
+        self.executing -= 1;
+        if let Some(n) = self.running.get_mut(principal) {
+            *n -= 1;
+            if *n == 0 {
+                self.running.remove(principal);
             }
         }
     }
@@ -304,7 +361,7 @@ impl Drop for Waiting<'_> {
         }
         // The request was dropped while waiting.
         if !self.withdraw() && self.granted.try_recv().is_ok() {
-            self.admission.release();
+            self.admission.release(self.principal);
         }
     }
 }
@@ -316,6 +373,8 @@ mod tests {
     fn admission(max_executing: usize, max_queued: usize, timeout: Duration) -> Arc<Admission> {
         Admission::new(AdmissionConfig {
             max_executing,
+            // No cap unless a test sets one.
+            max_per_principal: max_executing,
             max_queued,
             queue_timeout: timeout,
         })
@@ -445,10 +504,41 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn one_principal_never_holds_every_slot() {
+        let a = Admission::new(AdmissionConfig {
+            max_executing: 3,
+            max_per_principal: 2,
+            max_queued: 10,
+            queue_timeout: LONG,
+        });
+        let first = a.admit("extract").await.unwrap();
+        let _second = a.admit("extract").await.unwrap();
+        let order = Arc::new(Mutex::new(Vec::new()));
+        // A slot is free, but not for the extract's third query.
+        let third = enqueue(&a, "extract", &order);
+        until_waiting(&a, 1).await;
+        assert_eq!(a.executing(), 2);
+        // The dashboard gets it at once.
+        let dashboard = a.admit("dashboard").await.unwrap();
+        assert_eq!((a.executing(), a.waiting()), (3, 1));
+        // A slot freed by the dashboard stays free: the extract is at its cap.
+        drop(dashboard);
+        assert_eq!((a.executing(), a.waiting()), (2, 1));
+        // One of the extract's own ends: its third runs.
+        drop(first);
+        let _third = third.await.unwrap().unwrap();
+        assert_eq!((a.executing(), a.waiting()), (2, 0));
+    }
+
     #[test]
     fn defaults_follow_the_cores_and_the_memory_pool() {
         let c = AdmissionConfig::for_machine(2, 2 << 30);
-        assert_eq!((c.max_executing, c.max_queued), (4, 128));
+        assert_eq!(
+            (c.max_executing, c.max_per_principal, c.max_queued),
+            (4, 3, 128)
+        );
+        assert_eq!(AdmissionConfig::per_principal(1), 1);
         // A small pool lowers the slots so that each share stays usable.
         assert_eq!(AdmissionConfig::for_machine(16, 256 << 20).max_executing, 2);
         assert_eq!(AdmissionConfig::for_machine(0, 0).max_executing, 1);

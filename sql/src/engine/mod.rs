@@ -7,7 +7,7 @@ mod cache;
 mod memory;
 mod session;
 
-pub use admission::{Admission, AdmissionConfig, AdmissionStats, Refusal};
+pub use admission::{Admission, AdmissionConfig, AdmissionStats, Permit, Refusal};
 pub use session::Session;
 
 use std::collections::HashMap;
@@ -204,6 +204,16 @@ impl Engine {
     /// The admission controller (its queue and counters, for `/metrics`).
     pub fn admission(&self) -> &Arc<Admission> {
         &self.admission
+    }
+
+    /// A slot of the admission controller for `principal`'s work that reads tables outside a
+    /// query (an endpoint that builds a report from Delta tables itself): it waits its turn
+    /// as queries do, and is refused the same way.
+    pub async fn permit(&self, principal: &str) -> Result<Permit> {
+        self.admission
+            .admit(principal)
+            .await
+            .map_err(|reason| Error::overloaded(reason, &self.admission))
     }
 
     /// Bytes of the memory pool.

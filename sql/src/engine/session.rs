@@ -214,11 +214,7 @@ impl Session<'_> {
         plan: impl Future<Output = Result<DataFrame>>,
     ) -> Result<(Vec<Read>, QueryResult)> {
         let engine = self.engine;
-        let admission = &engine.admission;
-        let _permit = admission
-            .admit(&self.access.principal().oid)
-            .await
-            .map_err(|reason| Error::overloaded(reason, admission))?;
+        let _permit = engine.permit(&self.access.principal().oid).await?;
         let limit = engine.config.query_timeout;
         let max_bytes = engine.config.max_result_bytes;
         let run = async {

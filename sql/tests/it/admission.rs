@@ -17,6 +17,7 @@ async fn fixture(max_queued: usize, memory_limit: usize) -> Fixture {
         memory_limit,
         admission: AdmissionConfig {
             max_executing: 1,
+            max_per_principal: 1,
             max_queued,
             queue_timeout: Duration::from_millis(100),
         },
