@@ -3,7 +3,8 @@
 # stays (3M simulated events through the pipeline), one `serve`; 64 clients for DURATION
 # seconds (default 300), then 256 clients for SHORT seconds (default 60); the mix and the
 # numbers are bench/load_bench.py's. BEFORE=<binary> measures that build too, on the same data
-# in the same run (e.g. one built from the commit before admission control).
+# in the same run (e.g. one built from the commit before admission control). DATA=<root> serves
+# an existing table root instead of building one.
 # Prints Markdown rows for BENCHMARKS.md.
 EVENTS="${EVENTS:-3000000}"
 DURATION="${DURATION:-300}"
@@ -12,10 +13,13 @@ source "$(dirname "$0")/common.sh"
 PY="$TOOLS/venv/bin/python"
 AS_OF="2026-11-20T12:00:00Z"
 
-"$TREE_BIN" --log warn produce --out "$WORK/landing" --events "$EVENTS" --until "$AS_OF" --seed 21 >/dev/null
-"$TREE_BIN" --log warn ingest --from "$WORK/landing" --data "$WORK/data" --as-of "$AS_OF" >/dev/null
-STAYS="$("$TREE_BIN" --log off quality report --data "$WORK/data" --format json >/dev/null; \
-  "$PY" -c 'import sys; from deltalake import DeltaTable; print(DeltaTable(sys.argv[1]).to_pyarrow_dataset().count_rows())' "$WORK/data/gold/fact_admission")"
+if [ -n "${DATA:-}" ]; then
+  ln -s "$(realpath "$DATA")" "$WORK/data"
+else
+  "$TREE_BIN" --log warn produce --out "$WORK/landing" --events "$EVENTS" --until "$AS_OF" --seed 21 >/dev/null
+  "$TREE_BIN" --log warn ingest --from "$WORK/landing" --data "$WORK/data" --as-of "$AS_OF" >/dev/null
+fi
+STAYS="$("$PY" -c 'import sys; from deltalake import DeltaTable; print(DeltaTable(sys.argv[1]).to_pyarrow_dataset().count_rows())' "$WORK/data/gold/fact_admission")"
 export PATIENTFLOW_TOKEN="$("$TREE_BIN" --log off token --role network_admin --dev-key "$WORK/dev-key.pem")"
 
 PID=""

@@ -4,6 +4,7 @@
 
 mod admission;
 mod cache;
+mod executor;
 mod memory;
 mod session;
 
@@ -30,6 +31,7 @@ use patientflow_ingest::TableRoot;
 use patientflow_semantic::{CATALOG, DeltaCatalog, Model, PatientflowCatalog};
 
 use self::cache::Cache;
+use self::executor::Executor;
 use self::memory::Share;
 use crate::error::{Error, Result};
 use crate::holistic::HolisticAggregates;
@@ -122,6 +124,8 @@ pub struct Engine {
     cache: Cache,
     stats: EngineStats,
     admission: Arc<Admission>,
+    /// Where queries execute, apart from the runtime that answers requests.
+    executor: Executor,
     /// Secured contexts by access fingerprint.
     contexts: Mutex<HashMap<String, SessionContext>>,
     audit: Option<Arc<dyn AuditSink>>,
@@ -172,6 +176,7 @@ impl Engine {
             model,
             cache: Cache::new(config.cache_entries),
             admission: Admission::new(config.admission.clone()),
+            executor: Executor::new()?,
             config,
             stats: EngineStats::default(),
             contexts: Mutex::new(HashMap::new()),

@@ -220,31 +220,34 @@ impl Session<'_> {
         let run = async {
             let df = plan.await?;
             let reads = engine.reads(df.logical_plan());
-            let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-            let task = df.task_ctx().with_runtime(engine.query_runtime()?);
-            let physical = df.create_physical_plan().await?;
-            let mut stream = execute_stream(physical, Arc::new(task))?;
-            let mut batches = Vec::new();
-            let mut bytes = 0;
-            while let Some(batch) = stream.try_next().await? {
-                bytes += batch.get_array_memory_size();
-                if bytes > max_bytes {
-                    return Err(Error::ResourcesExhausted(format!(
-                        "the result is larger than {} MiB; aggregate it or add a LIMIT",
-                        max_bytes >> 20
-                    )));
+            let runtime = engine.query_runtime()?;
+            let mut running = engine.executor.spawn(async move {
+                let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+                let task = df.task_ctx().with_runtime(runtime);
+                let physical = df.create_physical_plan().await?;
+                let mut stream = execute_stream(physical, Arc::new(task))?;
+                let mut batches = Vec::new();
+                let mut bytes = 0;
+                while let Some(batch) = stream.try_next().await? {
+                    bytes += batch.get_array_memory_size();
+                    if bytes > max_bytes {
+                        return Err(Error::ResourcesExhausted(format!(
+                            "the result is larger than {} MiB; aggregate it or add a LIMIT",
+                            max_bytes >> 20
+                        )));
+                    }
+                    batches.push(batch);
                 }
-                batches.push(batch);
-            }
-            Ok((
-                reads,
-                QueryResult {
+                Ok(QueryResult {
                     schema,
                     batches: batches.into(),
                     cached: false,
-                },
-            ))
+                })
+            })?;
+            Ok::<_, Error>((reads, running.outcome().await?))
         };
+        // Past the limit (or when the request goes away) the running query is dropped, which
+        // aborts it on the query runtime.
         let (reads, result) = tokio::time::timeout(limit, run)
             .await
             .map_err(|_| Error::Timeout(limit))??;
