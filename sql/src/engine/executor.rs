@@ -19,11 +19,12 @@ use crate::error::{Error, Result};
 pub(super) struct Executor(Option<Runtime>);
 
 impl Executor {
-    /// A runtime of one worker per core, its threads named `patientflow-query`.
+    /// A runtime of two workers per core (at least four: a query being cancelled may hold a
+    /// worker until its operator next yields), its threads named `patientflow-query`.
     pub(super) fn new() -> Result<Self> {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let runtime = Builder::new_multi_thread()
-            .worker_threads(cores)
+            .worker_threads((2 * cores).max(4))
             .thread_name("patientflow-query")
             .enable_all()
             .build()

@@ -214,14 +214,19 @@ impl Session<'_> {
         plan: impl Future<Output = Result<DataFrame>>,
     ) -> Result<(Vec<Read>, QueryResult)> {
         let engine = self.engine;
-        let _permit = engine.permit(&self.access.principal().oid).await?;
+        // The slot goes with the execution: a query cancelled by its time limit keeps it until
+        // its task has actually stopped on the query runtime, so cancelled work still running
+        // is counted and never crowds out the next queries unseen.
+        let mut permit = Some(engine.permit(&self.access.principal().oid).await?);
         let limit = engine.config.query_timeout;
         let max_bytes = engine.config.max_result_bytes;
         let run = async {
             let df = plan.await?;
             let reads = engine.reads(df.logical_plan());
             let runtime = engine.query_runtime()?;
+            let permit = permit.take();
             let mut running = engine.executor.spawn(async move {
+                let _permit = permit;
                 let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
                 let task = df.task_ctx().with_runtime(runtime);
                 let physical = df.create_physical_plan().await?;

@@ -99,12 +99,18 @@ fn a_full_queue_answers_503_with_retry_after_and_cached_answers_never_queue() {
     );
     assert!(error.contains("the server is busy"), "{flight}");
 
-    // The slow query ends (cancelled by its time limit) and the slot is free again.
+    // The slow query ends (cancelled by its time limit) and, once its task has stopped, the
+    // slot is free again.
     let (status, body) = slow.join().unwrap();
     assert_eq!(
         (status, body["code"].as_str()),
         (503, Some("query_timeout"))
     );
+    wait_for(120, "the cancelled query to give its slot back", || {
+        metrics(&client, &server)
+            .contains("patientflow_queries_executing 0")
+            .then_some(())
+    });
     let (status, body) = post(
         &client,
         &server.url("/api/v1/sql"),
