@@ -32,10 +32,12 @@ impl Cache {
         let (entries, order) = &mut *inner;
         let entry = entries.get(key).cloned()?;
         // Most recently used last.
-        if let Some(at) = order.iter().position(|k| k == key) {
-            if let Some(used) = order.remove(at) {
-                order.push_back(used);
-            }
+        if let Some(used) = order
+            .iter()
+            .position(|k| k == key)
+            .and_then(|at| order.remove(at))
+        {
+            order.push_back(used);
         }
         Some(entry)
     }
