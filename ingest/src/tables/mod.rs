@@ -261,12 +261,10 @@ pub static SILVER_EHR_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
 pub use gold::*;
 pub use spec::{ColumnSpec, TableSpec, Ty};
 
-/// The silver column name for an extra attribute key: lower-case, `[a-z0-9_]` only, and
-/// prefixed with `attr_` where it would clash with a base column or start with a digit.
-pub fn attribute_column(key: &str) -> String {
-    let mut name: String = key
-        .trim()
-        .chars()
+/// `text` lower-cased with every character but `[a-z0-9]` turned into `_`: a name safe as a
+/// column or schema identifier in any engine.
+pub fn identifier_slug(text: &str) -> String {
+    text.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() {
                 c.to_ascii_lowercase()
@@ -274,7 +272,13 @@ pub fn attribute_column(key: &str) -> String {
                 '_'
             }
         })
-        .collect();
+        .collect()
+}
+
+/// The silver column name for an extra attribute key: lower-case, `[a-z0-9_]` only, and
+/// prefixed with `attr_` where it would clash with a base column or start with a digit.
+pub fn attribute_column(key: &str) -> String {
+    let mut name = identifier_slug(key.trim());
     if name.is_empty()
         || name.starts_with(|c: char| c.is_ascii_digit())
         || SILVER_SCHEMA.fields().iter().any(|f| *f.name() == name)

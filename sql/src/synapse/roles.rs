@@ -216,19 +216,10 @@ fn schema_name(role: &str, scope: &Scope) -> String {
     match scope {
         Scope::Network => role.to_string(),
         Scope::Hospital(h) => format!("{role}_h{h}"),
-        Scope::Department(h, d) => {
-            let slug: String = d
-                .chars()
-                .map(|c| {
-                    if c.is_ascii_alphanumeric() {
-                        c.to_ascii_lowercase()
-                    } else {
-                        '_'
-                    }
-                })
-                .collect();
-            format!("{role}_h{h}_{slug}")
-        }
+        Scope::Department(h, d) => format!(
+            "{role}_h{h}_{}",
+            patientflow_ingest::tables::identifier_slug(d)
+        ),
     }
 }
 

@@ -13,6 +13,7 @@ use patientflow_e2e::{
 use reqwest::blocking::Client;
 use serde_json::{Value, json};
 
+use crate::load::FLIGHT_QUERY;
 use crate::serve::{get, network, post};
 
 fn sql(client: &Client, server: &Server, sql: &str) -> (u16, Value) {
@@ -65,20 +66,6 @@ fn own_panics(log: &str) -> Vec<&str> {
         .filter(|l| !l.contains("/.cargo/registry/"))
         .collect()
 }
-
-const FLIGHT_COUNT: &str = r#"
-import json, sys, warnings
-warnings.simplefilter("ignore")
-import adbc_driver_flightsql.dbapi as flight_sql
-conn = flight_sql.connect(sys.argv[1], db_kwargs={"adbc.flight.sql.authorization_header": "Bearer " + sys.argv[2]})
-cur = conn.cursor()
-try:
-    cur.execute(sys.argv[3])
-    out = {"rows": cur.fetchall()}
-except Exception as e:
-    out = {"error": str(e)}
-print(json.dumps(out))
-"#;
 
 #[test]
 fn storage_faults_under_the_server_answer_503_and_the_other_tables_keep_answering() {
@@ -143,7 +130,7 @@ fn storage_faults_under_the_server_answer_503_and_the_other_tables_keep_answerin
         "storage is gone or unreachable",
     );
     let flight = python_json(
-        FLIGHT_COUNT,
+        FLIGHT_QUERY,
         &[
             &format!("grpc://{}", server.flight),
             &server.token,

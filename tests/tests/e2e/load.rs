@@ -16,16 +16,17 @@ const SLOW: &str = "SELECT count(*) FROM gold.fact_admission a \
                     JOIN gold.fact_admission b ON a.stay_key < b.stay_key \
                     JOIN gold.fact_census_hourly c ON c.census + a.transfers > b.transfers";
 
-/// An uncached Flight SQL query through ADBC: what the client is told.
-const FLIGHT_REFUSED: &str = r#"
+/// One Flight SQL query through ADBC (argv: URI, token, SQL): its rows, or the error the
+/// client is told.
+pub(crate) const FLIGHT_QUERY: &str = r#"
 import json, sys, warnings
 warnings.simplefilter("ignore")
 import adbc_driver_flightsql.dbapi as flight_sql
 conn = flight_sql.connect(sys.argv[1], db_kwargs={"adbc.flight.sql.authorization_header": "Bearer " + sys.argv[2]})
 cur = conn.cursor()
 try:
-    cur.execute("SELECT count(*) FROM gold.dim_patient WHERE gender = 'F'")
-    out = {"answered": cur.fetchall()}
+    cur.execute(sys.argv[3])
+    out = {"rows": cur.fetchall()}
 except Exception as e:
     out = {"error": str(e)}
 print(json.dumps(out))
@@ -89,8 +90,12 @@ fn a_full_queue_answers_503_with_retry_after_and_cached_answers_never_queue() {
 
     // Flight SQL: RESOURCE_EXHAUSTED with the same message.
     let flight = python_json(
-        FLIGHT_REFUSED,
-        &[&format!("grpc://{}", server.flight), &server.token],
+        FLIGHT_QUERY,
+        &[
+            &format!("grpc://{}", server.flight),
+            &server.token,
+            "SELECT count(*) FROM gold.dim_patient WHERE gender = 'F'",
+        ],
     );
     let error = flight["error"].as_str().unwrap_or_default();
     assert!(
