@@ -5,55 +5,58 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use deltalake::DeltaTable;
 use deltalake::arrow::array::{Array, BooleanArray, Int32Array, RecordBatch, StringArray};
-use deltalake::arrow::compute::kernels::boolean::{and, not};
+use deltalake::arrow::compute::kernels::boolean::not;
 use deltalake::arrow::compute::{concat_batches, filter_record_batch};
 use deltalake::arrow::row::{RowConverter, SortField};
 use deltalake::datafusion::prelude::{Expr, col, lit};
 
-use super::history::{History, Observation};
-use super::{month_key, patients, stays};
+use super::GoldMetrics;
+use super::census::Occupancy;
+use super::departments::Departments;
+use super::history::History;
+use super::rebuild::rebuild;
 use crate::error::{Error, Result};
 use crate::storage::{WriteMode, column, scan};
 
-/// The month partitions that the rows of the rebuilt patients occupy in a gold table, found
-/// without reading it: the rows were built from the records that table had consumed, so
-/// rebuilding from those records gives their months back (a stay's admission month, an
-/// encounter's arrival month and a patient's first month depend on nothing else).
-#[derive(Debug, Default)]
-pub(super) struct Held {
-    /// `fact_admission` and `fact_stay_segment`: `admission_month`.
-    pub(super) admission: BTreeSet<i32>,
-    /// `fact_ed_visit`: `arrival_month`.
-    pub(super) arrival: BTreeSet<i32>,
-    /// `dim_patient`: `first_seen_month`.
-    pub(super) first_seen: BTreeSet<i32>,
+/// The rows the rebuilt patients have in the gold tables now, found without reading them:
+/// the tables' rows are a function of the silver records they consumed and the as-of time
+/// they were built at, so rebuilding from those records at that time gives them back (the
+/// rows whose as-of dependence moved since — a planned discharge passed, a stay gone stale, an
+/// emergency patient waiting — belong to patients rebuilt at every refresh that moved them).
+#[derive(Debug)]
+pub(super) struct Previous {
+    /// The rows of each patient-keyed table, by table name.
+    pub(super) rows: BTreeMap<&'static str, RecordBatch>,
+    /// Their segments as the census reads them.
+    pub(super) occupancies: Vec<Occupancy>,
 }
 
-impl Held {
-    /// The months of the rows built from `history`'s records up to the event and EHR bronze
-    /// sequences `seq` and `ehr`.
-    pub(super) fn up_to(history: &History, seq: i64, ehr: i64) -> Self {
-        let mut held = Self::default();
-        for (patient_id, observations) in history {
-            let consumed: Vec<Observation> = observations
-                .iter()
-                .filter(|o| o.received.0 <= if o.from_ehr { ehr } else { seq })
-                .cloned()
-                .collect();
-            if consumed.is_empty() {
-                continue;
-            }
-            let rebuilt = stays::stays(patient_id, &consumed);
-            held.admission
-                .extend(rebuilt.stays.iter().map(|s| month_key(s.admission_time)));
-            held.arrival
-                .extend(rebuilt.ed_visits.iter().map(|v| month_key(v.arrival_time)));
-            held.first_seen
-                .extend(patients::first_seen_month(&patients::versions(
-                    patient_id, &consumed,
-                )));
-        }
-        held
+impl Previous {
+    /// The rows built from `history`'s records up to the event and EHR bronze sequences `seq`
+    /// and `ehr`, as of `as_of`.
+    pub(super) fn up_to(
+        history: &History,
+        (seq, ehr, as_of): (i64, i64, i64),
+        departments: &Departments,
+        tracked: &[String],
+    ) -> Result<Self> {
+        let consumed: History = history
+            .iter()
+            .filter_map(|(patient_id, observations)| {
+                let kept: Vec<_> = observations
+                    .iter()
+                    .filter(|o| o.received.0 <= if o.from_ehr { ehr } else { seq })
+                    .cloned()
+                    .collect();
+                (!kept.is_empty()).then(|| (patient_id.clone(), kept))
+            })
+            .collect();
+        let mut rebuilt = rebuild(&consumed, departments, as_of, &mut GoldMetrics::default())?;
+        let occupancies = std::mem::take(&mut rebuilt.segments.occupancies);
+        Ok(Self {
+            rows: rebuilt.finish(as_of, tracked)?.into_iter().collect(),
+            occupancies,
+        })
     }
 }
 
@@ -96,52 +99,33 @@ fn conform(batch: &RecordBatch, like: &RecordBatch, name: &str) -> Result<Record
 }
 
 /// The rows and write of a month-partitioned, patient-keyed table (`month` column) when only
-/// the patients `ids` were rebuilt into `rebuilt`. Of the months their rows fell in before
-/// (`held`) and fall in now, those where the rebuilt rows differ from the stored ones are
-/// replaced, with the other patients' rows of those months carried over; the months where
-/// nothing changed and all other months are not touched. (A batch of new events mostly
-/// changes its patients' latest stays, so most months of a long history stay as they are.)
+/// the patients `ids` were rebuilt into `rebuilt`, their rows having been `previous`. The
+/// months where the rebuilt rows differ from the previous ones are replaced, with the other
+/// patients' rows of those months carried over; every other month's files are not touched
+/// (a batch of new events mostly changes its patients' latest stays, so most months of a long
+/// history stay as they are, and only the changed ones are read).
 pub(super) async fn replace_months(
     table: &DeltaTable,
     name: &str,
     month: &str,
     ids: &BTreeSet<String>,
-    held: &BTreeSet<i32>,
+    previous: &RecordBatch,
     rebuilt: RecordBatch,
 ) -> Result<(Vec<RecordBatch>, WriteMode)> {
-    let mut months = held.clone();
-    months.extend(
-        column::<Int32Array>(&rebuilt, name, month)?
-            .iter()
-            .flatten(),
-    );
-    let in_list = |months: &BTreeSet<i32>| {
-        col(month).in_list(months.iter().map(|m| lit(*m)).collect(), false)
-    };
-    let stored = if months.is_empty() {
-        Vec::new()
-    } else {
-        rows_where(table, name, in_list(&months), &rebuilt).await?
-    };
-    let stored = concat_batches(&rebuilt.schema(), &stored).map_err(|e| Error::arrow(name, e))?;
-    let theirs = patient_mask(&stored, name, ids)?;
-    let changed = changed_months(name, month, &rebuilt, &filter(&stored, &theirs, name)?)?;
-    let in_changed = |b: &RecordBatch| -> Result<BooleanArray> {
-        let months = column::<Int32Array>(b, name, month)?;
-        Ok(mask(months.iter(), |m| changed.contains(&m)))
-    };
-    let written = filter(&rebuilt, &in_changed(&rebuilt)?, name)?;
+    let changed = changed_months(name, month, &rebuilt, previous)?;
+    let months = column::<Int32Array>(&rebuilt, name, month)?;
+    let in_changed = mask(months.iter(), |m| changed.contains(&m));
+    let written = filter(&rebuilt, &in_changed, name)?;
     if changed.is_empty() {
         // Nothing to replace: an empty append still records what the table holds.
         return Ok((vec![written], WriteMode::Append));
     }
-    let others = and(
-        &not(&theirs).map_err(|e| Error::arrow(name, e))?,
-        &in_changed(&stored)?,
-    )
-    .map_err(|e| Error::arrow(name, e))?;
+    let in_list = col(month).in_list(changed.iter().map(|m| lit(*m)).collect(), false);
+    let stored = rows_where(table, name, in_list.clone(), &rebuilt).await?;
+    let stored = concat_batches(&rebuilt.schema(), &stored).map_err(|e| Error::arrow(name, e))?;
+    let others = not(&patient_mask(&stored, name, ids)?).map_err(|e| Error::arrow(name, e))?;
     let kept = filter(&stored, &others, name)?;
-    Ok((vec![written, kept], WriteMode::Replace(in_list(&changed))))
+    Ok((vec![written, kept], WriteMode::Replace(in_list)))
 }
 
 /// Which rows of `batch` belong to the patients `ids`.

@@ -10,7 +10,7 @@ use deltalake::arrow::array::RecordBatch;
 use deltalake::datafusion::prelude::{col, lit};
 use deltalake::kernel::Transaction;
 
-use super::carry::{Held, replace_months};
+use super::carry::{Previous, replace_months};
 use super::census::{changed_days, read_occupancies, whole_months};
 use super::departments::Departments;
 use super::due::{discharges_passed, ed_waiting, stale_passed};
@@ -24,6 +24,14 @@ use crate::tables::{
     DIM_DATE, DIM_DEPARTMENT, DIM_PATIENT, FACT_ADMISSION, FACT_CENSUS_HOURLY, FACT_ED_VISIT,
     FACT_STAY_SEGMENT, SILVER_EHR, SILVER_EVENTS,
 };
+
+/// The tables keyed by patient, whose rows a refresh rebuilds patient by patient.
+const PATIENT_KEYED: [&str; 4] = [
+    FACT_ADMISSION,
+    FACT_STAY_SEGMENT,
+    FACT_ED_VISIT,
+    DIM_PATIENT,
+];
 
 /// What an incremental refresh reads.
 #[derive(Debug)]
@@ -70,20 +78,18 @@ impl Incremental<'_> {
         tracing::debug!(patients = ids.len(), "patients to rebuild found");
         let history = history::load(sources, Some(&ids), self.tracked).await?;
         tracing::debug!(patients = history.len(), "silver history loaded");
-        // Where the rebuilt patients' rows lie now, by the silver sequences a patient-keyed
-        // table consumed (one set unless an interrupted refresh left them apart).
-        let mut held: BTreeMap<(i64, i64), Held> = BTreeMap::new();
-        for name in [
-            FACT_ADMISSION,
-            FACT_STAY_SEGMENT,
-            FACT_ED_VISIT,
-            DIM_PATIENT,
-        ] {
+        // The rows the rebuilt patients have now, by what each patient-keyed table consumed
+        // (one set unless an interrupted refresh left the tables apart).
+        let mut previous: BTreeMap<(i64, i64, i64), Previous> = BTreeMap::new();
+        for name in PATIENT_KEYED {
             let t = &targets[name];
-            held.entry((t.seq, t.ehr))
-                .or_insert_with(|| Held::up_to(&history, t.seq, t.ehr));
+            let key = (t.seq, t.ehr, t.as_of.unwrap_or_default());
+            if !previous.contains_key(&key) {
+                let rows = Previous::up_to(&history, key, departments, self.tracked)?;
+                previous.insert(key, rows);
+            }
         }
-        let held_by = |t: &Target| held.get(&(t.seq, t.ehr));
+        let previous_of = |t: &Target| previous.get(&(t.seq, t.ehr, t.as_of.unwrap_or_default()));
 
         // Rebuild them.
         let mut rebuilt = rebuild(&history, departments, as_of, metrics)?;
@@ -92,18 +98,9 @@ impl Incremental<'_> {
         let as_of_day = as_of.div_euclid(DAY);
         let new_occupancies = std::mem::take(&mut rebuilt.segments.occupancies);
         let table = &targets[FACT_STAY_SEGMENT].table;
-        let keys = |keep| Keys {
-            column: "patient_id",
-            values: &ids,
-            keep,
-        };
-        let old_months = held_by(&targets[FACT_STAY_SEGMENT])
-            .map(|h| h.admission.iter().map(|m| lit(*m)).collect())
-            .unwrap_or_default();
-        let in_old_months = col("admission_month").in_list(old_months, false);
-        let old = read_occupancies(table, in_old_months, Some(keys(true))).await?;
+        let old = previous_of(&targets[FACT_STAY_SEGMENT]).map_or(&[][..], |p| &p.occupancies);
         let since = self.census_as_of.unwrap_or(as_of).div_euclid(DAY);
-        let changed = changed_days(&old, &new_occupancies, as_of)
+        let changed = changed_days(old, &new_occupancies, as_of)
             .into_iter()
             .chain(since..=as_of_day);
         let days = whole_months(changed, as_of_day);
@@ -114,7 +111,12 @@ impl Incremental<'_> {
                     .is_null()
                     .or(col("segment_end").gt(lit_ts(first * DAY))),
             );
-            occupancies.extend(read_occupancies(table, overlapping, Some(keys(false))).await?);
+            let others = Keys {
+                column: "patient_id",
+                values: &ids,
+                keep: false,
+            };
+            occupancies.extend(read_occupancies(table, overlapping, Some(others)).await?);
         }
         let (census_batch, unplaced) = census::census(&days, as_of, departments, &occupancies)?;
         tracing::debug!(days = days.len(), "census computed");
@@ -162,15 +164,16 @@ impl Incremental<'_> {
             if current(&target) {
                 continue;
             }
-            let by_patient = held_by(&target).and_then(|h| match name {
-                FACT_ADMISSION | FACT_STAY_SEGMENT => Some(("admission_month", &h.admission)),
-                FACT_ED_VISIT => Some(("arrival_month", &h.arrival)),
-                DIM_PATIENT => Some(("first_seen_month", &h.first_seen)),
+            let month = match name {
+                FACT_ADMISSION | FACT_STAY_SEGMENT => Some("admission_month"),
+                FACT_ED_VISIT => Some("arrival_month"),
+                DIM_PATIENT => Some("first_seen_month"),
                 _ => None,
-            });
-            let (batches, mode) = match by_patient {
-                Some((month, held)) => {
-                    replace_months(&target.table, name, month, &ids, held, batch).await?
+            };
+            let before = previous_of(&target).and_then(|p| p.rows.get(name));
+            let (batches, mode) = match month.zip(before) {
+                Some((month, before)) => {
+                    replace_months(&target.table, name, month, &ids, before, batch).await?
                 }
                 None => (vec![batch], mode),
             };

@@ -160,11 +160,6 @@ fn first_seen_months(rows: &[&PatientVersion]) -> Int32Array {
         .collect()
 }
 
-/// `yyyymm` of the month the patient with these versions was first seen.
-pub(crate) fn first_seen_month(versions: &[PatientVersion]) -> Option<i32> {
-    versions.first().map(|v| month_key(v.valid_from))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
