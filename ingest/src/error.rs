@@ -50,10 +50,18 @@ pub enum Error {
         /// The lock file.
         lock: PathBuf,
     },
-    /// A bug in patientflow: an invariant did not hold.
     /// A stream source (a Kafka broker) failed.
     #[error("{0}; check the broker address, credentials and [kafka] settings")]
     Source(String),
+    /// silver's dedupe key index failed (it is derived from silver and can be removed).
+    #[error("silver's dedupe key index `{path}`: {message}; it is rebuilt from silver if removed")]
+    KeyIndex {
+        /// The index file.
+        path: PathBuf,
+        /// What failed.
+        message: String,
+    },
+    /// A bug in patientflow: an invariant did not hold.
     #[error("internal error (please report): {0}")]
     Internal(String),
     /// Delta Lake failed.

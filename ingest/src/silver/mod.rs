@@ -6,6 +6,7 @@
 //! transaction, so after a crash every table catches up from exactly where it stopped.
 
 pub(crate) mod json;
+mod keys;
 #[cfg(test)]
 mod properties;
 pub(crate) mod record;
@@ -13,8 +14,9 @@ pub(crate) mod refine;
 pub mod rules;
 pub(crate) mod time;
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
 
 use chrono_tz::Tz;
 use deltalake::DeltaTable;
@@ -26,6 +28,7 @@ use deltalake::kernel::Transaction;
 pub use refine::Counts;
 pub use rules::{Applies, Outcome, RULES, Rule, rules_markdown};
 
+use self::keys::KeyIndex;
 use crate::error::{Error, Result};
 use crate::quality::{EVENTS_DATASET, QualityRun};
 use crate::reference::ReferenceData;
@@ -101,6 +104,8 @@ pub(crate) struct Outputs {
     events: Output,
     quarantine: Output,
     quality: Output,
+    /// Silver's dedupe keys on disk, brought up to each commit.
+    index: Option<Arc<KeyIndex>>,
 }
 
 impl Outputs {
@@ -109,6 +114,7 @@ impl Outputs {
             events: Output::open(root, SILVER_EVENTS, SILVER_APP).await?,
             quarantine: Output::open(root, QUARANTINE, SILVER_APP).await?,
             quality: Output::open(root, QUALITY_RUNS, SILVER_APP).await?,
+            index: None,
         })
     }
 
@@ -130,6 +136,9 @@ impl Outputs {
             self.events.commit(batch.seq, batch.silver),
             self.quarantine.commit(batch.seq, batch.quarantine),
         )?;
+        if let Some(index) = &self.index {
+            index.sync(&self.events.table, self.done()).await?;
+        }
         Ok((self, batch.counts))
     }
 }
@@ -152,6 +161,9 @@ pub(crate) struct Refiner {
     tz: Tz,
     ctx: rules::Context,
     extra_columns: Vec<String>,
+    /// With an index, the silver keys of this writer's batches the index may not hold yet,
+    /// by bronze sequence (without one, `ctx.seen` holds every key silver holds).
+    pending: BTreeMap<i64, KeySet>,
 }
 
 impl Refiner {
@@ -162,6 +174,11 @@ impl Refiner {
         bronze: &RecordBatch,
         run: &QualityRun,
     ) -> Result<SilverBatch> {
+        if let Some(index) = &self.ctx.index {
+            let covered = index.covered()?;
+            self.pending.retain(|s, _| *s > covered);
+            self.ctx.seen = self.pending.values().flatten().copied().collect();
+        }
         let refined = refine::refine(
             bronze,
             &self.reference,
@@ -169,6 +186,9 @@ impl Refiner {
             &mut self.ctx,
             &mut self.extra_columns,
         )?;
+        if self.ctx.index.is_some() {
+            self.pending.insert(seq, std::mem::take(&mut self.ctx.seen));
+        }
         let quality = run.batch(
             EVENTS_DATASET,
             seq,
@@ -191,23 +211,30 @@ pub(crate) async fn open(
     reference: ReferenceData,
     tz: Tz,
 ) -> Result<(Refiner, Outputs)> {
-    let outputs = Outputs::open(root).await?;
+    let mut outputs = Outputs::open(root).await?;
     let table = &outputs.events.table;
-    let seen = dedupe_keys(
-        table,
-        SILVER_EVENTS,
-        col("bronze_seq").lt_eq(lit(outputs.done())),
-    )
-    .await?;
+    let index = KeyIndex::open(root, table, outputs.done())
+        .await?
+        .map(Arc::new);
+    let seen = match index {
+        Some(_) => KeySet::default(),
+        None => {
+            let upto = col("bronze_seq").lt_eq(lit(outputs.done()));
+            dedupe_keys(table, SILVER_EVENTS, upto).await?
+        }
+    };
     let refiner = Refiner {
         reference,
         tz,
         ctx: rules::Context {
             received_at: 0,
             seen,
+            index: index.clone(),
         },
         extra_columns: extra_columns(table)?,
+        pending: BTreeMap::new(),
     };
+    outputs.index = index;
     Ok((refiner, outputs))
 }
 
@@ -219,18 +246,23 @@ pub(crate) async fn catch_up(
     outputs: Outputs,
 ) -> Result<Outputs> {
     let before = outputs.done();
-    let outputs = Outputs::open(root).await?;
+    let index = outputs.index;
+    let mut outputs = Outputs::open(root).await?;
     if outputs.done() > before {
         let table = &outputs.events.table;
-        let since = col("bronze_seq")
-            .gt(lit(before))
-            .and(col("bronze_seq").lt_eq(lit(outputs.done())));
-        refiner
-            .ctx
-            .seen
-            .extend(dedupe_keys(table, SILVER_EVENTS, since).await?);
+        match &index {
+            Some(index) => index.sync(table, outputs.done()).await?,
+            None => {
+                let since = col("bronze_seq")
+                    .gt(lit(before))
+                    .and(col("bronze_seq").lt_eq(lit(outputs.done())));
+                let keys = dedupe_keys(table, SILVER_EVENTS, since).await?;
+                refiner.ctx.seen.extend(keys);
+            }
+        }
         refiner.extra_columns = extra_columns(table)?;
     }
+    outputs.index = index;
     Ok(outputs)
 }
 
@@ -255,11 +287,7 @@ pub(crate) async fn dedupe_keys(table: &DeltaTable, name: &str, filter: Expr) ->
     let mut seen = KeySet::default();
     for batch in scan(table, name, &["dedupe_key"], filter, &[]).await? {
         let keys: &StringArray = crate::storage::column(&batch, name, "dedupe_key")?;
-        seen.extend(
-            keys.iter()
-                .flatten()
-                .filter_map(|k| u128::from_str_radix(k, 16).ok()),
-        );
+        seen.extend(keys.iter().flatten().filter_map(keys::parse_key));
     }
     Ok(seen)
 }

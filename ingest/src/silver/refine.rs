@@ -134,6 +134,10 @@ pub(crate) fn refine(
     let raw: &BinaryArray = column(bronze, "raw")?;
     let received: &TimestampMicrosecondArray = column(bronze, "received_at")?;
     let mut records = parse_all(raw, reference, tz);
+    if let Some(index) = &ctx.index {
+        let found = index.existing(records.iter().map(|r| r.dedupe_key))?;
+        ctx.seen.extend(found);
+    }
     let mut verdicts: Vec<Verdict> = Vec::with_capacity(records.len());
     for (i, record) in records.iter_mut().enumerate() {
         ctx.received_at = received.value(i);

@@ -56,8 +56,11 @@ impl Outcome {
 pub(crate) struct Context {
     /// When the record reached bronze, UTC microseconds.
     pub(crate) received_at: i64,
-    /// Duplicate keys already in silver (and earlier in this batch).
+    /// Duplicate keys already in silver (and earlier in this batch); with an index, those of
+    /// them this batch has.
     pub(crate) seen: super::KeySet,
+    /// Silver's keys on disk, looked up for each batch.
+    pub(crate) index: Option<std::sync::Arc<super::keys::KeyIndex>>,
 }
 
 /// One named rule.
@@ -319,6 +322,7 @@ mod tests {
         let mut ctx = Context {
             received_at,
             seen: seen.iter().copied().collect(),
+            index: None,
         };
         (evaluate(&mut r, &mut ctx), r)
     }
