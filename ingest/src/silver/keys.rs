@@ -141,11 +141,15 @@ impl KeyIndex {
                 self.insert(&std::mem::take(&mut pending), None)?;
             }
         }
-        self.insert(&pending, Some(upto))
+        // The table id too: an index opened before silver's first commit had none.
+        self.insert(&pending, Some((upto, table_id(table))))?;
+        tracing::debug!(from = covered, to = upto, "dedupe key index caught up");
+        Ok(())
     }
 
-    /// Inserts `keys` in one transaction, recording `covered` with them.
-    fn insert(&self, keys: &[u128], covered: Option<i64>) -> Result<()> {
+    /// Inserts `keys` in one transaction, recording with them the sequence they cover and the
+    /// table they are from.
+    fn insert(&self, keys: &[u128], covered: Option<(i64, Option<String>)>) -> Result<()> {
         let txn = self.db.begin_write().map_err(|e| self.fail(e))?;
         {
             let mut table = txn.open_table(KEYS).map_err(|e| self.fail(e))?;
@@ -154,10 +158,14 @@ impl KeyIndex {
             for key in sorted {
                 table.insert(key, ()).map_err(|e| self.fail(e))?;
             }
-            if let Some(covered) = covered {
+            if let Some((covered, id)) = covered {
                 let mut meta = txn.open_table(META).map_err(|e| self.fail(e))?;
                 meta.insert(COVERED, covered.to_string().as_str())
                     .map_err(|e| self.fail(e))?;
+                if let Some(id) = id {
+                    meta.insert(TABLE_ID, id.as_str())
+                        .map_err(|e| self.fail(e))?;
+                }
             }
         }
         txn.commit().map_err(|e| self.fail(e))
@@ -288,5 +296,21 @@ mod tests {
         drop(index);
         let index = KeyIndex::open(&root, &silver, 1).await.unwrap().unwrap();
         assert_eq!((lookup(&index), index.covered().unwrap()), (vec![1, 2], 1));
+    }
+
+    #[tokio::test]
+    async fn an_index_opened_before_silver_s_first_commit_is_kept_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = TableRoot::parse(dir.path().to_str().unwrap()).unwrap();
+        let empty = root.open("silver/a").await.unwrap();
+        let index = KeyIndex::open(&root, &empty, 0).await.unwrap().unwrap();
+        let silver = add(&root, "silver/a", 1, &[1]).await;
+        index.sync(&silver, 1).await.unwrap();
+        // A key only the index has shows whether reopening rebuilt it.
+        index.insert(&[7], None).unwrap();
+        drop(index);
+        let index = KeyIndex::open(&root, &silver, 1).await.unwrap().unwrap();
+        let found = index.existing([1, 7].into_iter()).unwrap();
+        assert_eq!(found.len(), 2);
     }
 }
