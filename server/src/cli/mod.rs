@@ -356,7 +356,9 @@ pub(crate) struct ProduceArgs {
     /// (keyed by encounter, so a stay's events stay in order within a partition).
     #[arg(long)]
     pub(crate) to: Option<String>,
-    /// Send at most this many records a second (default: as fast as possible).
+    /// Send at most this many records a second (default: as fast as possible). With `--out`,
+    /// each record is written to its file as it is sent, so `ingest --follow` sees it at once
+    /// (without a rate, files appear whole when complete).
     #[arg(long, value_name = "EVENTS_PER_S")]
     pub(crate) rate: Option<f64>,
     /// Records to write, every line counted (duplicates and broken records included).

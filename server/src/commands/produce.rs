@@ -50,6 +50,12 @@ pub(crate) fn run(args: ProduceArgs, config: &Config) -> Result<()> {
         }
         (None, Some(out)) => {
             let sink = FileSink::new(out, "events", args.records_per_file)?;
+            // Paced records are a live stream: each reaches its file as it is sent.
+            let sink = if args.rate.is_some() {
+                sink.live()
+            } else {
+                sink
+            };
             let dest = out.display().to_string();
             (Box::new(sink), dest, out.join("_producer_ledger.json"))
         }

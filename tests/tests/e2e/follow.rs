@@ -204,3 +204,31 @@ fn an_appended_admission_reaches_a_rest_query_through_the_stream() {
     );
     terminate(follower);
 }
+
+#[test]
+fn a_paced_producer_writes_each_record_as_it_is_sent() {
+    let tmp = tempfile::tempdir().unwrap();
+    let landing = tmp.path().join("landing");
+    let mut producer = patientflow()
+        .args(["produce", "--out", path(&landing), "--events", "300"])
+        .args(["--seed", "5", "--rate", "100"])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start produce --rate");
+    let file = landing.join("events-000001.ndjson");
+    let lines = || {
+        std::fs::read_to_string(&file)
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    };
+    // About a second in: some of the records, under the file's own name, whole lines only.
+    std::thread::sleep(Duration::from_millis(1200));
+    let early = lines();
+    let text = std::fs::read_to_string(&file).unwrap_or_default();
+    assert!(text.is_empty() || text.ends_with('\n'), "a half-written line");
+    let status = producer.wait().unwrap();
+    assert!(status.success());
+    let all = lines();
+    assert!(early > 0 && early < all, "{early} of {all} records visible mid-run");
+    assert!(all >= 300, "{all} records");
+}
