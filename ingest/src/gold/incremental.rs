@@ -78,15 +78,14 @@ impl Incremental<'_> {
         tracing::debug!(patients = ids.len(), "patients to rebuild found");
         let history = history::load(sources, Some(&ids), self.tracked).await?;
         tracing::debug!(patients = history.len(), "silver history loaded");
-        // The rows the rebuilt patients have now, by what each patient-keyed table consumed
-        // (one set unless an interrupted refresh left the tables apart).
+        // The rows the rebuilt patients have now, by what each patient-keyed table (and the
+        // census) consumed: one set unless an interrupted refresh left the tables apart.
         let mut previous: BTreeMap<(i64, i64, i64), Previous> = BTreeMap::new();
-        for name in PATIENT_KEYED {
+        for name in PATIENT_KEYED.into_iter().chain([FACT_CENSUS_HOURLY]) {
             let t = &targets[name];
             let key = (t.seq, t.ehr, t.as_of.unwrap_or_default());
-            if !previous.contains_key(&key) {
-                let rows = Previous::up_to(&history, key, departments, self.tracked)?;
-                previous.insert(key, rows);
+            if let std::collections::btree_map::Entry::Vacant(e) = previous.entry(key) {
+                e.insert(Previous::up_to(&history, key, departments, self.tracked)?);
             }
         }
         let previous_of = |t: &Target| previous.get(&(t.seq, t.ehr, t.as_of.unwrap_or_default()));
@@ -98,7 +97,8 @@ impl Incremental<'_> {
         let as_of_day = as_of.div_euclid(DAY);
         let new_occupancies = std::mem::take(&mut rebuilt.segments.occupancies);
         let table = &targets[FACT_STAY_SEGMENT].table;
-        let old = previous_of(&targets[FACT_STAY_SEGMENT]).map_or(&[][..], |p| &p.occupancies);
+        // The segments the census was computed from.
+        let old = previous_of(&targets[FACT_CENSUS_HOURLY]).map_or(&[][..], |p| &p.occupancies);
         let since = self.census_as_of.unwrap_or(as_of).div_euclid(DAY);
         let changed = changed_days(old, &new_occupancies, as_of)
             .into_iter()
@@ -134,7 +134,6 @@ impl Incremental<'_> {
             .fold((as_of_day, as_of_day), |(lo, hi), d| (lo.min(d), hi.max(d)));
         let calendar = calendar::calendar(first_day, last_day)?;
 
-        // Write, census first: its recomputation needs the segments as they were.
         let months: BTreeSet<i32> = days.iter().map(|d| month_key(d * DAY)).collect();
         let census_mode = if months.is_empty() {
             // Nothing to replace: an empty append still records what the table holds.
@@ -154,45 +153,66 @@ impl Incremental<'_> {
             (admissions.0, admissions.1, WriteMode::Overwrite),
             (ed_visits.0, ed_visits.1, WriteMode::Overwrite),
             (patients.0, patients.1, WriteMode::Overwrite),
-            (DIM_DEPARTMENT, self.department_batch, WriteMode::Overwrite),
+            (DIM_DEPARTMENT, self.department_batch.clone(), WriteMode::Overwrite),
             (DIM_DATE, calendar, WriteMode::Overwrite),
         ];
-        for (name, batch, mode) in writes {
-            let Some(target) = targets.remove(name) else {
-                continue;
-            };
-            if current(&target) {
-                continue;
-            }
-            let month = match name {
-                FACT_ADMISSION | FACT_STAY_SEGMENT => Some("admission_month"),
-                FACT_ED_VISIT => Some("arrival_month"),
-                DIM_PATIENT => Some("first_seen_month"),
-                _ => None,
-            };
-            let before = previous_of(&target).and_then(|p| p.rows.get(name));
-            let (batches, mode) = match month.zip(before) {
-                Some((month, before)) => {
-                    replace_months(&target.table, name, month, &ids, before, batch).await?
-                }
-                None => (vec![batch], mode),
-            };
-            tracing::debug!(
-                table = name,
-                rows = batches.iter().map(RecordBatch::num_rows).sum::<usize>(),
-                "writing"
-            );
-            write(
-                target.table,
-                name,
-                batches,
-                mode,
-                txns.to_vec(),
-                partition_columns(name),
-            )
-            .await?;
-            metrics.tables_written += 1;
+        // Write the census first, then the other tables at once, each in its own commit (a
+        // refresh interrupted between them re-derives each table's previous rows from what that
+        // table consumed, so the order is not needed for correctness).
+        let [census_write, others @ ..] = writes;
+        for group in [vec![census_write], Vec::from(others)] {
+            let jobs: Vec<_> = group
+                .into_iter()
+                .filter_map(|(name, batch, mode)| {
+                    let target = targets.remove(name).filter(|t| !current(t))?;
+                    Some(self.write(name, target, batch, mode, &ids, &previous_of, txns))
+                })
+                .collect();
+            metrics.tables_written += futures::future::try_join_all(jobs).await?.len();
         }
+        Ok(())
+    }
+
+    /// Writes the rebuilt rows of table `name`: a patient-keyed table's changed months, any
+    /// other table as `mode` says.
+    #[allow(clippy::too_many_arguments)]
+    async fn write<'b>(
+        &self,
+        name: &'static str,
+        target: Target,
+        batch: RecordBatch,
+        mode: WriteMode,
+        ids: &BTreeSet<String>,
+        previous_of: &impl Fn(&Target) -> Option<&'b Previous>,
+        txns: &[Transaction],
+    ) -> Result<()> {
+        let month = match name {
+            FACT_ADMISSION | FACT_STAY_SEGMENT => Some("admission_month"),
+            FACT_ED_VISIT => Some("arrival_month"),
+            DIM_PATIENT => Some("first_seen_month"),
+            _ => None,
+        };
+        let before = previous_of(&target).and_then(|p| p.rows.get(name));
+        let (batches, mode) = match month.zip(before) {
+            Some((month, before)) => {
+                replace_months(&target.table, name, month, ids, before, batch).await?
+            }
+            None => (vec![batch], mode),
+        };
+        tracing::debug!(
+            table = name,
+            rows = batches.iter().map(RecordBatch::num_rows).sum::<usize>(),
+            "writing"
+        );
+        write(
+            target.table,
+            name,
+            batches,
+            mode,
+            txns.to_vec(),
+            partition_columns(name),
+        )
+        .await?;
         Ok(())
     }
 }

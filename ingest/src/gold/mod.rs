@@ -204,6 +204,26 @@ impl GoldRefresh {
         self
     }
 
+    /// Opens the gold table `name` with what it holds.
+    async fn target(&self, name: &str) -> Result<Target> {
+        let table = self.root.open(name).await?;
+        let version = |app| txn_version(&table, name, app);
+        let (seq, ehr, as_of, departments) = futures::try_join!(
+            version(GOLD_APP),
+            version(EHR_APP),
+            version(AS_OF_APP),
+            version(DEPARTMENTS_APP)
+        )?;
+        Ok(Target {
+            laid_out: partitioned_as_specified(&table, name),
+            seq: seq.unwrap_or(0),
+            ehr: ehr.unwrap_or(0),
+            as_of,
+            departments,
+            table,
+        })
+    }
+
     /// Takes the writer lock and refreshes.
     pub async fn run(self) -> Result<GoldMetrics> {
         let _lock = self.root.lock_writer()?;
@@ -229,20 +249,13 @@ impl GoldRefresh {
         let ehr_upto = txn_version(&ehr, SILVER_EHR, Dataset::Ehr.silver_app())
             .await?
             .unwrap_or(0);
-        let mut targets = BTreeMap::new();
-        for name in GOLD_TABLES {
-            let table = self.root.open(name).await?;
-            let version = |app| txn_version(&table, name, app);
-            let target = Target {
-                laid_out: partitioned_as_specified(&table, name),
-                seq: version(GOLD_APP).await?.unwrap_or(0),
-                ehr: version(EHR_APP).await?.unwrap_or(0),
-                as_of: version(AS_OF_APP).await?,
-                departments: version(DEPARTMENTS_APP).await?,
-                table,
-            };
-            targets.insert(name, target);
-        }
+        // Each table's log is read on its own; they are opened at once.
+        let opened = GOLD_TABLES.iter().map(|name| self.target(name));
+        let targets: BTreeMap<&'static str, Target> = GOLD_TABLES
+            .iter()
+            .copied()
+            .zip(futures::future::try_join_all(opened).await?)
+            .collect();
         let current = |t: &Target| {
             t.laid_out
                 && t.seq >= upto

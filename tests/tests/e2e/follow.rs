@@ -225,10 +225,16 @@ fn a_paced_producer_writes_each_record_as_it_is_sent() {
     std::thread::sleep(Duration::from_millis(1200));
     let early = lines();
     let text = std::fs::read_to_string(&file).unwrap_or_default();
-    assert!(text.is_empty() || text.ends_with('\n'), "a half-written line");
+    assert!(
+        text.is_empty() || text.ends_with('\n'),
+        "a half-written line"
+    );
     let status = producer.wait().unwrap();
     assert!(status.success());
     let all = lines();
-    assert!(early > 0 && early < all, "{early} of {all} records visible mid-run");
+    assert!(
+        early > 0 && early < all,
+        "{early} of {all} records visible mid-run"
+    );
     assert!(all >= 300, "{all} records");
 }
