@@ -153,7 +153,11 @@ impl Incremental<'_> {
             (admissions.0, admissions.1, WriteMode::Overwrite),
             (ed_visits.0, ed_visits.1, WriteMode::Overwrite),
             (patients.0, patients.1, WriteMode::Overwrite),
-            (DIM_DEPARTMENT, self.department_batch.clone(), WriteMode::Overwrite),
+            (
+                DIM_DEPARTMENT,
+                self.department_batch.clone(),
+                WriteMode::Overwrite,
+            ),
             (DIM_DATE, calendar, WriteMode::Overwrite),
         ];
         // Write the census first, then the other tables at once, each in its own commit (a
