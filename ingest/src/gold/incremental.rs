@@ -82,13 +82,12 @@ impl Incremental<'_> {
         // census) consumed: one set unless an interrupted refresh left the tables apart.
         let mut previous: BTreeMap<(i64, i64, i64), Previous> = BTreeMap::new();
         for name in PATIENT_KEYED.into_iter().chain([FACT_CENSUS_HOURLY]) {
-            let t = &targets[name];
-            let key = (t.seq, t.ehr, t.as_of.unwrap_or_default());
+            let key = targets[name].consumed();
             if let std::collections::btree_map::Entry::Vacant(e) = previous.entry(key) {
                 e.insert(Previous::up_to(&history, key, departments, self.tracked)?);
             }
         }
-        let previous_of = |t: &Target| previous.get(&(t.seq, t.ehr, t.as_of.unwrap_or_default()));
+        let previous_of = |t: &Target| previous.get(&t.consumed());
 
         // Rebuild them.
         let mut rebuilt = rebuild(&history, departments, as_of, metrics)?;
@@ -169,54 +168,47 @@ impl Incremental<'_> {
                 .into_iter()
                 .filter_map(|(name, batch, mode)| {
                     let target = targets.remove(name).filter(|t| !current(t))?;
-                    Some(self.write(name, target, batch, mode, &ids, &previous_of, txns))
+                    let before = previous_of(&target).and_then(|p| p.rows.get(name));
+                    Some(write_table(name, target, batch, mode, before, &ids, txns))
                 })
                 .collect();
             metrics.tables_written += futures::future::try_join_all(jobs).await?.len();
         }
         Ok(())
     }
+}
 
-    /// Writes the rebuilt rows of table `name`: a patient-keyed table's changed months, any
-    /// other table as `mode` says.
-    #[allow(clippy::too_many_arguments)]
-    async fn write<'b>(
-        &self,
-        name: &'static str,
-        target: Target,
-        batch: RecordBatch,
-        mode: WriteMode,
-        ids: &BTreeSet<String>,
-        previous_of: &impl Fn(&Target) -> Option<&'b Previous>,
-        txns: &[Transaction],
-    ) -> Result<()> {
-        let month = match name {
-            FACT_ADMISSION | FACT_STAY_SEGMENT => Some("admission_month"),
-            FACT_ED_VISIT => Some("arrival_month"),
-            DIM_PATIENT => Some("first_seen_month"),
-            _ => None,
-        };
-        let before = previous_of(&target).and_then(|p| p.rows.get(name));
-        let (batches, mode) = match month.zip(before) {
-            Some((month, before)) => {
-                replace_months(&target.table, name, month, ids, before, batch).await?
-            }
-            None => (vec![batch], mode),
-        };
-        tracing::debug!(
-            table = name,
-            rows = batches.iter().map(RecordBatch::num_rows).sum::<usize>(),
-            "writing"
-        );
-        write(
-            target.table,
-            name,
-            batches,
-            mode,
-            txns.to_vec(),
-            partition_columns(name),
-        )
-        .await?;
-        Ok(())
-    }
+/// Writes the rebuilt rows of table `name`: of a patient-keyed table whose rebuilt patients'
+/// rows were `before`, the changed months; of any other table, as `mode` says.
+async fn write_table(
+    name: &'static str,
+    target: Target,
+    batch: RecordBatch,
+    mode: WriteMode,
+    before: Option<&RecordBatch>,
+    ids: &BTreeSet<String>,
+    txns: &[Transaction],
+) -> Result<()> {
+    // A patient-keyed table is partitioned by its month column.
+    let (batches, mode) = match before.zip(partition_columns(name).first()) {
+        Some((before, month)) => {
+            replace_months(&target.table, name, month, ids, before, batch).await?
+        }
+        None => (vec![batch], mode),
+    };
+    tracing::debug!(
+        table = name,
+        rows = batches.iter().map(RecordBatch::num_rows).sum::<usize>(),
+        "writing"
+    );
+    write(
+        target.table,
+        name,
+        batches,
+        mode,
+        txns.to_vec(),
+        partition_columns(name),
+    )
+    .await?;
+    Ok(())
 }

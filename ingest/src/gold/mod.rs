@@ -159,6 +159,14 @@ struct Target {
     laid_out: bool,
 }
 
+impl Target {
+    /// What the table's rows were built from: the event and EHR silver sequences it consumed
+    /// and the as-of time it was built at.
+    fn consumed(&self) -> (i64, i64, i64) {
+        (self.seq, self.ehr, self.as_of.unwrap_or_default())
+    }
+}
+
 impl GoldRefresh {
     /// A refresh of the gold tables under `root`.
     pub fn new(root: TableRoot) -> Self {

@@ -12,7 +12,7 @@
 use std::path::{Path, PathBuf};
 
 use deltalake::DeltaTable;
-use deltalake::arrow::array::StringArray;
+use deltalake::arrow::array::{RecordBatch, StringArray};
 use deltalake::datafusion::prelude::{col, lit};
 use futures::StreamExt;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
@@ -52,10 +52,16 @@ impl KeyIndex {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         }
-        let db = match Database::builder()
+        let shown = path.display().to_string();
+        let opened = Database::builder()
             .set_cache_size(CACHE_BYTES)
-            .create(&path)
-        {
+            .set_repair_callback(move |session| {
+                if session.progress() == 0.0 {
+                    tracing::warn!(index = %shown, "repairing the dedupe key index: the process that last wrote it did not close it");
+                }
+            })
+            .create(&path);
+        let db = match opened {
             Ok(db) => db,
             Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
                 tracing::warn!(index = %path.display(), "the dedupe key index is open in another process; keeping silver's keys in memory");
@@ -147,6 +153,24 @@ impl KeyIndex {
         Ok(())
     }
 
+    /// After silver's commit of bronze sequence `seq` with the rows `silver`, silver having
+    /// held up to `before` until then: the batch's keys go in from memory when the index was
+    /// up to date, else the index catches up from the table.
+    pub(crate) async fn committed(
+        &self,
+        table: &DeltaTable,
+        before: i64,
+        seq: i64,
+        silver: &RecordBatch,
+    ) -> Result<()> {
+        if before >= seq || self.covered()? != before {
+            return self.sync(table, seq).await;
+        }
+        let keys = column::<StringArray>(silver, SILVER_EVENTS, "dedupe_key")?;
+        let keys: Vec<u128> = keys.iter().flatten().filter_map(parse_key).collect();
+        self.insert(&keys, Some((seq, table_id(table))))
+    }
+
     /// Inserts `keys` in one transaction, recording with them the sequence they cover and the
     /// table they are from.
     fn insert(&self, keys: &[u128], covered: Option<(i64, Option<String>)>) -> Result<()> {
@@ -227,7 +251,7 @@ fn index_error(path: &Path, e: impl Into<redb::Error>) -> Error {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::sync::Arc;
 
     use deltalake::arrow::array::{Int64Array, RecordBatch};
@@ -237,12 +261,24 @@ mod tests {
     use crate::storage::append;
 
     /// Appends rows of bronze sequence `seq` with these keys to the table `name` under `root`.
-    async fn add(root: &TableRoot, name: &str, seq: i64, keys: &[u128]) -> DeltaTable {
+    pub(in crate::silver) async fn add(
+        root: &TableRoot,
+        name: &str,
+        seq: i64,
+        keys: &[u128],
+    ) -> DeltaTable {
+        let batch = rows(seq, keys);
+        let table = root.open(name).await.unwrap();
+        append(table, name, vec![batch], vec![], &[]).await.unwrap()
+    }
+
+    /// Silver rows of bronze sequence `seq` with these keys.
+    fn rows(seq: i64, keys: &[u128]) -> RecordBatch {
         let schema = Schema::new(vec![
             Field::new("bronze_seq", DataType::Int64, false),
             Field::new("dedupe_key", DataType::Utf8, false),
         ]);
-        let batch = RecordBatch::try_new(
+        RecordBatch::try_new(
             Arc::new(schema),
             vec![
                 Arc::new(Int64Array::from(vec![seq; keys.len()])),
@@ -251,9 +287,7 @@ mod tests {
                 )),
             ],
         )
-        .unwrap();
-        let table = root.open(name).await.unwrap();
-        append(table, name, vec![batch], vec![], &[]).await.unwrap()
+        .unwrap()
     }
 
     #[tokio::test]
@@ -312,5 +346,42 @@ mod tests {
         let index = KeyIndex::open(&root, &silver, 1).await.unwrap().unwrap();
         let found = index.existing([1, 7].into_iter()).unwrap();
         assert_eq!(found.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_commit_s_keys_go_in_from_memory_when_the_index_is_up_to_date_else_from_silver() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = TableRoot::parse(dir.path().to_str().unwrap()).unwrap();
+        let silver = add(&root, "silver/a", 1, &[1]).await;
+        let index = KeyIndex::open(&root, &silver, 1).await.unwrap().unwrap();
+        let found = |keys: &[u128]| {
+            let mut found: Vec<u128> = index
+                .existing(keys.iter().copied())
+                .unwrap()
+                .into_iter()
+                .collect();
+            found.sort_unstable();
+            found
+        };
+
+        // Up to date: the batch's keys (9 is in the batch only) go in as they are.
+        let silver = add(&root, "silver/a", 2, &[2]).await;
+        index
+            .committed(&silver, 1, 2, &rows(2, &[2, 9]))
+            .await
+            .unwrap();
+        assert_eq!((found(&[2, 9]), index.covered().unwrap()), (vec![2, 9], 2));
+
+        // Behind (batch 3 committed by another writer): caught up from silver, not the batch.
+        add(&root, "silver/a", 3, &[3]).await;
+        let silver = add(&root, "silver/a", 4, &[4]).await;
+        index
+            .committed(&silver, 3, 4, &rows(4, &[4, 8]))
+            .await
+            .unwrap();
+        assert_eq!(
+            (found(&[3, 4, 8]), index.covered().unwrap()),
+            (vec![3, 4], 4)
+        );
     }
 }

@@ -12,9 +12,10 @@ mod properties;
 pub(crate) mod record;
 pub(crate) mod refine;
 pub mod rules;
+mod seen;
 pub(crate) mod time;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
@@ -29,6 +30,7 @@ pub use refine::Counts;
 pub use rules::{Applies, Outcome, RULES, Rule, rules_markdown};
 
 use self::keys::KeyIndex;
+use self::seen::Seen;
 use crate::error::{Error, Result};
 use crate::quality::{EVENTS_DATASET, QualityRun};
 use crate::reference::ReferenceData;
@@ -131,13 +133,16 @@ impl Outputs {
     pub(crate) async fn commit(mut self, batch: SilverBatch) -> Result<(Self, Counts)> {
         // The three tables commit concurrently; each records the bronze sequence it holds, so
         // after a crash at any point every table that lacks this batch gets it exactly once.
+        let (events_before, silver) = (self.events.done, batch.silver);
         futures::try_join!(
             self.quality.commit(batch.seq, batch.quality),
-            self.events.commit(batch.seq, batch.silver),
+            self.events.commit(batch.seq, silver.clone()),
             self.quarantine.commit(batch.seq, batch.quarantine),
         )?;
         if let Some(index) = &self.index {
-            index.sync(&self.events.table, self.done()).await?;
+            index
+                .committed(&self.events.table, events_before, batch.seq, &silver)
+                .await?;
         }
         Ok((self, batch.counts))
     }
@@ -161,9 +166,6 @@ pub(crate) struct Refiner {
     tz: Tz,
     ctx: rules::Context,
     extra_columns: Vec<String>,
-    /// With an index, the silver keys of this writer's batches the index may not hold yet,
-    /// by bronze sequence (without one, `ctx.seen` holds every key silver holds).
-    pending: BTreeMap<i64, KeySet>,
 }
 
 impl Refiner {
@@ -174,11 +176,6 @@ impl Refiner {
         bronze: &RecordBatch,
         run: &QualityRun,
     ) -> Result<SilverBatch> {
-        if let Some(index) = &self.ctx.index {
-            let covered = index.covered()?;
-            self.pending.retain(|s, _| *s > covered);
-            self.ctx.seen = self.pending.values().flatten().copied().collect();
-        }
         let refined = refine::refine(
             bronze,
             &self.reference,
@@ -186,9 +183,7 @@ impl Refiner {
             &mut self.ctx,
             &mut self.extra_columns,
         )?;
-        if self.ctx.index.is_some() {
-            self.pending.insert(seq, std::mem::take(&mut self.ctx.seen));
-        }
+        self.ctx.seen.end(seq);
         let quality = run.batch(
             EVENTS_DATASET,
             seq,
@@ -213,28 +208,17 @@ pub(crate) async fn open(
 ) -> Result<(Refiner, Outputs)> {
     let mut outputs = Outputs::open(root).await?;
     let table = &outputs.events.table;
-    let index = KeyIndex::open(root, table, outputs.done())
-        .await?
-        .map(Arc::new);
-    let seen = match index {
-        Some(_) => KeySet::default(),
-        None => {
-            let upto = col("bronze_seq").lt_eq(lit(outputs.done()));
-            dedupe_keys(table, SILVER_EVENTS, upto).await?
-        }
-    };
+    let seen = Seen::open(root, table, outputs.done()).await?;
+    outputs.index = seen.index();
     let refiner = Refiner {
         reference,
         tz,
         ctx: rules::Context {
             received_at: 0,
             seen,
-            index: index.clone(),
         },
         extra_columns: extra_columns(table)?,
-        pending: BTreeMap::new(),
     };
-    outputs.index = index;
     Ok((refiner, outputs))
 }
 
@@ -250,16 +234,11 @@ pub(crate) async fn catch_up(
     let mut outputs = Outputs::open(root).await?;
     if outputs.done() > before {
         let table = &outputs.events.table;
-        match &index {
-            Some(index) => index.sync(table, outputs.done()).await?,
-            None => {
-                let since = col("bronze_seq")
-                    .gt(lit(before))
-                    .and(col("bronze_seq").lt_eq(lit(outputs.done())));
-                let keys = dedupe_keys(table, SILVER_EVENTS, since).await?;
-                refiner.ctx.seen.extend(keys);
-            }
-        }
+        refiner
+            .ctx
+            .seen
+            .caught_up(table, before, outputs.done())
+            .await?;
         refiner.extra_columns = extra_columns(table)?;
     }
     outputs.index = index;

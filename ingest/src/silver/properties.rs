@@ -146,7 +146,7 @@ proptest! {
             records.push(again);
         }
         let reference = ReferenceData::reference_network().expect("the reference network");
-        let mut ctx = Context { received_at: RECEIVED, seen: Default::default(), index: None };
+        let mut ctx = Context { received_at: RECEIVED, seen: Default::default() };
         let mut extra = Vec::new();
         let refined = refine(&bronze(&records), &reference, Tz::UTC, &mut ctx, &mut extra)
             .expect("refinement never fails on bad input");

@@ -134,10 +134,7 @@ pub(crate) fn refine(
     let raw: &BinaryArray = column(bronze, "raw")?;
     let received: &TimestampMicrosecondArray = column(bronze, "received_at")?;
     let mut records = parse_all(raw, reference, tz);
-    if let Some(index) = &ctx.index {
-        let found = index.existing(records.iter().map(|r| r.dedupe_key))?;
-        ctx.seen.extend(found);
-    }
+    ctx.seen.begin(records.iter().map(|r| r.dedupe_key))?;
     let mut verdicts: Vec<Verdict> = Vec::with_capacity(records.len());
     for (i, record) in records.iter_mut().enumerate() {
         ctx.received_at = received.value(i);

@@ -56,11 +56,8 @@ impl Outcome {
 pub(crate) struct Context {
     /// When the record reached bronze, UTC microseconds.
     pub(crate) received_at: i64,
-    /// Duplicate keys already in silver (and earlier in this batch); with an index, those of
-    /// them this batch has.
-    pub(crate) seen: super::KeySet,
-    /// Silver's keys on disk, looked up for each batch.
-    pub(crate) index: Option<std::sync::Arc<super::keys::KeyIndex>>,
+    /// Duplicate keys already in silver (and earlier in this batch).
+    pub(crate) seen: super::seen::Seen,
 }
 
 /// One named rule.
@@ -309,6 +306,7 @@ pub fn rules_markdown() -> String {
 mod tests {
     use super::*;
     use crate::reference::ReferenceData;
+    use crate::silver::seen::Seen;
     use chrono_tz::Tz;
 
     /// The index of a rule by name.
@@ -321,8 +319,7 @@ mod tests {
         let mut r = Record::parse(json.as_bytes(), &reference, Tz::UTC);
         let mut ctx = Context {
             received_at,
-            seen: seen.iter().copied().collect(),
-            index: None,
+            seen: Seen::in_memory(seen.iter().copied().collect()),
         };
         (evaluate(&mut r, &mut ctx), r)
     }
