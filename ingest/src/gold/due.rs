@@ -1,5 +1,5 @@
 //! The patients a refresh must rebuild although none of their records is new: the as-of time
-//! has passed a planned discharge, made an open stay stale (contract §5.1), or moves the wait
+//! has passed a recorded end (a planned discharge), made an open stay stale (contract §5.1), or moves the wait
 //! of an emergency-department encounter still waiting.
 
 use std::collections::BTreeSet;
@@ -14,16 +14,15 @@ use crate::error::Result;
 use crate::storage::{column, scan};
 use crate::tables::{FACT_ADMISSION, FACT_ED_VISIT, FACT_STAY_SEGMENT};
 
-/// Patients with a stay whose recorded discharge lies in `(since, as_of]`: the as-of time has
-/// made it a discharge.
-pub(super) async fn discharges_passed(
+/// Patients with a segment whose recorded end (a discharge, or a transfer timed ahead of the
+/// clock) lies in `(since, as_of]`: the as-of time has made it an end.
+pub(super) async fn ends_passed(
     segments: &DeltaTable,
     since: i64,
     as_of: i64,
 ) -> Result<BTreeSet<String>> {
-    let filter = col("ends_stay")
-        .eq(lit(true))
-        .and(col("segment_end").gt(lit_ts(since)))
+    let filter = col("segment_end")
+        .gt(lit_ts(since))
         .and(col("segment_end").lt_eq(lit_ts(as_of)));
     patient_ids(segments, FACT_STAY_SEGMENT, filter).await
 }

@@ -1,7 +1,7 @@
 //! An incremental refresh: only the patients with something new (new silver records, a
 //! planned discharge or a stale limit the as-of time passed, an emergency encounter still
 //! waiting) are rebuilt, and only the month partitions their rows fall in are rewritten; the
-//! census is recomputed for the months whose segments changed and those the as-of time moved
+//! census is updated for the months whose segments changed and those the as-of time moved
 //! over.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -11,15 +11,15 @@ use deltalake::datafusion::prelude::{col, lit};
 use deltalake::kernel::Transaction;
 
 use super::carry::{Previous, replace_months};
-use super::census::{changed_days, read_occupancies, whole_months};
+use super::census::{CensusUpdate, changed_days, whole_months};
 use super::departments::Departments;
-use super::due::{discharges_passed, ed_waiting, stale_passed};
+use super::due::{ed_waiting, ends_passed, stale_passed};
 use super::history::{self, Sources};
 use super::layout::partition_columns;
 use super::rebuild::rebuild;
-use super::{DAY, GoldMetrics, Target, calendar, calendar_range, census, lit_ts, month_key};
+use super::{DAY, GoldMetrics, Target, calendar, calendar_range, month_key};
 use crate::error::Result;
-use crate::storage::{Keys, WriteMode, write};
+use crate::storage::{WriteMode, write};
 use crate::tables::{
     DIM_DATE, DIM_DEPARTMENT, DIM_PATIENT, FACT_ADMISSION, FACT_CENSUS_HOURLY, FACT_ED_VISIT,
     FACT_STAY_SEGMENT, SILVER_EHR, SILVER_EVENTS,
@@ -66,7 +66,7 @@ impl Incremental<'_> {
         ids.extend(history::patients_since(sources.ehr, SILVER_EHR, self.ehr_consumed).await?);
         tracing::debug!(patients = ids.len(), "patients with new records found");
         ids.extend(
-            discharges_passed(
+            ends_passed(
                 &targets[FACT_STAY_SEGMENT].table,
                 self.census_as_of.unwrap_or(0),
                 as_of,
@@ -92,38 +92,39 @@ impl Incremental<'_> {
         // Rebuild them.
         let mut rebuilt = rebuild(&history, departments, as_of, metrics)?;
 
-        // The census months to recompute, and every segment overlapping them.
+        // The census months to recompute: those whose segments changed and those the as-of
+        // time moved over, from the rows the census holds.
         let as_of_day = as_of.div_euclid(DAY);
         let new_occupancies = std::mem::take(&mut rebuilt.segments.occupancies);
-        let table = &targets[FACT_STAY_SEGMENT].table;
         // The segments the census was computed from.
-        let old = previous_of(&targets[FACT_CENSUS_HOURLY]).map_or(&[][..], |p| &p.occupancies);
-        let since = self.census_as_of.unwrap_or(as_of).div_euclid(DAY);
+        let census_target = &targets[FACT_CENSUS_HOURLY];
+        let old = previous_of(census_target).map_or(&[][..], |p| &p.occupancies);
+        let held_as_of = self.census_as_of.unwrap_or(as_of);
         let changed = changed_days(old, &new_occupancies, as_of)
             .into_iter()
-            .chain(since..=as_of_day);
+            .chain(held_as_of.div_euclid(DAY)..=as_of_day);
         let days = whole_months(changed, as_of_day);
-        let mut occupancies = new_occupancies;
-        if let (Some(first), Some(last)) = (days.first(), days.last()) {
-            let overlapping = col("segment_start").lt(lit_ts((last + 1) * DAY)).and(
-                col("segment_end")
-                    .is_null()
-                    .or(col("segment_end").gt(lit_ts(first * DAY))),
-            );
-            let others = Keys {
-                column: "patient_id",
-                values: &ids,
-                keep: false,
-            };
-            occupancies.extend(read_occupancies(table, overlapping, Some(others)).await?);
-        }
-        let (census_batch, unplaced) = census::census(&days, as_of, departments, &occupancies)?;
+        let update = CensusUpdate {
+            days: &days,
+            as_of,
+            held_as_of,
+            departments,
+            old,
+            new: &new_occupancies,
+        };
+        let (census_batch, unplaced) = update
+            .run(
+                &census_target.table,
+                &targets[FACT_STAY_SEGMENT].table,
+                &ids,
+            )
+            .await?;
         tracing::debug!(days = days.len(), "census computed");
         metrics.unplaced_segments = unplaced;
         metrics.census_days = days.len();
         metrics.census_rows = census_batch.num_rows();
         let existing = calendar_range(&targets[DIM_DATE].table).await?;
-        let data_days = occupancies
+        let data_days = new_occupancies
             .iter()
             .map(|o| o.start)
             .chain(history.values().flatten().map(|o| o.time))

@@ -4,9 +4,11 @@
 
 mod monthly;
 mod segments;
+mod update;
 
 pub(crate) use monthly::{MonthlyCensus, whole_months};
 pub(crate) use segments::{changed_days, read_occupancies};
+pub(crate) use update::CensusUpdate;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -34,21 +36,20 @@ pub(crate) struct Occupancy {
     pub(crate) stale_since: Option<i64>,
 }
 
-/// Census rows for the given days (days since the epoch), up to the hour containing `as_of`.
-/// `occupancies` must include every segment overlapping those days. Returns the rows and the
-/// number of segments whose department has no version (they cannot be placed).
-pub(crate) fn census(
-    days: &BTreeSet<i64>,
-    as_of: i64,
-    departments: &Departments,
-    occupancies: &[Occupancy],
-) -> Result<(RecordBatch, usize)> {
-    let (Some(first), Some(last)) = (days.first(), days.last()) else {
-        return Ok((RecordBatch::new_empty(FACT_CENSUS_HOURLY_SPEC.schema()), 0));
-    };
-    let mut grid = Grid::new(*first, last + 1, as_of, departments);
-    let unplaced = occupancies.iter().filter(|o| !grid.add(o)).count();
-    Ok((grid.finish(days)?, unplaced))
+impl Occupancy {
+    /// The recorded end, once `as_of` has passed it (a flat record's planned discharge after
+    /// the as-of time is not a discharge yet).
+    fn discharge(&self, as_of: i64) -> Option<i64> {
+        self.end.filter(|e| *e <= as_of)
+    }
+
+    /// When the segment leaves the census as of `as_of`: at its recorded end, or when it went
+    /// stale (contract §5.1: without being discharged); `i64::MAX` while it stays.
+    fn leaves(&self, as_of: i64) -> i64 {
+        self.discharge(as_of)
+            .or(self.stale_since)
+            .unwrap_or(i64::MAX)
+    }
 }
 
 /// Each department's position in [`Departments::keys`].
@@ -108,10 +109,7 @@ impl<'a> Grid<'a> {
         let (lo, hi, hours) = (self.lo, self.hi, self.hours);
         let row = d * hours;
         let hour_of = |t: i64| usize::try_from((t - lo) / HOUR).ok().filter(|h| *h < hours);
-        // A flat record's planned discharge after the as-of time is not a discharge yet; a
-        // stale stay leaves the census without being discharged.
-        let discharge = o.end.filter(|e| *e <= self.as_of);
-        let end = discharge.or(o.stale_since).unwrap_or(i64::MAX);
+        let (discharge, end) = (o.discharge(self.as_of), o.leaves(self.as_of));
         if o.starts_stay
             && o.start >= lo
             && let Some(h) = hour_of(o.start)
@@ -254,6 +252,23 @@ mod tests {
     use super::*;
     use crate::reference::DepartmentRow;
     use deltalake::arrow::array::Array;
+
+    /// Census rows for the given days (days since the epoch), up to the hour containing `as_of`.
+    /// `occupancies` must include every segment overlapping those days. Returns the rows and the
+    /// number of segments whose department has no version (they cannot be placed).
+    fn census(
+        days: &BTreeSet<i64>,
+        as_of: i64,
+        departments: &Departments,
+        occupancies: &[Occupancy],
+    ) -> Result<(RecordBatch, usize)> {
+        let (Some(first), Some(last)) = (days.first(), days.last()) else {
+            return Ok((RecordBatch::new_empty(FACT_CENSUS_HOURLY_SPEC.schema()), 0));
+        };
+        let mut grid = Grid::new(*first, last + 1, as_of, departments);
+        let unplaced = occupancies.iter().filter(|o| !grid.add(o)).count();
+        Ok((grid.finish(days)?, unplaced))
+    }
 
     fn departments() -> Departments {
         let row = |d: &str, cap| DepartmentRow {

@@ -43,12 +43,7 @@ impl<'a> MonthlyCensus<'a> {
             return;
         }
         let as_of_day = self.as_of.div_euclid(DAY);
-        let last = o
-            .end
-            .filter(|e| *e <= self.as_of)
-            .or(o.stale_since)
-            .map_or(as_of_day, |e| e.div_euclid(DAY))
-            .min(as_of_day);
+        let last = o.leaves(self.as_of).div_euclid(DAY).min(as_of_day);
         let mut month = month_start(o.start.div_euclid(DAY));
         while month <= last {
             let next = next_month(month);
