@@ -53,9 +53,9 @@ pub enum Error {
     /// A stream source (a Kafka broker) failed.
     #[error("{0}; check the broker address, credentials and [kafka] settings")]
     Source(String),
-    /// silver's dedupe key index failed (it is derived from silver and can be removed).
-    #[error("silver's dedupe key index `{path}`: {message}; it is rebuilt from silver if removed")]
-    KeyIndex {
+    /// An index derived from the tables failed (it can be removed: it is rebuilt).
+    #[error("index `{path}`: {message}; it is derived from the tables and rebuilt if removed")]
+    Index {
         /// The index file.
         path: PathBuf,
         /// What failed.

@@ -69,7 +69,7 @@ pub(crate) struct Observation {
 pub(super) struct Interner(HashMap<String, Arc<str>>);
 
 impl Interner {
-    fn intern(&mut self, s: &str) -> Arc<str> {
+    pub(super) fn intern(&mut self, s: &str) -> Arc<str> {
         if let Some(found) = self.0.get(s) {
             return found.clone();
         }

@@ -15,6 +15,7 @@ use super::census::{CensusUpdate, changed_days, whole_months};
 use super::departments::Departments;
 use super::due::{ed_waiting, ends_passed, stale_passed};
 use super::history::{self, Sources};
+use super::history_index::HistoryIndex;
 use super::layout::partition_columns;
 use super::rebuild::rebuild;
 use super::{DAY, GoldMetrics, Target, calendar, calendar_range, month_key};
@@ -37,6 +38,8 @@ const PATIENT_KEYED: [&str; 4] = [
 #[derive(Debug)]
 pub(super) struct Incremental<'a> {
     pub(super) sources: Sources<'a>,
+    /// The patients' silver records by patient (`None`: open elsewhere; silver is searched).
+    pub(super) history_index: Option<&'a HistoryIndex>,
     pub(super) tracked: &'a [String],
     pub(super) departments: &'a Departments,
     pub(super) department_batch: RecordBatch,
@@ -76,7 +79,10 @@ impl Incremental<'_> {
         ids.extend(stale_passed(&targets[FACT_ADMISSION].table, departments, as_of).await?);
         ids.extend(ed_waiting(&targets[FACT_ED_VISIT].table).await?);
         tracing::debug!(patients = ids.len(), "patients to rebuild found");
-        let history = history::load(sources, Some(&ids), self.tracked).await?;
+        let history = match self.history_index {
+            Some(index) => index.load(sources, &ids, self.tracked).await?,
+            None => history::load(sources, Some(&ids), self.tracked).await?,
+        };
         tracing::debug!(patients = history.len(), "silver history loaded");
         // The rows the rebuilt patients have now, by what each patient-keyed table (and the
         // census) consumed: one set unless an interrupted refresh left the tables apart.

@@ -18,6 +18,7 @@ mod facts;
 mod freshness;
 mod full;
 mod history;
+mod history_index;
 mod incremental;
 mod layout;
 mod patients;
@@ -37,6 +38,7 @@ use deltalake::kernel::Transaction;
 
 use self::departments::Departments;
 use self::full::{FullBuild, Replaced};
+use self::history_index::HistoryIndex;
 use self::incremental::Incremental;
 use self::layout::partitioned_as_specified;
 use crate::batch::{self, Dataset};
@@ -327,8 +329,10 @@ impl GoldRefresh {
             };
             build.run(&replace, &txns, &mut metrics).await?;
         } else {
+            let history_index = HistoryIndex::open(&self.root)?;
             let refresh = Incremental {
                 sources,
+                history_index: history_index.as_ref(),
                 tracked: &self.tracked,
                 departments: &departments,
                 department_batch,

@@ -2,28 +2,25 @@
 //! loading every key silver holds (31 million at ten years of a network: 18 s and 1.3 GiB
 //! before the first record).
 //!
-//! The index is derived from `silver/patient_events` and never the truth: it records the
-//! table it was built from (its Delta table id) and the bronze sequence up to which it holds
-//! that table's keys, and catches up by reading the rows after that sequence. An index built
-//! from another table, or ahead of the table (a restored or re-created silver), is cleared and
-//! rebuilt; one removed is rebuilt. It lives beside the tables of a local root
-//! (`<root>/_index/`) and in the user's cache folder for a remote one.
-
-use std::path::{Path, PathBuf};
+//! The index is derived from `silver/patient_events` and never the truth (see
+//! [`crate::storage::derived`]): it records the table it was built from and the bronze
+//! sequence up to which it holds that table's keys, and catches up by reading the rows after
+//! that sequence. An index built from another table, or ahead of the table (a restored or
+//! re-created silver), is cleared and rebuilt; one removed is rebuilt.
 
 use deltalake::DeltaTable;
 use deltalake::arrow::array::{RecordBatch, StringArray};
 use deltalake::datafusion::prelude::{col, lit};
 use futures::StreamExt;
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 
 use super::KeySet;
-use crate::error::{Error, Result};
+use crate::error::Result;
+use crate::storage::derived::{Derived, table_id};
 use crate::storage::{TableRoot, column, scan_stream};
 use crate::tables::SILVER_EVENTS;
 
 const KEYS: TableDefinition<u128, ()> = TableDefinition::new("dedupe_keys");
-const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
 /// The Delta table id of the silver table the keys are from.
 const TABLE_ID: &str = "table_id";
 /// The bronze sequence up to which the index holds that table's keys.
@@ -35,10 +32,7 @@ const CACHE_BYTES: usize = 64 << 20;
 
 /// The dedupe keys of `silver/patient_events`, by bronze sequence.
 #[derive(Debug)]
-pub(crate) struct KeyIndex {
-    db: Database,
-    path: PathBuf,
-}
+pub(crate) struct KeyIndex(Derived);
 
 impl KeyIndex {
     /// Opens the index of `root`, brought up to `table` as of bronze sequence `done`; `None`
@@ -48,33 +42,17 @@ impl KeyIndex {
         table: &DeltaTable,
         done: i64,
     ) -> Result<Option<Self>> {
-        let path = location(root);
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        }
-        let shown = path.display().to_string();
-        let opened = Database::builder()
-            .set_cache_size(CACHE_BYTES)
-            .set_repair_callback(move |session| {
-                if session.progress() == 0.0 {
-                    tracing::warn!(index = %shown, "repairing the dedupe key index: the process that last wrote it did not close it");
-                }
-            })
-            .create(&path);
-        let db = match opened {
-            Ok(db) => db,
-            Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
-                tracing::warn!(index = %path.display(), "the dedupe key index is open in another process; keeping silver's keys in memory");
-                return Ok(None);
-            }
-            Err(e) => return Err(index_error(&path, e)),
+        let Some(derived) =
+            Derived::open(root, "silver_keys.redb", "dedupe key index", CACHE_BYTES)?
+        else {
+            return Ok(None);
         };
-        let index = Self { db, path };
+        let index = Self(derived);
         let id = table_id(table);
-        let (built_from, covered) = index.meta()?;
-        if built_from != id || covered > done {
+        let built_from = index.0.meta(TABLE_ID)?;
+        if built_from != id || index.covered()? > done {
             if built_from.is_some() {
-                tracing::info!(index = %index.path.display(), "the dedupe key index is of another silver table or ahead of it; rebuilding");
+                tracing::info!(index = %index.0.path.display(), "the dedupe key index is of another silver table or ahead of it; rebuilding");
             }
             index.reset(id.as_deref())?;
         }
@@ -82,46 +60,18 @@ impl KeyIndex {
         Ok(Some(index))
     }
 
-    fn fail(&self, e: impl Into<redb::Error>) -> Error {
-        index_error(&self.path, e)
-    }
-
     /// The bronze sequence up to which the index holds silver's keys.
     pub(crate) fn covered(&self) -> Result<i64> {
-        Ok(self.meta()?.1)
-    }
-
-    fn meta(&self) -> Result<(Option<String>, i64)> {
-        let txn = self.db.begin_read().map_err(|e| self.fail(e))?;
-        let meta = match txn.open_table(META) {
-            Ok(meta) => meta,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok((None, 0)),
-            Err(e) => return Err(self.fail(e)),
-        };
-        let get = |key| -> Result<Option<String>> {
-            Ok(meta
-                .get(key)
-                .map_err(|e| self.fail(e))?
-                .map(|v| v.value().to_string()))
-        };
-        let covered = get(COVERED)?.and_then(|v| v.parse().ok()).unwrap_or(0);
-        Ok((get(TABLE_ID)?, covered))
+        self.0.meta_seq(COVERED)
     }
 
     /// Empties the index and records that it is of the table `id`.
     fn reset(&self, id: Option<&str>) -> Result<()> {
-        let txn = self.db.begin_write().map_err(|e| self.fail(e))?;
-        txn.delete_table(KEYS).map_err(|e| self.fail(e))?;
-        {
-            let mut meta = txn.open_table(META).map_err(|e| self.fail(e))?;
-            meta.insert(COVERED, "0").map_err(|e| self.fail(e))?;
-            match id {
-                Some(id) => meta.insert(TABLE_ID, id).map(drop),
-                None => meta.remove(TABLE_ID).map(drop),
-            }
-            .map_err(|e| self.fail(e))?;
-        }
-        txn.commit().map_err(|e| self.fail(e))
+        let d = &self.0;
+        let txn = d.db.begin_write().map_err(|e| d.fail(e))?;
+        txn.delete_table(KEYS).map_err(|e| d.fail(e))?;
+        d.set_meta(&txn, &[(COVERED, Some("0")), (TABLE_ID, id)])?;
+        txn.commit().map_err(|e| d.fail(e))
     }
 
     /// Adds the keys of `table`'s rows after the covered sequence up to `upto`.
@@ -131,7 +81,7 @@ impl KeyIndex {
             return Ok(());
         }
         if covered == 0 {
-            tracing::info!(index = %self.path.display(), "building the dedupe key index from silver");
+            tracing::info!(index = %self.0.path.display(), "building the dedupe key index from silver");
         }
         let filter = col("bronze_seq")
             .gt(lit(covered))
@@ -174,38 +124,40 @@ impl KeyIndex {
     /// Inserts `keys` in one transaction, recording with them the sequence they cover and the
     /// table they are from.
     fn insert(&self, keys: &[u128], covered: Option<(i64, Option<String>)>) -> Result<()> {
-        let txn = self.db.begin_write().map_err(|e| self.fail(e))?;
+        let d = &self.0;
+        let txn = d.db.begin_write().map_err(|e| d.fail(e))?;
         {
-            let mut table = txn.open_table(KEYS).map_err(|e| self.fail(e))?;
+            let mut table = txn.open_table(KEYS).map_err(|e| d.fail(e))?;
             let mut sorted = keys.to_vec();
             sorted.sort_unstable();
             for key in sorted {
-                table.insert(key, ()).map_err(|e| self.fail(e))?;
-            }
-            if let Some((covered, id)) = covered {
-                let mut meta = txn.open_table(META).map_err(|e| self.fail(e))?;
-                meta.insert(COVERED, covered.to_string().as_str())
-                    .map_err(|e| self.fail(e))?;
-                if let Some(id) = id {
-                    meta.insert(TABLE_ID, id.as_str())
-                        .map_err(|e| self.fail(e))?;
-                }
+                table.insert(key, ()).map_err(|e| d.fail(e))?;
             }
         }
-        txn.commit().map_err(|e| self.fail(e))
+        if let Some((covered, id)) = covered {
+            let covered = covered.to_string();
+            let mut values = vec![(COVERED, Some(covered.as_str()))];
+            // An id once known is kept.
+            if let Some(id) = id.as_deref() {
+                values.push((TABLE_ID, Some(id)));
+            }
+            d.set_meta(&txn, &values)?;
+        }
+        txn.commit().map_err(|e| d.fail(e))
     }
 
     /// Those of `keys` the index holds.
     pub(crate) fn existing(&self, keys: impl Iterator<Item = u128>) -> Result<KeySet> {
-        let txn = self.db.begin_read().map_err(|e| self.fail(e))?;
+        let d = &self.0;
+        let txn = d.db.begin_read().map_err(|e| d.fail(e))?;
         let table = match txn.open_table(KEYS) {
             Ok(table) => table,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(KeySet::default()),
-            Err(e) => return Err(self.fail(e)),
+            Err(e) => return Err(d.fail(e)),
         };
         let mut found = KeySet::default();
         for key in keys {
-            if table.get(key).map_err(|e| self.fail(e))?.is_some() {
+            if table.get(key).map_err(|e| d.fail(e))?.is_some() {
                 found.insert(key);
             }
         }
@@ -216,38 +168,6 @@ impl KeyIndex {
 /// A `dedupe_key` as silver writes it (32 hex digits).
 pub(crate) fn parse_key(text: &str) -> Option<u128> {
     u128::from_str_radix(text, 16).ok()
-}
-
-/// Where the index of `root` lives.
-fn location(root: &TableRoot) -> PathBuf {
-    const FILE: &str = "silver_keys.redb";
-    if let Some(dir) = root.local_path() {
-        return dir.join("_index").join(FILE);
-    }
-    let cache = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache")))
-        .unwrap_or_else(std::env::temp_dir);
-    let root_hash = xxhash_rust::xxh3::xxh3_64(root.url().as_str().as_bytes());
-    cache
-        .join("patientflow")
-        .join("index")
-        .join(format!("{root_hash:016x}"))
-        .join(FILE)
-}
-
-/// The Delta table id of `table` (none before its first commit).
-fn table_id(table: &DeltaTable) -> Option<String> {
-    let snapshot = table.snapshot().ok()?;
-    let metadata = serde_json::to_value(snapshot.metadata()).ok()?;
-    metadata.get("id")?.as_str().map(str::to_string)
-}
-
-fn index_error(path: &Path, e: impl Into<redb::Error>) -> Error {
-    Error::KeyIndex {
-        path: path.to_path_buf(),
-        message: e.into().to_string(),
-    }
 }
 
 #[cfg(test)]

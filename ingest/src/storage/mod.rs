@@ -27,6 +27,7 @@ use deltalake::datafusion::prelude::{DataFrame, Expr, SessionContext, col, lit};
 
 use crate::error::{Error, Result};
 
+pub(crate) mod derived;
 mod staged;
 
 pub(crate) use staged::StagedTable;

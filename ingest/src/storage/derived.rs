@@ -1,0 +1,126 @@
+//! Indexes derived from the tables, kept on disk (redb files) so that a batch looks up what
+//! it needs instead of reading a whole table: silver's dedupe keys, gold's patient histories.
+//! An index is never the truth: it records which table (Delta table id) it was built from and
+//! how far, and its owner rebuilds it when that does not match. It lives beside the tables of
+//! a local root (`<root>/_index/`) and in the user's cache folder for a remote one.
+
+use std::path::{Path, PathBuf};
+
+use deltalake::DeltaTable;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+
+use super::TableRoot;
+use crate::error::{Error, Result};
+
+const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
+
+/// One index file, open in this process.
+#[derive(Debug)]
+pub(crate) struct Derived {
+    pub(crate) db: Database,
+    pub(crate) path: PathBuf,
+}
+
+impl Derived {
+    /// Opens (creating) the index `file` of `root`, `what` it holds naming it in logs, with a
+    /// page cache of `cache_bytes`; `None` when another process has it open.
+    pub(crate) fn open(
+        root: &TableRoot,
+        file: &str,
+        what: &'static str,
+        cache_bytes: usize,
+    ) -> Result<Option<Self>> {
+        let path = location(root, file);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        }
+        let shown = path.display().to_string();
+        let opened = Database::builder()
+            .set_cache_size(cache_bytes)
+            .set_repair_callback(move |session| {
+                if session.progress() == 0.0 {
+                    tracing::warn!(index = %shown, "repairing the {what}: the process that last wrote it did not close it");
+                }
+            })
+            .create(&path);
+        match opened {
+            Ok(db) => Ok(Some(Self { db, path })),
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
+                tracing::warn!(index = %path.display(), "the {what} is open in another process; reading the tables instead");
+                Ok(None)
+            }
+            Err(e) => Err(index_error(&path, e)),
+        }
+    }
+
+    pub(crate) fn fail(&self, e: impl Into<redb::Error>) -> Error {
+        index_error(&self.path, e)
+    }
+
+    /// The index's metadata value `key`.
+    pub(crate) fn meta(&self, key: &str) -> Result<Option<String>> {
+        let txn = self.db.begin_read().map_err(|e| self.fail(e))?;
+        let meta = match txn.open_table(META) {
+            Ok(meta) => meta,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(self.fail(e)),
+        };
+        Ok(meta
+            .get(key)
+            .map_err(|e| self.fail(e))?
+            .map(|v| v.value().to_string()))
+    }
+
+    /// A sequence kept in the metadata (0 when absent).
+    pub(crate) fn meta_seq(&self, key: &str) -> Result<i64> {
+        Ok(self.meta(key)?.and_then(|v| v.parse().ok()).unwrap_or(0))
+    }
+
+    /// Sets (or, with `None`, removes) metadata values within `txn`.
+    pub(crate) fn set_meta(
+        &self,
+        txn: &WriteTransaction,
+        values: &[(&str, Option<&str>)],
+    ) -> Result<()> {
+        let mut meta = txn.open_table(META).map_err(|e| self.fail(e))?;
+        for (key, value) in values {
+            match value {
+                Some(v) => meta.insert(*key, *v).map(drop),
+                None => meta.remove(*key).map(drop),
+            }
+            .map_err(|e| self.fail(e))?;
+        }
+        Ok(())
+    }
+}
+
+/// Where the index `file` of `root` lives.
+fn location(root: &TableRoot, file: &str) -> PathBuf {
+    if let Some(dir) = root.local_path() {
+        return dir.join("_index").join(file);
+    }
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    let root_hash = xxhash_rust::xxh3::xxh3_64(root.url().as_str().as_bytes());
+    cache
+        .join("patientflow")
+        .join("index")
+        .join(format!("{root_hash:016x}"))
+        .join(file)
+}
+
+/// The Delta table id of `table` (none before its first commit).
+pub(crate) fn table_id(table: &DeltaTable) -> Option<String> {
+    let snapshot = table.snapshot().ok()?;
+    let metadata = serde_json::to_value(snapshot.metadata()).ok()?;
+    metadata.get("id")?.as_str().map(str::to_string)
+}
+
+fn index_error(path: &Path, e: impl Into<redb::Error>) -> Error {
+    Error::Index {
+        path: path.to_path_buf(),
+        message: e.into().to_string(),
+    }
+}
