@@ -12,6 +12,15 @@ use serde::{Deserialize, Serialize};
 const HOUR: i64 = 3_600_000_000;
 const DAY_HOURS: f64 = 24.0;
 
+/// The contract's default limits (warn, stale) in days by canonical department.
+const DEFAULT_DAYS: [(&[&str], f64, f64); 5] = [
+    (&["Emergency"], 1.0, 3.0),
+    (&["ICU", "Pediatrics"], 14.0, 60.0),
+    (&["Surgery", "Cardiology"], 21.0, 60.0),
+    (&["Maternity"], 7.0, 30.0),
+    (&["Oncology"], 42.0, 120.0),
+];
+
 /// How long an open stay may go without an event before it is long-open, and stale.
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -25,18 +34,23 @@ pub struct StayLimits {
 impl StayLimits {
     /// The contract's defaults for a canonical department; 21 d / 60 d for one it does not name.
     pub fn default_for(department: &str) -> Self {
-        let (warn_days, stale_days) = match department {
-            "Emergency" => (1.0, 3.0),
-            "ICU" | "Pediatrics" => (14.0, 60.0),
-            "Surgery" | "Cardiology" => (21.0, 60.0),
-            "Maternity" => (7.0, 30.0),
-            "Oncology" => (42.0, 120.0),
-            _ => (21.0, 60.0),
-        };
+        let (warn_days, stale_days) = DEFAULT_DAYS
+            .iter()
+            .find(|(names, _, _)| names.contains(&department))
+            .map_or((21.0, 60.0), |(_, warn, stale)| (*warn, *stale));
         Self {
             warn_after_hours: warn_days * DAY_HOURS,
             stale_after_hours: stale_days * DAY_HOURS,
         }
+    }
+
+    /// The longest `stale_after` of the defaults, in microseconds.
+    pub(crate) fn longest_default_stale_after() -> i64 {
+        let days = DEFAULT_DAYS
+            .iter()
+            .map(|(_, _, stale)| *stale)
+            .fold(60.0, f64::max);
+        (days * DAY_HOURS * HOUR as f64) as i64
     }
 
     /// The limits of `department`: the reference file's values where it sets them, else the

@@ -147,6 +147,16 @@ impl Departments {
             .unwrap_or(365 * 24 * 3_600_000_000)
     }
 
+    /// The longest `stale_after` an open stay can have, in microseconds: of any department,
+    /// or the defaults' for a department without a version.
+    pub(crate) fn max_stale_after(&self) -> i64 {
+        self.by_key
+            .values()
+            .filter_map(|v| v.last())
+            .map(|v| v.limits.stale_after())
+            .fold(StayLimits::longest_default_stale_after(), i64::max)
+    }
+
     /// All versions as `gold/dim_department` rows.
     pub(crate) fn to_batch(&self) -> Result<RecordBatch> {
         let rows: Vec<&DepartmentVersion> = self.by_key.values().flatten().collect();

@@ -37,17 +37,22 @@ async fn patient_ids(table: &DeltaTable, name: &str, filter: Expr) -> Result<BTr
     Ok(out)
 }
 
-/// Patients with an open stay not stale at the last refresh whose `last event + stale_after`
-/// is at or before `as_of` now: the as-of time has made it stale (contract §5.1).
+/// Patients with an open stay not stale at the last refresh (as of `since`) whose
+/// `last event + stale_after` is at or before `as_of` now: the as-of time has made it stale
+/// (contract §5.1).
 pub(super) async fn stale_passed(
     admissions: &DeltaTable,
     departments: &Departments,
+    since: i64,
     as_of: i64,
 ) -> Result<BTreeSet<String>> {
     let t = FACT_ADMISSION;
+    // Not stale at `since`: its last event is within the longest `stale_after` before it.
+    // The bound lets file statistics skip the old months, whose stays all ended long ago.
     let filter = col("discharge_time")
         .is_null()
         .and(col("stale_since").is_null())
+        .and(col("last_event_time").gt(lit_ts(since - departments.max_stale_after())))
         .and(col("last_event_time").lt_eq(lit_ts(as_of - departments.min_stale_after())));
     let columns = [
         "patient_id",

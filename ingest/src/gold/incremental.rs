@@ -76,7 +76,9 @@ impl Incremental<'_> {
             )
             .await?,
         );
-        ids.extend(stale_passed(&targets[FACT_ADMISSION].table, departments, as_of).await?);
+        let admissions = &targets[FACT_ADMISSION];
+        let since = admissions.as_of.unwrap_or(0);
+        ids.extend(stale_passed(&admissions.table, departments, since, as_of).await?);
         ids.extend(ed_waiting(&targets[FACT_ED_VISIT].table).await?);
         tracing::debug!(patients = ids.len(), "patients to rebuild found");
         let history = match self.history_index {
