@@ -1,5 +1,5 @@
 # Sourced by the benchmark scripts: the release binary, the tools folder and a scratch folder
-# removed on exit. Sets BIN, TREE_BIN, TOOLS and WORK.
+# removed on exit (kept, and named, with KEEP_WORK=1). Sets BIN, TREE_BIN, TOOLS and WORK.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TOOLS="${PATIENTFLOW_TOOLS:-$HOME/.cache/patientflow}"
@@ -9,4 +9,5 @@ cargo build --release -q -p patientflow-server
 # commit's) on the same data.
 TREE_BIN="$CARGO_TARGET_DIR/release/patientflow"
 BIN="${PATIENTFLOW_BIN:-$TREE_BIN}"
-WORK="$(mktemp -d)"; trap 'rm -rf "$WORK"' EXIT
+WORK="$(mktemp -d)"
+if [ -n "${KEEP_WORK:-}" ]; then echo "scratch folder kept: $WORK" >&2; else trap 'rm -rf "$WORK"' EXIT; fi
