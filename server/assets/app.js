@@ -159,7 +159,8 @@ function legend(names, colors = PALETTE) {
 }
 
 // Per hospital: encounters waiting in the emergency department, the longest wait, and those
-// who left without admission today (UTC day of the as-of time).
+// who left without admission among the arrivals 24–48 h before the as-of time: a count by
+// arrival is final only once 24 h have passed (contract §5.1), so today's would always read 0.
 function edNow(el, waiting, left) {
   const hospitals = [...new Set([...state.hospitals, ...waiting.map((r) => r.hospital), ...left.map((r) => r.hospital)])]
     .filter((h) => !$("hospital").value || String(h) === $("hospital").value).sort((a, b) => a - b);
@@ -169,7 +170,7 @@ function edNow(el, waiting, left) {
   const table = document.createElement("table");
   table.className = "ed";
   table.dataset.marks = hospitals.length;
-  table.innerHTML = "<tr><th></th><th>waiting</th><th>longest wait</th><th>left without admission today</th></tr>";
+  table.innerHTML = "<tr><th></th><th>waiting</th><th>longest wait</th><th>left without admission (arrived 24–48 h ago)</th></tr>";
   for (const h of hospitals) {
     const minutes = w.get(h)?.ed_longest_wait_minutes;
     const tr = table.insertRow();
@@ -223,8 +224,8 @@ async function refresh() {
   const time_range = range(days);
   const base = { filters: filters(), time_range };
 
-  const today = new Date(Date.UTC(state.asOf.getUTCFullYear(), state.asOf.getUTCMonth(), state.asOf.getUTCDate()));
-  const tomorrow = new Date(today.getTime() + 86400e3);
+  const settledFrom = new Date(state.asOf.getTime() - 2 * 86400e3);
+  const settledTo = new Date(state.asOf.getTime() - 86400e3);
   const [now, trend, flow, alos, gender, age, quality, ed, left, alerts] = await Promise.all([
     api("/api/v1/query", { metrics: ["occupancy_rate_point", "census", "bottleneck"], dimensions: ["hospital", "department"], filters: filters(), order: ["-occupancy_rate_point"] }),
     api("/api/v1/query", { ...base, metrics: ["occupancy_rate"], dimensions: ["department"], grain: days <= 1 ? "hour" : "day" }),
@@ -235,7 +236,7 @@ async function refresh() {
     api("/api/v1/quality/latest"),
     api("/api/v1/query", { metrics: ["ed_waiting", "ed_longest_wait_minutes"], dimensions: ["hospital"], filters: filters() }),
     api("/api/v1/query", { metrics: ["ed_left_without_admission"], dimensions: ["hospital"], filters: filters(),
-      time_range: { from: today.toISOString(), to: tomorrow.toISOString() } }),
+      time_range: { from: settledFrom.toISOString(), to: settledTo.toISOString() } }),
     api("/api/v1/alerts"),
   ]);
   showAlerts(alerts.alerts || []);
