@@ -21,6 +21,9 @@ const DEFAULT_DAYS: [(&[&str], f64, f64); 5] = [
     (&["Oncology"], 42.0, 120.0),
 ];
 
+/// The default limits (warn, stale) in days of a department the contract does not name.
+const OTHER_DAYS: (f64, f64) = (21.0, 60.0);
+
 /// How long an open stay may go without an event before it is long-open, and stale.
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -37,7 +40,7 @@ impl StayLimits {
         let (warn_days, stale_days) = DEFAULT_DAYS
             .iter()
             .find(|(names, _, _)| names.contains(&department))
-            .map_or((21.0, 60.0), |(_, warn, stale)| (*warn, *stale));
+            .map_or(OTHER_DAYS, |(_, warn, stale)| (*warn, *stale));
         Self {
             warn_after_hours: warn_days * DAY_HOURS,
             stale_after_hours: stale_days * DAY_HOURS,
@@ -49,7 +52,7 @@ impl StayLimits {
         let days = DEFAULT_DAYS
             .iter()
             .map(|(_, _, stale)| *stale)
-            .fold(60.0, f64::max);
+            .fold(OTHER_DAYS.1, f64::max);
         (days * DAY_HOURS * HOUR as f64) as i64
     }
 

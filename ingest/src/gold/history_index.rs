@@ -14,7 +14,7 @@ use std::collections::BTreeSet;
 use deltalake::DeltaTable;
 use deltalake::datafusion::prelude::{col, lit};
 use futures::StreamExt;
-use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{ReadableTable, TableDefinition};
 
 use super::history::{
     History, Interner, Kind, Observation, Sources, attribute_columns, ehr_columns, event_columns,
@@ -206,11 +206,8 @@ impl HistoryIndex {
     /// The held records of `patients`.
     fn read(&self, patients: &BTreeSet<String>) -> Result<History> {
         let d = &self.0;
-        let txn = d.db.begin_read().map_err(|e| d.fail(e))?;
-        let table = match txn.open_table(RECORDS) {
-            Ok(table) => table,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(History::new()),
-            Err(e) => return Err(d.fail(e)),
+        let Some(table) = d.read_table(RECORDS)? else {
+            return Ok(History::new());
         };
         let mut history = History::new();
         let mut interner = Interner::default();

@@ -12,7 +12,7 @@ use deltalake::DeltaTable;
 use deltalake::arrow::array::{RecordBatch, StringArray};
 use deltalake::datafusion::prelude::{col, lit};
 use futures::StreamExt;
-use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{ReadableTable, TableDefinition};
 
 use super::KeySet;
 use crate::error::Result;
@@ -149,11 +149,8 @@ impl KeyIndex {
     /// Those of `keys` the index holds.
     pub(crate) fn existing(&self, keys: impl Iterator<Item = u128>) -> Result<KeySet> {
         let d = &self.0;
-        let txn = d.db.begin_read().map_err(|e| d.fail(e))?;
-        let table = match txn.open_table(KEYS) {
-            Ok(table) => table,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(KeySet::default()),
-            Err(e) => return Err(d.fail(e)),
+        let Some(table) = d.read_table(KEYS)? else {
+            return Ok(KeySet::default());
         };
         let mut found = KeySet::default();
         for key in keys {

@@ -53,6 +53,19 @@ impl Derived {
         }
     }
 
+    /// `definition` in a read transaction of its own; `None` while nothing was written to it.
+    pub(crate) fn read_table<K: redb::Key + 'static, V: redb::Value + 'static>(
+        &self,
+        definition: redb::TableDefinition<K, V>,
+    ) -> Result<Option<redb::ReadOnlyTable<K, V>>> {
+        let txn = self.db.begin_read().map_err(|e| self.fail(e))?;
+        match txn.open_table(definition) {
+            Ok(table) => Ok(Some(table)),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+            Err(e) => Err(self.fail(e)),
+        }
+    }
+
     pub(crate) fn fail(&self, e: impl Into<redb::Error>) -> Error {
         index_error(&self.path, e)
     }
