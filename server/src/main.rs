@@ -76,9 +76,34 @@ fn no_transparent_huge_pages() {
     }
 }
 
-fn init_logging(filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,patientflow=info"));
+/// The filter of `--log`: a bare level is that of patientflow's crates, the libraries' staying
+/// at warnings (the Delta kernel's off: it logs a table not created yet as an error); anything
+/// else is a filter as written.
+fn log_filter(given: &str) -> String {
+    let level = given.trim().to_ascii_lowercase();
+    if level != "off" && level.parse::<tracing::Level>().is_err() {
+        return given.to_string();
+    }
+    let libraries = if level == "off" {
+        "off"
+    } else {
+        "warn,buoyant_kernel=off,deltalake_core=error"
+    };
+    let own = [
+        "patientflow",
+        "patientflow_ingest",
+        "patientflow_semantic",
+        "patientflow_sql",
+    ];
+    std::iter::once(libraries.to_string())
+        .chain(own.iter().map(|c| format!("{c}={level}")))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn init_logging(given: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(log_filter(given))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(log_filter("info")));
     use std::io::IsTerminal;
     // Colour only on a terminal: a log file or a pipe gets plain text.
     tracing_subscriber::fmt()
@@ -143,4 +168,19 @@ fn run(cli: Cli) -> Result<()> {
     // Tasks still blocked (on storage that no longer answers) do not hold the exit up.
     runtime.shutdown_timeout(std::time::Duration::from_secs(5));
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_filter;
+
+    #[test]
+    fn a_bare_level_is_patientflow_s_and_a_filter_is_taken_as_written() {
+        let debug = log_filter("DEBUG");
+        assert!(debug.starts_with("warn,buoyant_kernel=off,deltalake_core=error,"));
+        assert!(debug.contains("patientflow_ingest=debug"), "{debug}");
+        assert!(log_filter("off").split(',').all(|d| d.ends_with("off")));
+        let written = "patientflow_ingest=trace,deltalake_core=info,warn";
+        assert_eq!(log_filter(written), written);
+    }
 }

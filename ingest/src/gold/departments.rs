@@ -137,16 +137,6 @@ impl Departments {
             .map_or_else(|| StayLimits::default_for(department), |v| v.limits)
     }
 
-    /// The shortest `stale_after` of any department, in microseconds (a year with none).
-    pub(crate) fn min_stale_after(&self) -> i64 {
-        self.by_key
-            .values()
-            .filter_map(|v| v.last())
-            .map(|v| v.limits.stale_after())
-            .min()
-            .unwrap_or(365 * 24 * 3_600_000_000)
-    }
-
     /// The longest `stale_after` an open stay can have, in microseconds: of any department,
     /// or the defaults' for a department without a version.
     pub(crate) fn max_stale_after(&self) -> i64 {

@@ -84,15 +84,15 @@ pub(crate) struct Segments {
     pub(crate) occupancies: Vec<Occupancy>,
 }
 
-/// When an open stay went stale (contract §5.1): `last event + stale_after` of its current
-/// department, if that is at or before `as_of`; `None` for a stay discharged by then.
-pub(crate) fn stale_since(stay: &Stay, departments: &Departments, as_of: i64) -> Option<i64> {
+/// When a stay open at `as_of` goes stale unless a record of it arrives (contract §5.1):
+/// `last event + stale_after` of its current department, which may be before `as_of` or after
+/// it; `None` for a stay discharged by then.
+pub(crate) fn goes_stale(stay: &Stay, departments: &Departments, as_of: i64) -> Option<i64> {
     if stay.discharge_time.is_some_and(|d| d <= as_of) {
         return None;
     }
     let current = &stay.segments.last()?.department;
-    let since = stay.last_event + departments.limits(stay.hospital_id, current).stale_after();
-    (since <= as_of).then_some(since)
+    Some(stay.last_event + departments.limits(stay.hospital_id, current).stale_after())
 }
 
 impl Admissions {

@@ -4,7 +4,8 @@
 //! holds one accumulator per department and hour, not the segments. Peak memory is that of
 //! one slice, whatever the history. Each table is then replaced in one commit that removes
 //! its old files and adds every slice's ([`StagedTable`]), so readers see the previous build or
-//! this one, never a part.
+//! this one, never a part. The slices also fill the patient history index that incremental
+//! refreshes read ([`HistoryIndex`]), so the first of them does not build it from silver.
 
 use std::collections::BTreeMap;
 
@@ -14,12 +15,13 @@ use deltalake::kernel::Transaction;
 use super::census::MonthlyCensus;
 use super::departments::Departments;
 use super::history::{self, Sources};
+use super::history_index::HistoryIndex;
 use super::layout::partition_columns;
 use super::rebuild::{Rebuilt, rebuild};
 use super::slices::Slices;
-use super::{DAY, GoldMetrics, calendar};
+use super::{DAY, GoldMetrics, calendar, next_stale_txn};
 use crate::error::Result;
-use crate::maintenance::compact;
+use crate::maintenance::{checkpoint, compact};
 use crate::storage::{StagedTable, TableRoot, WriteMode, write};
 use crate::tables::{DIM_DATE, DIM_DEPARTMENT, FACT_CENSUS_HOURLY, FACT_CENSUS_HOURLY_SPEC};
 
@@ -33,6 +35,8 @@ pub(super) struct FullBuild<'a> {
     pub(super) department_batch: RecordBatch,
     pub(super) as_of: i64,
     pub(super) rows_per_slice: usize,
+    /// Filled from the slices (`None`: open elsewhere).
+    pub(super) history_index: Option<&'a HistoryIndex>,
 }
 
 /// A gold table a full build replaces: its current state and how it is laid out.
@@ -69,9 +73,15 @@ impl FullBuild<'_> {
                 staged.insert(*name, table);
             }
         }
+        // The patient history index is filled from the slices, each patient written once.
+        let fill = match self.history_index {
+            Some(index) => index.fill(&self.sources, self.tracked)?,
+            None => None,
+        };
         let mut census = MonthlyCensus::new(as_of, self.departments);
         let as_of_day = as_of.div_euclid(DAY);
         let (mut first_day, mut last_day) = (as_of_day, as_of_day);
+        let mut next_stale: Option<i64> = None;
         for k in 0..count {
             let history = match &slices {
                 Some(slices) => slices.load(k)?,
@@ -88,17 +98,23 @@ impl FullBuild<'_> {
             for d in days {
                 (first_day, last_day) = (first_day.min(d), last_day.max(d));
             }
+            if let Some(fill) = &fill {
+                fill.add(&history)?;
+            }
             drop(history);
+            next_stale = next_stale.into_iter().chain(rebuilt.next_stale).min();
             for o in &rebuilt.segments.occupancies {
                 census.add(o);
             }
             for (name, batch) in rebuilt.finish(as_of, self.tracked)? {
                 if let Some(table) = staged.get_mut(name) {
                     table.write(batch).await?;
-                    table.flush().await?;
                 }
             }
             tracing::debug!(slice = k + 1, of = count, "slice rebuilt");
+        }
+        if let Some(fill) = fill {
+            fill.finish(&self.sources, self.tracked)?;
         }
         metrics.unplaced_segments = census.unplaced();
         metrics.census_days = census.days().len();
@@ -113,7 +129,6 @@ impl FullBuild<'_> {
                 let month = month?;
                 metrics.census_rows += month.num_rows();
                 table.write(month).await?;
-                table.flush().await?;
             }
             staged.insert(FACT_CENSUS_HOURLY, table);
         }
@@ -123,14 +138,18 @@ impl FullBuild<'_> {
             (DIM_DATE, calendar),
         ];
 
+        let txns = &[txns, &[next_stale_txn(next_stale)]].concat();
         // Commit, census first (as an incremental refresh does).
         for name in std::iter::once(FACT_CENSUS_HOURLY).chain(empty.iter().map(|(n, _)| *n)) {
             if let (Some(table), Some(target)) = (staged.remove(name), replace.get(name)) {
                 table.commit(target.table, txns.to_vec()).await?;
                 metrics.tables_written += 1;
                 if count > 1 {
-                    // A file per slice and month: merged into files of the target size.
-                    compact(self.root.open(name).await?, name).await?;
+                    // A file per slice and month: merged into files of the target size, then
+                    // a checkpoint, so that opening the table does not replay the thousands
+                    // of files added and removed.
+                    let (compacted, _) = compact(self.root.open(name).await?, name).await?;
+                    checkpoint(&compacted, name).await?;
                 }
             }
         }

@@ -29,6 +29,7 @@ mod stays;
 pub use freshness::{Freshness, freshness};
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use deltalake::DeltaTable;
@@ -59,6 +60,15 @@ const AS_OF_APP: &str = "patientflow:gold:as_of";
 const EHR_APP: &str = "patientflow:gold:ehr";
 /// Application-transaction id under which gold tables record the department data they used.
 const DEPARTMENTS_APP: &str = "patientflow:gold:departments";
+/// Application-transaction id under which gold tables record the earliest time (UTC micros) a
+/// stay open and not stale at their as-of time goes stale (`i64::MAX`: none will): until then
+/// a refresh has no stay to look for that the clock made stale.
+const NEXT_STALE_APP: &str = "patientflow:gold:next_stale";
+
+/// The application transaction recording `next_stale` (see [`NEXT_STALE_APP`]).
+fn next_stale_txn(next_stale: Option<i64>) -> Transaction {
+    Transaction::new(NEXT_STALE_APP, next_stale.unwrap_or(i64::MAX))
+}
 
 /// `yyyymmdd` of a UTC instant in microseconds.
 pub(crate) fn date_key(t: i64) -> i32 {
@@ -144,6 +154,9 @@ pub struct GoldRefresh {
     limits: BTreeMap<String, StayLimits>,
     full: bool,
     rows_per_slice: usize,
+    /// The patient history index once opened, shared by the clones of a refresh that keeps
+    /// it open (`None`: opened by each refresh).
+    held_index: Option<Arc<Mutex<Option<Arc<HistoryIndex>>>>>,
 }
 
 /// Silver records per slice of a full build (about 1 GiB of working memory).
@@ -157,6 +170,8 @@ struct Target {
     ehr: i64,
     as_of: Option<i64>,
     departments: Option<i64>,
+    /// See [`NEXT_STALE_APP`]; `None` when not recorded.
+    next_stale: Option<i64>,
     /// Partitioned as its specification says (a table of an earlier layout is rebuilt).
     laid_out: bool,
 }
@@ -179,7 +194,30 @@ impl GoldRefresh {
             limits: BTreeMap::new(),
             full: false,
             rows_per_slice: DEFAULT_ROWS_PER_SLICE,
+            held_index: None,
         }
+    }
+
+    /// Keeps the patient history index open from one refresh to the next, in this refresh
+    /// and its clones: a stream refreshing every second does not reopen it each time. Other
+    /// processes refreshing meanwhile read silver instead.
+    pub fn keeping_index_open(mut self) -> Self {
+        self.held_index = Some(Arc::default());
+        self
+    }
+
+    /// The patient history index; `None` when another process has it open.
+    fn history_index(&self) -> Result<Option<Arc<HistoryIndex>>> {
+        let Some(held) = &self.held_index else {
+            return Ok(HistoryIndex::open(&self.root)?.map(Arc::new));
+        };
+        let mut held = held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if held.is_none() {
+            *held = HistoryIndex::open(&self.root)?.map(Arc::new);
+        }
+        Ok(held.clone())
     }
 
     /// Open-stay limits by department name (contract §5.1), over the contract's defaults; a
@@ -218,11 +256,12 @@ impl GoldRefresh {
     async fn target(&self, name: &str) -> Result<Target> {
         let table = self.root.open(name).await?;
         let version = |app| txn_version(&table, name, app);
-        let (seq, ehr, as_of, departments) = futures::try_join!(
+        let (seq, ehr, as_of, departments, next_stale) = futures::try_join!(
             version(GOLD_APP),
             version(EHR_APP),
             version(AS_OF_APP),
-            version(DEPARTMENTS_APP)
+            version(DEPARTMENTS_APP),
+            version(NEXT_STALE_APP)
         )?;
         Ok(Target {
             laid_out: partitioned_as_specified(&table, name),
@@ -230,6 +269,7 @@ impl GoldRefresh {
             ehr: ehr.unwrap_or(0),
             as_of,
             departments,
+            next_stale,
             table,
         })
     }
@@ -306,6 +346,7 @@ impl GoldRefresh {
             Transaction::new(AS_OF_APP, as_of),
             Transaction::new(DEPARTMENTS_APP, fingerprint),
         ];
+        let history_index = self.history_index()?;
         if full {
             let replace = targets
                 .iter()
@@ -326,13 +367,13 @@ impl GoldRefresh {
                 department_batch,
                 as_of,
                 rows_per_slice: self.rows_per_slice,
+                history_index: history_index.as_deref(),
             };
             build.run(&replace, &txns, &mut metrics).await?;
         } else {
-            let history_index = HistoryIndex::open(&self.root)?;
             let refresh = Incremental {
                 sources,
-                history_index: history_index.as_ref(),
+                history_index: history_index.as_deref(),
                 tracked: &self.tracked,
                 departments: &departments,
                 department_batch,

@@ -19,6 +19,8 @@ pub(super) struct Rebuilt {
     pub(super) segments: Segments,
     pub(super) ed_visits: EdVisits,
     pub(super) versions: Vec<PatientVersion>,
+    /// The earliest time one of the stays open and not stale at the as-of time goes stale.
+    pub(super) next_stale: Option<i64>,
 }
 
 /// Rebuilds every patient of `history`, counting what was rebuilt into `metrics`.
@@ -35,11 +37,17 @@ pub(super) fn rebuild(
         metrics.waiting_encounters += rebuilt.waiting;
         metrics.stays += rebuilt.stays.len();
         metrics.ed_visits += rebuilt.ed_visits.len();
-        let stale: Vec<Option<i64>> = rebuilt
+        let goes_stale = rebuilt
             .stays
             .iter()
-            .map(|s| facts::stale_since(s, departments, as_of))
-            .collect();
+            .map(|s| facts::goes_stale(s, departments, as_of));
+        let mut stale = Vec::with_capacity(rebuilt.stays.len());
+        for t in goes_stale {
+            stale.push(t.filter(|t| *t <= as_of));
+            if let Some(t) = t.filter(|t| *t > as_of) {
+                out.next_stale = Some(out.next_stale.map_or(t, |n| n.min(t)));
+            }
+        }
         let p = PatientStays {
             patient_id,
             versions: &versions,

@@ -19,6 +19,7 @@ use super::history::{
     History, Interner, Sources, attribute_columns, ehr_columns, event_columns, in_receipt_order,
     read_batch, read_ehr_batch,
 };
+use super::history_index::patient_hash;
 use crate::error::{Error, Result};
 use crate::storage::{column, row_count, scan_stream};
 use crate::tables::{SILVER_EHR, SILVER_EVENTS};
@@ -31,9 +32,11 @@ pub(super) struct Slices {
     event_attributes: Option<Vec<Option<String>>>,
 }
 
-/// The slice (of `count`) holding the patient `id`'s records.
+/// The slice (of `count`) holding the patient `id`'s records: slices are ranges of the
+/// patient hash, in order, so the history index (keyed by the same hash) is filled slice after
+/// slice at the end of its key space.
 fn slice_of(id: &str, count: usize) -> usize {
-    (xxhash_rust::xxh3::xxh3_64(id.as_bytes()) % count as u64) as usize
+    ((u128::from(patient_hash(id)) * count as u128) >> 64) as usize
 }
 
 impl Slices {

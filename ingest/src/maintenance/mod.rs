@@ -167,10 +167,7 @@ impl Maintenance {
         if since < self.checkpoint_every {
             return Ok(None);
         }
-        deltalake::checkpoints::create_checkpoint(table, None)
-            .await
-            .map_err(|e| Error::delta(name, e))?;
-        tracing::info!(table = name, version, "checkpoint written");
+        checkpoint(table, name).await?;
         Ok(Some(Operation {
             table: name,
             kind: "checkpoint",
@@ -214,6 +211,20 @@ impl Maintenance {
             bytes_removed: 0,
         })
     }
+}
+
+/// Writes a checkpoint of the table's current version: readers then load its state from one
+/// Parquet file instead of replaying the commits before it.
+pub(crate) async fn checkpoint(table: &DeltaTable, name: &'static str) -> Result<()> {
+    deltalake::checkpoints::create_checkpoint(table, None)
+        .await
+        .map_err(|e| Error::delta(name, e))?;
+    tracing::info!(
+        table = name,
+        version = table.version(),
+        "checkpoint written"
+    );
+    Ok(())
 }
 
 /// Rewrites the small files of each partition into files of the table's target size (the

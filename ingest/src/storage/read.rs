@@ -58,10 +58,17 @@ pub(crate) async fn scan_keyed(
     keys: Option<Keys<'_>>,
     order: &[&str],
 ) -> Result<Vec<RecordBatch>> {
+    let started = std::time::Instant::now();
     let Some(df) = frame(table, name, columns, filter, keys, order).await? else {
         return Ok(vec![]);
     };
     let batches = df.collect().await.map_err(|e| Error::arrow(name, e))?;
+    tracing::debug!(
+        table = name,
+        rows = batches.iter().map(RecordBatch::num_rows).sum::<usize>(),
+        seconds = started.elapsed().as_secs_f64(),
+        "scanned"
+    );
     batches.iter().map(|b| without_views(b, name)).collect()
 }
 

@@ -62,19 +62,22 @@ impl StagedTable {
         })
     }
 
-    /// Buffers rows of the table's next content.
+    /// Writes rows of the table's next content, one partition at a time: each partition's
+    /// file is closed before the next is begun, so memory holds one open file whatever the
+    /// number of partitions (ten years of months) the rows fall in.
     pub(crate) async fn write(&mut self, batch: RecordBatch) -> Result<()> {
-        if batch.num_rows() == 0 {
-            return Ok(());
+        for part in by_partition(&batch, &self.partition_by, self.name)? {
+            self.writer
+                .write(part)
+                .await
+                .map_err(|e| Error::delta(self.name, e))?;
+            self.flush().await?;
         }
-        self.writer
-            .write(batch)
-            .await
-            .map_err(|e| Error::delta(self.name, e))
+        Ok(())
     }
 
     /// Closes the files of the rows buffered so far, freeing their memory.
-    pub(crate) async fn flush(&mut self) -> Result<()> {
+    async fn flush(&mut self) -> Result<()> {
         let adds = self
             .writer
             .flush()
@@ -147,5 +150,91 @@ impl StagedTable {
             .await
             .map_err(delta)?;
         Ok(())
+    }
+}
+
+/// The rows of `batch` grouped by their values of the `partition_by` columns (all of them
+/// when there are none), in order of those values.
+fn by_partition(
+    batch: &RecordBatch,
+    partition_by: &[String],
+    name: &str,
+) -> Result<Vec<RecordBatch>> {
+    use deltalake::arrow::array::{Array, ArrayRef, AsArray, UInt32Array};
+    use deltalake::arrow::compute::{cast, take_record_batch};
+    use deltalake::arrow::datatypes::DataType;
+    if batch.num_rows() == 0 {
+        return Ok(vec![]);
+    }
+    if partition_by.is_empty() {
+        return Ok(vec![batch.clone()]);
+    }
+    let arrow = |e| Error::arrow(name, e);
+    let values = partition_by
+        .iter()
+        .map(|c| {
+            let missing = || std::io::Error::other(format!("partition column `{c}` is missing"));
+            let values = batch
+                .column_by_name(c)
+                .ok_or_else(|| Error::arrow(name, missing()))?;
+            cast(values, &DataType::Utf8).map_err(arrow)
+        })
+        .collect::<Result<Vec<ArrayRef>>>()?;
+    let values: Vec<_> = values.iter().map(|v| v.as_string::<i32>()).collect();
+    let mut rows: std::collections::BTreeMap<Vec<Option<&str>>, Vec<u32>> = Default::default();
+    for i in 0..batch.num_rows() {
+        let key = values
+            .iter()
+            .map(|v| v.is_valid(i).then(|| v.value(i)))
+            .collect();
+        rows.entry(key).or_default().push(i as u32);
+    }
+    rows.into_values()
+        .map(|r| take_record_batch(batch, &UInt32Array::from(r)).map_err(arrow))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use deltalake::arrow::array::{Int32Array, Int64Array};
+
+    use super::*;
+
+    #[test]
+    fn rows_are_grouped_by_partition_value_in_order_of_it() {
+        let batch = RecordBatch::try_from_iter([
+            (
+                "month_key",
+                Arc::new(Int32Array::from(vec![
+                    Some(202602),
+                    None,
+                    Some(202601),
+                    Some(202602),
+                ])) as _,
+            ),
+            ("n", Arc::new(Int64Array::from(vec![1, 2, 3, 4])) as _),
+        ])
+        .unwrap();
+        let parts = by_partition(&batch, &["month_key".into()], "t").unwrap();
+        let n = |b: &RecordBatch| {
+            let n = b.column_by_name("n").unwrap();
+            n.as_any()
+                .downcast_ref::<Int64Array>()
+                .unwrap()
+                .values()
+                .to_vec()
+        };
+        // NULL first, then 202601, then 202602's two rows in their order.
+        let got: Vec<Vec<i64>> = parts.iter().map(n).collect();
+        assert_eq!(got, vec![vec![2], vec![3], vec![1, 4]]);
+        // Unpartitioned: the batch as it is; no rows: nothing.
+        assert_eq!(by_partition(&batch, &[], "t").unwrap().len(), 1);
+        assert!(
+            by_partition(&batch.slice(0, 0), &["month_key".into()], "t")
+                .unwrap()
+                .is_empty()
+        );
     }
 }

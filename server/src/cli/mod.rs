@@ -28,13 +28,10 @@ pub(crate) struct Cli {
     /// Config file (TOML). Default: ./patientflow.toml when present.
     #[arg(long, global = true, env = "PATIENTFLOW_CONFIG")]
     pub(crate) config: Option<PathBuf>,
-    /// Log filter, e.g. `info` or `patientflow=debug,warn` (logs go to stderr).
-    #[arg(
-        long,
-        global = true,
-        env = "PATIENTFLOW_LOG",
-        default_value = "warn,buoyant_kernel=off,deltalake_core=error,patientflow=info,patientflow_ingest=info"
-    )]
+    /// Log level of patientflow's own logs (`off`, `error`, `warn`, `info`, `debug`, `trace`;
+    /// the libraries' stay at warnings), or a full filter such as
+    /// `patientflow_ingest=debug,deltalake_core=info,warn` taken as written. Logs go to stderr.
+    #[arg(long, global = true, env = "PATIENTFLOW_LOG", default_value = "info")]
     pub(crate) log: String,
     #[command(subcommand)]
     pub(crate) command: Command,

@@ -58,7 +58,9 @@ fn fifty_incremental_refreshes_equal_a_full_rebuild() {
     };
     first.iter().for_each(|f| land(f));
     ingest(&landing, &inc, &["--no-gold"]);
-    refresh(&inc, &as_of(0), &[]);
+    // A full build in slices, which fills the patient history index the batches then read.
+    let out = refresh(&inc, &as_of(0), &["--rows-per-slice", "4000"]);
+    assert!(out["slices"].as_u64().unwrap() > 1, "{out}");
     let mut rebuilt = 0;
     for (i, file) in batches.iter().enumerate() {
         land(file);
