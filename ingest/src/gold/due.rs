@@ -9,7 +9,7 @@ use deltalake::arrow::array::{Int32Array, StringArray, TimestampMicrosecondArray
 use deltalake::datafusion::prelude::{Expr, col, lit};
 
 use super::departments::Departments;
-use super::lit_ts;
+use super::{earliest, lit_ts};
 use crate::error::Result;
 use crate::storage::{column, scan};
 use crate::tables::{FACT_ADMISSION, FACT_ED_VISIT, FACT_STAY_SEGMENT};
@@ -39,22 +39,16 @@ async fn patient_ids(table: &DeltaTable, name: &str, filter: Expr) -> Result<BTr
 
 /// Patients with an open stay not stale at the last refresh (as of `since`) whose
 /// `last event + stale_after` is at or before `as_of` now: the as-of time has made it stale
-/// (contract §5.1). With them, the earliest time another of those stays goes stale.
-///
-/// `next_stale`, recorded by the last refresh, is a time no such stay goes stale before: until
-/// the as-of time reaches it, nothing is read. (Bulk-loaded history defeats file statistics
-/// here: a flat record's last event is its receipt, so every month holds stays open until
-/// `stale_after` past the load.)
+/// (contract §5.1). With them, the earliest time another of those stays goes stale, which the
+/// refresh records so that the next ones need not search before it. (File statistics do not
+/// narrow this search after a bulk load: a flat record's last event is its receipt, so every
+/// month holds stays open until `stale_after` past the load.)
 pub(super) async fn stale_passed(
     admissions: &DeltaTable,
     departments: &Departments,
     since: i64,
-    next_stale: Option<i64>,
     as_of: i64,
 ) -> Result<(BTreeSet<String>, Option<i64>)> {
-    if next_stale.is_some_and(|t| t > as_of) {
-        return Ok((BTreeSet::new(), next_stale));
-    }
     let t = FACT_ADMISSION;
     // Not stale at `since`: its last event is within the longest `stale_after` before it.
     let filter = col("discharge_time")
@@ -79,11 +73,12 @@ pub(super) async fn stale_passed(
             if goes_stale <= as_of {
                 out.insert(ids.value(i).to_string());
             } else {
-                next = Some(next.map_or(goes_stale, |n| n.min(goes_stale)));
+                next = earliest(next, Some(goes_stale));
             }
         }
     }
-    Ok((out, Some(next.unwrap_or(i64::MAX))))
+    // Searched: with no such stay left, none goes stale until a record opens one.
+    Ok((out, next.or(Some(i64::MAX))))
 }
 
 /// Patients with an emergency-department visit still waiting at the last refresh: their

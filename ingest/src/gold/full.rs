@@ -19,7 +19,7 @@ use super::history_index::HistoryIndex;
 use super::layout::partition_columns;
 use super::rebuild::{Rebuilt, rebuild};
 use super::slices::Slices;
-use super::{DAY, GoldMetrics, calendar, next_stale_txn};
+use super::{DAY, GoldMetrics, calendar, earliest, next_stale_txn};
 use crate::error::Result;
 use crate::maintenance::{checkpoint, compact};
 use crate::storage::{StagedTable, TableRoot, WriteMode, write};
@@ -102,7 +102,7 @@ impl FullBuild<'_> {
                 fill.add(&history)?;
             }
             drop(history);
-            next_stale = next_stale.into_iter().chain(rebuilt.next_stale).min();
+            next_stale = earliest(next_stale, rebuilt.next_stale);
             for o in &rebuilt.segments.occupancies {
                 census.add(o);
             }

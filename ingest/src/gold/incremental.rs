@@ -18,7 +18,9 @@ use super::history::{self, Sources};
 use super::history_index::HistoryIndex;
 use super::layout::partition_columns;
 use super::rebuild::rebuild;
-use super::{DAY, GoldMetrics, Target, calendar, calendar_range, month_key, next_stale_txn};
+use super::{
+    DAY, GoldMetrics, Target, calendar, calendar_range, earliest, month_key, next_stale_txn,
+};
 use crate::error::Result;
 use crate::storage::{WriteMode, write};
 use crate::tables::{
@@ -78,15 +80,14 @@ impl Incremental<'_> {
         );
         let admissions = &targets[FACT_ADMISSION];
         let since = admissions.as_of.unwrap_or(0);
-        let (stale, next_stale) = stale_passed(
-            &admissions.table,
-            departments,
-            since,
-            admissions.next_stale,
-            as_of,
-        )
-        .await?;
-        ids.extend(stale);
+        // No open stay goes stale before the time the last refresh recorded.
+        metrics.stale_search = admissions.next_stale.is_none_or(|t| t <= as_of);
+        let mut next_stale = admissions.next_stale;
+        if metrics.stale_search {
+            let (stale, next) = stale_passed(&admissions.table, departments, since, as_of).await?;
+            ids.extend(stale);
+            next_stale = next;
+        }
         ids.extend(ed_waiting(&targets[FACT_ED_VISIT].table).await?);
         tracing::debug!(patients = ids.len(), "patients to rebuild found");
         let history = match self.history_index {
@@ -107,7 +108,7 @@ impl Incremental<'_> {
 
         // Rebuild them.
         let mut rebuilt = rebuild(&history, departments, as_of, metrics)?;
-        let next_stale = next_stale.into_iter().chain(rebuilt.next_stale).min();
+        let next_stale = earliest(next_stale, rebuilt.next_stale);
         let txns = &[txns, &[next_stale_txn(next_stale)]].concat();
 
         // The census months to recompute: those whose segments changed and those the as-of

@@ -65,6 +65,11 @@ const DEPARTMENTS_APP: &str = "patientflow:gold:departments";
 /// a refresh has no stay to look for that the clock made stale.
 const NEXT_STALE_APP: &str = "patientflow:gold:next_stale";
 
+/// The earlier of two times, either unknown.
+fn earliest(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    a.into_iter().chain(b).min()
+}
+
 /// The application transaction recording `next_stale` (see [`NEXT_STALE_APP`]).
 fn next_stale_txn(next_stale: Option<i64>) -> Transaction {
     Transaction::new(NEXT_STALE_APP, next_stale.unwrap_or(i64::MAX))
@@ -123,6 +128,9 @@ pub struct GoldMetrics {
     pub ed_visits: usize,
     /// Stays open but stale at the as-of time (contract §5.1), among those rebuilt.
     pub stale_stays: usize,
+    /// Whether an incremental refresh searched `fact_admission` for stays the as-of time made
+    /// stale: it does not before the earliest time the last refresh recorded one goes stale.
+    pub stale_search: bool,
     /// Stays whose `(hospital, department)` has no reference version (department key -1).
     pub unknown_departments: usize,
     /// Segments the census could not place, their department having no reference version.

@@ -3,13 +3,13 @@
 
 use deltalake::arrow::array::RecordBatch;
 
-use super::GoldMetrics;
 use super::departments::Departments;
 use super::ed_visits::EdVisits;
 use super::facts::{self, Admissions, PatientStays, Segments};
 use super::history::History;
 use super::patients::{self, PatientVersion};
 use super::stays;
+use super::{GoldMetrics, earliest};
 use crate::error::Result;
 
 /// The rows of the patients rebuilt.
@@ -44,9 +44,7 @@ pub(super) fn rebuild(
         let mut stale = Vec::with_capacity(rebuilt.stays.len());
         for t in goes_stale {
             stale.push(t.filter(|t| *t <= as_of));
-            if let Some(t) = t.filter(|t| *t > as_of) {
-                out.next_stale = Some(out.next_stale.map_or(t, |n| n.min(t)));
-            }
+            out.next_stale = earliest(out.next_stale, t.filter(|t| *t > as_of));
         }
         let p = PatientStays {
             patient_id,

@@ -52,6 +52,7 @@ pub(crate) fn summary_json(m: &GoldMetrics) -> serde_json::Value {
         "waiting_encounters": m.waiting_encounters,
         "ed_visits": m.ed_visits,
         "stale_stays": m.stale_stays,
+        "stale_search": m.stale_search,
         "unknown_departments": m.unknown_departments,
         "unplaced_segments": m.unplaced_segments,
         "census_days": m.census_days,

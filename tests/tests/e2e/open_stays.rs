@@ -171,16 +171,25 @@ fn a_stay_whose_discharge_is_lost_leaves_the_census_when_stale_and_a_late_discha
     assert_eq!(census(&data, "2026-03-02T02:00:00Z", "Surgery"), "0|0.0");
 
     // Time passes with nothing new. Before 4 March 00:00, the earliest time the last refresh
-    // recorded an open stay goes stale, the refresh looks for none; after it, it finds the
-    // emergency stay, stale from then.
+    // recorded an open stay goes stale, the refresh does not search; after it, it searches and
+    // finds the emergency stay, stale from then.
     let before = refresh(&data, "2026-03-03T20:00:00Z");
     assert_eq!(
-        (&before["full"], &before["patients"]),
-        (&false.into(), &0.into()),
+        (
+            &before["full"],
+            &before["patients"],
+            &before["stale_search"]
+        ),
+        (&false.into(), &0.into(), &false.into()),
         "{before}"
     );
     assert_eq!(stay(&data, "ED1"), "2026-03-01T00:00:00Z|NULL|NULL|true");
     let later = refresh(&data, "2026-03-05T00:00:00Z");
+    assert_eq!(
+        (&later["stale_search"], &later["patients"]),
+        (&true.into(), &1.into()),
+        "{later}"
+    );
     assert_eq!(later["full"], false, "{later}");
     assert_eq!(
         stay(&data, "ED1"),
