@@ -58,9 +58,10 @@ impl FullBuild<'_> {
         let as_of = self.as_of;
         let count = Slices::count(&self.sources, self.rows_per_slice).await?;
         metrics.slices = count;
+        let scratch = self.root.scratch_dir()?;
         let slices = if count > 1 {
             tracing::info!(slices = count, "splitting silver by patient");
-            Some(Slices::split(&self.sources, self.tracked, count).await?)
+            Some(Slices::split(&self.sources, self.tracked, count, &scratch).await?)
         } else {
             None
         };
@@ -78,7 +79,7 @@ impl FullBuild<'_> {
             Some(index) => index.fill(&self.sources, self.tracked)?,
             None => None,
         };
-        let mut census = MonthlyCensus::new(as_of, self.departments);
+        let mut census = MonthlyCensus::new(as_of, self.departments, &scratch)?;
         let as_of_day = as_of.div_euclid(DAY);
         let (mut first_day, mut last_day) = (as_of_day, as_of_day);
         let mut next_stale: Option<i64> = None;
@@ -104,7 +105,7 @@ impl FullBuild<'_> {
             drop(history);
             next_stale = earliest(next_stale, rebuilt.next_stale);
             for o in &rebuilt.segments.occupancies {
-                census.add(o);
+                census.add(o)?;
             }
             for (name, batch) in rebuilt.finish(as_of, self.tracked)? {
                 if let Some(table) = staged.get_mut(name) {

@@ -47,16 +47,18 @@ impl Slices {
         Ok(rows.div_ceil(rows_per_slice.max(1)).max(1))
     }
 
-    /// Splits the silver records up to the sources' sequences into `count` slices.
+    /// Splits the silver records up to the sources' sequences into `count` slices, kept in a
+    /// folder of `scratch` until dropped.
     pub(super) async fn split(
         sources: &Sources<'_>,
         tracked: &[String],
         count: usize,
+        scratch: &Path,
     ) -> Result<Self> {
         let dir = tempfile::Builder::new()
-            .prefix("patientflow-gold-")
-            .tempdir()
-            .map_err(|e| Error::io(std::env::temp_dir(), e))?;
+            .prefix("gold-slices-")
+            .tempdir_in(scratch)
+            .map_err(|e| Error::io(scratch, e))?;
         let ehr_attributes = attribute_columns(sources.ehr, tracked);
         let event_attributes = attribute_columns(sources.events, tracked);
         if let Some(attributes) = &ehr_attributes {

@@ -142,6 +142,25 @@ impl TableRoot {
         scan(&self.open(name).await?, name, columns, lit(true), &[]).await
     }
 
+    /// A folder for a writer's temporary files: `<root>/_tmp` of a local root (on the tables'
+    /// disk, and emptied here of what a killed writer left: call it holding the writer lock),
+    /// the system's temporary folder for a remote one.
+    pub(crate) fn scratch_dir(&self) -> Result<PathBuf> {
+        let Some(dir) = self.local_path() else {
+            return Ok(std::env::temp_dir());
+        };
+        let dir = dir.join("_tmp");
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => {
+                tracing::debug!(dir = %dir.display(), "removed an interrupted writer's files")
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(&dir, e)),
+        }
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        Ok(dir)
+    }
+
     /// Takes the exclusive writer lock of this root, failing at once when another process
     /// holds it. Remote roots rely on Delta's optimistic concurrency instead.
     pub fn lock_writer(&self) -> Result<WriterLock> {
@@ -221,4 +240,24 @@ pub(crate) async fn row_count(table: &DeltaTable, name: &str) -> Result<usize> {
         )
         .await
         .map_err(|e| Error::delta(name, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_scratch_folder_of_a_local_root_is_emptied_of_a_killed_writer_s_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = TableRoot::parse(dir.path().to_str().unwrap()).unwrap();
+        let scratch = root.scratch_dir().unwrap();
+        assert_eq!(scratch, dir.path().join("_tmp"));
+        let left = scratch.join("gold-slices-x");
+        std::fs::create_dir_all(&left).unwrap();
+        std::fs::write(left.join("0.arrow"), b"slice").unwrap();
+
+        let again = root.scratch_dir().unwrap();
+        assert_eq!(again, scratch);
+        assert_eq!(std::fs::read_dir(&again).unwrap().count(), 0);
+    }
 }

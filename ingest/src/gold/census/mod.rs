@@ -4,6 +4,7 @@
 
 mod monthly;
 mod segments;
+mod spill;
 mod update;
 
 pub(crate) use monthly::{MonthlyCensus, whole_months};
@@ -106,6 +107,13 @@ impl<'a> Grid<'a> {
         let Some(&d) = self.index.get(&(o.hospital_id, o.department.as_str())) else {
             return false;
         };
+        self.add_placed(d, o);
+        true
+    }
+
+    /// Counts a segment of the department at position `d` of [`Departments::keys`] (its own
+    /// `department` is not read).
+    fn add_placed(&mut self, d: usize, o: &Occupancy) {
         let (lo, hi, hours) = (self.lo, self.hi, self.hours);
         let row = d * hours;
         let hour_of = |t: i64| usize::try_from((t - lo) / HOUR).ok().filter(|h| *h < hours);
@@ -125,7 +133,7 @@ impl<'a> Grid<'a> {
         }
         let (s, e) = (o.start.max(lo), end.min(hi));
         if s >= e {
-            return true;
+            return;
         }
         let first_hour = (s - lo) / HOUR;
         let last_hour = (e - lo - 1) / HOUR;
@@ -137,7 +145,6 @@ impl<'a> Grid<'a> {
             }
             self.occupied[cell] += e.min(start + HOUR) - s.max(start);
         }
-        true
     }
 
     /// The rows of the hours of `days`.

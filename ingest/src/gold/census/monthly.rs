@@ -1,9 +1,11 @@
 //! The census of whole months, accumulated segment by segment (the full build's census).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
 
 use deltalake::arrow::array::RecordBatch;
 
+use super::spill::MonthFiles;
 use super::{Grid, Occupancy, department_index};
 use crate::error::Result;
 use crate::gold::departments::Departments;
@@ -11,48 +13,50 @@ use crate::gold::{DAY, month_key};
 
 /// The census of every month from the first segment's to the as-of time's, accumulated
 /// segment by segment: segments can be added in any order and in as many pieces as the work
-/// is sliced into, and the result is the same.
+/// is sliced into, and the result is the same. The segments wait on disk by month, and each
+/// month is counted when its rows are asked for, so memory holds one month's accumulators.
 #[derive(Debug)]
 pub(crate) struct MonthlyCensus<'a> {
     as_of: i64,
     departments: &'a Departments,
-    /// Each month's grid by the day it starts (days since the epoch).
-    months: BTreeMap<i64, Grid<'a>>,
+    /// The segments by the first day of each month they count in (days since the epoch).
+    months: MonthFiles,
+    /// The first day of the earliest of those months.
+    first: Option<i64>,
     index: HashMap<(i32, &'a str), usize>,
     unplaced: usize,
 }
 
 impl<'a> MonthlyCensus<'a> {
-    pub(crate) fn new(as_of: i64, departments: &'a Departments) -> Self {
-        Self {
+    /// An empty census, keeping its segments in a folder of `scratch`.
+    pub(crate) fn new(as_of: i64, departments: &'a Departments, scratch: &Path) -> Result<Self> {
+        Ok(Self {
             as_of,
             departments,
-            months: BTreeMap::new(),
+            months: MonthFiles::new(scratch)?,
+            first: None,
             index: department_index(departments),
             unplaced: 0,
-        }
+        })
     }
 
     /// Counts a segment in every month it touches (up to the as-of time's).
-    pub(crate) fn add(&mut self, o: &Occupancy) {
-        if !self
-            .index
-            .contains_key(&(o.hospital_id, o.department.as_str()))
-        {
+    pub(crate) fn add(&mut self, o: &Occupancy) -> Result<()> {
+        let Some(&d) = self.index.get(&(o.hospital_id, o.department.as_str())) else {
             self.unplaced += 1;
-            return;
-        }
+            return Ok(());
+        };
         let as_of_day = self.as_of.div_euclid(DAY);
         let last = o.leaves(self.as_of).div_euclid(DAY).min(as_of_day);
         let mut month = month_start(o.start.div_euclid(DAY));
-        while month <= last {
-            let next = next_month(month);
-            self.months
-                .entry(month)
-                .or_insert_with(|| Grid::new(month, next, self.as_of, self.departments))
-                .add(o);
-            month = next;
+        if month <= last {
+            self.first = Some(self.first.map_or(month, |f| f.min(month)));
         }
+        while month <= last {
+            self.months.push(month, d, o)?;
+            month = next_month(month);
+        }
+        Ok(())
     }
 
     /// Segments whose department has no version.
@@ -63,8 +67,8 @@ impl<'a> MonthlyCensus<'a> {
     /// Every day of the census: whole months from the first segment's to the as-of day.
     pub(crate) fn days(&self) -> BTreeSet<i64> {
         let as_of_day = self.as_of.div_euclid(DAY);
-        match self.months.keys().next() {
-            Some(first) => whole_months(*first..=as_of_day, as_of_day),
+        match self.first {
+            Some(first) => whole_months(first..=as_of_day, as_of_day),
             None => BTreeSet::new(),
         }
     }
@@ -78,11 +82,13 @@ impl<'a> MonthlyCensus<'a> {
             let start = month?;
             let next = next_month(start);
             month = Some(next).filter(|m| days.contains(m));
-            let grid = self
-                .months
-                .remove(&start)
-                .unwrap_or_else(|| Grid::new(start, next, as_of, departments));
-            Some(grid.finish(&days))
+            let mut grid = Grid::new(start, next, as_of, departments);
+            let counted = self.months.take(start).map(|segments| {
+                for (d, o) in &segments {
+                    grid.add_placed(*d, o);
+                }
+            });
+            Some(counted.and_then(|()| grid.finish(&days)))
         })
     }
 }
