@@ -21,6 +21,9 @@ use crate::silver::{Counts, Outputs};
 use crate::source::landing::{LandingFile, LineReader, discover};
 use crate::storage::TableRoot;
 
+/// Landing files whose bronze position is looked up at once.
+const POSITION_LOOKUPS: usize = 8;
+
 /// Progress of a running ingest, for progress bars.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Progress {
@@ -166,14 +169,20 @@ impl Ingest {
         // Finish what an interrupted run left in bronze but not in silver.
         metrics.recovered_batches = writer.recover(&run, &mut metrics.counts).await?;
 
+        // Each file's position in bronze, a few at a time: a lookup reads the log's
+        // transactions (about 1 ms), and a landing folder keeps every file it ever received.
+        let mut positions: Vec<Option<i64>> = Vec::with_capacity(files.len());
+        for chunk in files.chunks(POSITION_LOOKUPS) {
+            let ids: Vec<String> = chunk.iter().map(LandingFile::app_id).collect();
+            let mut lookups = Vec::with_capacity(ids.len());
+            for id in &ids {
+                lookups.push(writer.bronze.position(id));
+            }
+            positions.extend(futures::future::try_join_all(lookups).await?);
+        }
         let mut pending: Vec<(LandingFile, u64)> = Vec::new();
-        for file in files {
-            let pos = writer
-                .bronze
-                .position(&file.app_id())
-                .await?
-                .unwrap_or(0)
-                .max(0) as u64;
+        for (file, pos) in files.into_iter().zip(positions) {
+            let pos = pos.unwrap_or(0).max(0) as u64;
             if pos >= file.len {
                 tracing::debug!(file = %file.path.display(), "nothing new");
                 metrics.files_unchanged += 1;

@@ -148,20 +148,29 @@ mod tests {
         let open = segment(1_000, None, None);
         let stale = segment(1_000, None, Some(4_990));
         assert_eq!(
-            days(&[open.clone()], &[stale]),
+            days(std::slice::from_ref(&open), &[stale]),
             (Some(4_990), Some(5_000), 11)
         );
         // A late discharge on day 1002 of a stay open since day 1000.
         let closed = segment(1_000, Some(1_002), None);
         assert_eq!(
-            days(&[open.clone()], &[closed]),
+            days(std::slice::from_ref(&open), &[closed]),
             (Some(1_002), Some(5_000), 3_999)
         );
         // A new stay or a removed one: every day it covers; an unchanged one: none.
         let short = segment(4_000, Some(4_003), None);
-        assert_eq!(days(&[], &[short.clone()]), (Some(4_000), Some(4_003), 4));
-        assert_eq!(days(&[short.clone()], &[]), (Some(4_000), Some(4_003), 4));
-        assert_eq!(days(&[short.clone()], &[short]), (None, None, 0));
+        assert_eq!(
+            days(&[], std::slice::from_ref(&short)),
+            (Some(4_000), Some(4_003), 4)
+        );
+        assert_eq!(
+            days(std::slice::from_ref(&short), &[]),
+            (Some(4_000), Some(4_003), 4)
+        );
+        assert_eq!(
+            days(std::slice::from_ref(&short), std::slice::from_ref(&short)),
+            (None, None, 0)
+        );
         // A segment that moved its start: both spans.
         let moved = segment(4_998, None, None);
         assert_eq!(
