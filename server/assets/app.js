@@ -43,6 +43,12 @@ async function api(path, body) {
   return json;
 }
 
+/** A wait in minutes as "H h MM min", rounded to the minute first (never "22 h 60 min"). */
+function hoursMinutes(minutes) {
+  const m = Math.round(minutes);
+  return `${Math.floor(m / 60)} h ${String(m % 60).padStart(2, "0")} min`;
+}
+
 function svg(tag, attrs, text) {
   const el = document.createElementNS("http://www.w3.org/2000/svg", tag);
   for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, v);
@@ -175,7 +181,7 @@ function edNow(el, waiting, left) {
     const minutes = w.get(h)?.ed_longest_wait_minutes;
     const tr = table.insertRow();
     tr.innerHTML = `<th>Hospital ${h}</th><td class="n">${w.get(h)?.ed_waiting ?? 0}</td>
-      <td class="n">${minutes === undefined || minutes === null ? "–" : `${Math.floor(minutes / 60)} h ${String(Math.round(minutes % 60)).padStart(2, "0")} min`}</td>
+      <td class="n">${minutes === undefined || minutes === null ? "–" : hoursMinutes(minutes)}</td>
       <td class="n">${l.get(h)?.ed_left_without_admission ?? 0}</td>`;
   }
   el.replaceChildren(table);

@@ -513,6 +513,15 @@ fn the_dashboard_renders_live_data_in_headless_chromium() {
         html.contains("Hospital 7"),
         "the occupancy grid lists every hospital"
     );
+    // Emergency waits read "H h MM min" with MM under 60 (rounding once showed "22 h 60 min").
+    let waits: Vec<u32> = html
+        .split(" min</td>")
+        .filter_map(|s| s.rsplit(" h ").next()?.parse().ok())
+        .collect();
+    assert!(
+        !waits.is_empty() && waits.iter().all(|m| *m < 60),
+        "emergency waits: {waits:?}"
+    );
     let console_errors: Vec<&str> = console
         .lines()
         .filter(|l| l.contains("CONSOLE") && (l.contains("Uncaught") || l.contains("rror")))
