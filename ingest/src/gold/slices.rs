@@ -21,7 +21,7 @@ use super::history::{
 };
 use super::history_index::patient_hash;
 use crate::error::{Error, Result};
-use crate::storage::{column, row_count, scan_stream};
+use crate::storage::{TableRoot, column, row_count, scan_stream};
 use crate::tables::{SILVER_EHR, SILVER_EVENTS};
 
 /// Silver, split into slices of about `rows_per_slice` records.
@@ -55,10 +55,7 @@ impl Slices {
         count: usize,
         scratch: &Path,
     ) -> Result<Self> {
-        let dir = tempfile::Builder::new()
-            .prefix("gold-slices-")
-            .tempdir_in(scratch)
-            .map_err(|e| Error::io(scratch, e))?;
+        let dir = TableRoot::scratch_subdir(scratch, "gold-slices-")?;
         let ehr_attributes = attribute_columns(sources.ehr, tracked);
         let event_attributes = attribute_columns(sources.events, tracked);
         if let Some(attributes) = &ehr_attributes {

@@ -161,6 +161,15 @@ impl TableRoot {
         Ok(dir)
     }
 
+    /// A new folder named `prefix…` in `scratch` (see [`TableRoot::scratch_dir`]), removed
+    /// when dropped.
+    pub(crate) fn scratch_subdir(scratch: &Path, prefix: &str) -> Result<tempfile::TempDir> {
+        tempfile::Builder::new()
+            .prefix(prefix)
+            .tempdir_in(scratch)
+            .map_err(|e| Error::io(scratch, e))
+    }
+
     /// Takes the exclusive writer lock of this root, failing at once when another process
     /// holds it. Remote roots rely on Delta's optimistic concurrency instead.
     pub fn lock_writer(&self) -> Result<WriterLock> {

@@ -51,6 +51,13 @@ impl Occupancy {
             .or(self.stale_since)
             .unwrap_or(i64::MAX)
     }
+
+    /// The last day (days since the epoch, up to the as-of day) the segment counts in.
+    fn last_day(&self, as_of: i64) -> i64 {
+        self.leaves(as_of)
+            .div_euclid(DAY)
+            .min(as_of.div_euclid(DAY))
+    }
 }
 
 /// Each department's position in [`Departments::keys`].

@@ -46,8 +46,7 @@ impl<'a> MonthlyCensus<'a> {
             self.unplaced += 1;
             return Ok(());
         };
-        let as_of_day = self.as_of.div_euclid(DAY);
-        let last = o.leaves(self.as_of).div_euclid(DAY).min(as_of_day);
+        let last = o.last_day(self.as_of);
         let mut month = month_start(o.start.div_euclid(DAY));
         if month <= last {
             self.first = Some(self.first.map_or(month, |f| f.min(month)));

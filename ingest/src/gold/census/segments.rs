@@ -70,12 +70,7 @@ pub(crate) async fn read_occupancies(
 /// changes only the days between its two leaving times: a stay open for years that goes stale
 /// today recomputes today, not its years.
 pub(crate) fn changed_days(old: &[Occupancy], new: &[Occupancy], as_of: i64) -> BTreeSet<i64> {
-    let last_day = as_of.div_euclid(DAY);
-    // The day a segment leaves the census, as far as a census up to `as_of` can tell.
-    let leave_day = |o: &Occupancy| {
-        let end = [o.end, o.stale_since].into_iter().flatten().min();
-        end.map_or(last_day, |e| e.div_euclid(DAY)).min(last_day)
-    };
+    let leave_day = |o: &Occupancy| o.last_day(as_of);
     let old_keys: BTreeSet<_> = old.iter().map(key).collect();
     let new_keys: BTreeSet<_> = new.iter().map(key).collect();
     // The segments on one side only, by where they start.
@@ -156,6 +151,12 @@ mod tests {
         assert_eq!(
             days(std::slice::from_ref(&open), &[closed]),
             (Some(1_002), Some(5_000), 3_999)
+        );
+        // A late discharge on day 4995 of a stay stale since day 4990: the days between.
+        let stale_then_closed = segment(1_000, Some(4_995), None);
+        assert_eq!(
+            days(&[segment(1_000, None, Some(4_990))], &[stale_then_closed]),
+            (Some(4_990), Some(4_995), 6)
         );
         // A new stay or a removed one: every day it covers; an unchanged one: none.
         let short = segment(4_000, Some(4_003), None);

@@ -9,6 +9,7 @@ use std::path::Path;
 
 use super::Occupancy;
 use crate::error::{Error, Result};
+use crate::storage::TableRoot;
 
 /// One spilled segment: department position, hospital, start, end, stale time, flags.
 const RECORD: usize = 4 + 4 + 8 + 8 + 8 + 1;
@@ -25,10 +26,7 @@ pub(super) struct MonthFiles {
 impl MonthFiles {
     /// An empty set of month files in a new folder of `scratch`.
     pub(super) fn new(scratch: &Path) -> Result<Self> {
-        let dir = tempfile::Builder::new()
-            .prefix("gold-census-")
-            .tempdir_in(scratch)
-            .map_err(|e| Error::io(scratch, e))?;
+        let dir = TableRoot::scratch_subdir(scratch, "gold-census-")?;
         Ok(Self {
             dir,
             writers: BTreeMap::new(),
