@@ -4,13 +4,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use deltalake::DeltaTable;
-use deltalake::arrow::array::{Array, BooleanArray, Int32Array, RecordBatch, StringArray};
+use deltalake::arrow::array::{BooleanArray, Int32Array, RecordBatch, StringArray};
 use deltalake::arrow::compute::kernels::boolean::not;
 use deltalake::arrow::compute::{concat_batches, filter_record_batch};
-use deltalake::arrow::row::{RowConverter, SortField};
 use deltalake::datafusion::prelude::{Expr, col, lit};
 
 use super::GoldMetrics;
+use super::changes::changed_months;
 use super::census::Occupancy;
 use super::departments::Departments;
 use super::history::History;
@@ -139,103 +139,6 @@ fn mask<T>(values: impl Iterator<Item = Option<T>>, keep: impl Fn(T) -> bool) ->
     values.map(|v| Some(v.is_some_and(&keep))).collect()
 }
 
-fn filter(batch: &RecordBatch, mask: &BooleanArray, name: &str) -> Result<RecordBatch> {
+pub(super) fn filter(batch: &RecordBatch, mask: &BooleanArray, name: &str) -> Result<RecordBatch> {
     filter_record_batch(batch, mask).map_err(|e| Error::arrow(name, e))
-}
-
-/// The months (`month` column) whose rows differ between `new` and `old` (the same schema),
-/// compared as multisets of rows. The `as_of` stamp is left out: a row the refresh rebuilt
-/// unchanged keeps the stamp of the refresh that last changed it.
-fn changed_months(
-    name: &str,
-    month: &str,
-    new: &RecordBatch,
-    old: &RecordBatch,
-) -> Result<BTreeSet<i32>> {
-    let err = |e| Error::arrow(name, e);
-    let compared: Vec<usize> = new
-        .schema()
-        .fields()
-        .iter()
-        .enumerate()
-        .filter(|(_, f)| f.name() != "as_of")
-        .map(|(i, _)| i)
-        .collect();
-    let fields = compared
-        .iter()
-        .map(|i| SortField::new(new.schema().field(*i).data_type().clone()))
-        .collect();
-    let converter = RowConverter::new(fields).map_err(err)?;
-    let by_month = |b: &RecordBatch| -> Result<BTreeMap<i32, Vec<Vec<u8>>>> {
-        let columns: Vec<_> = compared.iter().map(|i| b.column(*i).clone()).collect();
-        let rows = converter.convert_columns(&columns).map_err(err)?;
-        let months = column::<Int32Array>(b, name, month)?;
-        let mut out: BTreeMap<i32, Vec<Vec<u8>>> = BTreeMap::new();
-        for (i, row) in rows.iter().enumerate() {
-            if months.is_valid(i) {
-                let rows = out.entry(months.value(i)).or_default();
-                rows.push(row.as_ref().to_vec());
-            }
-        }
-        for rows in out.values_mut() {
-            rows.sort_unstable();
-        }
-        Ok(out)
-    };
-    let (new, old) = (by_month(new)?, by_month(old)?);
-    Ok(new
-        .keys()
-        .chain(old.keys())
-        .filter(|m| new.get(m) != old.get(m))
-        .copied()
-        .collect())
-}
-
-#[cfg(test)]
-mod tests {
-    use std::sync::Arc;
-
-    use deltalake::arrow::array::{Int64Array, TimestampMicrosecondArray};
-    use deltalake::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
-
-    use super::*;
-
-    fn rows(months: &[i32], values: &[i64], as_of: i64) -> RecordBatch {
-        let schema = Schema::new(vec![
-            Field::new("patient_id", DataType::Utf8, false),
-            Field::new("value", DataType::Int64, false),
-            Field::new(
-                "as_of",
-                DataType::Timestamp(TimeUnit::Microsecond, None),
-                false,
-            ),
-            Field::new("admission_month", DataType::Int32, false),
-        ]);
-        let n = months.len();
-        RecordBatch::try_new(
-            Arc::new(schema),
-            vec![
-                Arc::new(StringArray::from(vec!["p"; n])),
-                Arc::new(Int64Array::from(values.to_vec())),
-                Arc::new(TimestampMicrosecondArray::from(vec![as_of; n])),
-                Arc::new(Int32Array::from(months.to_vec())),
-            ],
-        )
-        .unwrap()
-    }
-
-    #[test]
-    fn only_months_whose_rows_differ_are_changed_and_the_stamp_is_not_compared() {
-        let old = rows(&[202601, 202601, 202602, 202603], &[1, 2, 3, 4], 10);
-        // January's rows in another order and a later stamp; February's value changed; March's
-        // row gone; April's row new.
-        let new = rows(&[202601, 202601, 202602, 202604], &[2, 1, 30, 5], 20);
-        let changed = changed_months("t", "admission_month", &new, &old).unwrap();
-        assert_eq!(changed, BTreeSet::from([202602, 202603, 202604]));
-        assert!(
-            changed_months("t", "admission_month", &old, &old)
-                .unwrap()
-                .is_empty()
-        );
-    }
 }

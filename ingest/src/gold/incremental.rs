@@ -11,6 +11,7 @@ use deltalake::datafusion::prelude::{col, lit};
 use deltalake::kernel::Transaction;
 
 use super::carry::{Previous, replace_months};
+use super::changes::Rewrite;
 use super::census::{CensusUpdate, changed_days, whole_months};
 use super::departments::Departments;
 use super::due::{ed_waiting, ends_passed, stale_passed};
@@ -22,7 +23,7 @@ use super::{
     DAY, GoldMetrics, Target, calendar, calendar_range, earliest, month_key, next_stale_txn,
 };
 use crate::error::Result;
-use crate::storage::{WriteMode, write};
+use crate::storage::{TableRoot, WriteMode, write};
 use crate::tables::{
     DIM_DATE, DIM_DEPARTMENT, DIM_PATIENT, FACT_ADMISSION, FACT_CENSUS_HOURLY, FACT_ED_VISIT,
     FACT_STAY_SEGMENT, SILVER_EHR, SILVER_EVENTS,
@@ -39,6 +40,7 @@ const PATIENT_KEYED: [&str; 4] = [
 /// What an incremental refresh reads.
 #[derive(Debug)]
 pub(super) struct Incremental<'a> {
+    pub(super) root: &'a TableRoot,
     pub(super) sources: Sources<'a>,
     /// The patients' silver records by patient (`None`: open elsewhere; silver is searched).
     pub(super) history_index: Option<&'a HistoryIndex>,
@@ -189,7 +191,7 @@ impl Incremental<'_> {
                 .filter_map(|(name, batch, mode)| {
                     let target = targets.remove(name).filter(|t| !current(t))?;
                     let before = previous_of(&target).and_then(|p| p.rows.get(name));
-                    Some(write_table(name, target, batch, mode, before, &ids, txns))
+                    Some(write_table(self.root, name, target, batch, mode, before, &ids, txns))
                 })
                 .collect();
             metrics.tables_written += futures::future::try_join_all(jobs).await?.len();
@@ -200,7 +202,9 @@ impl Incremental<'_> {
 
 /// Writes the rebuilt rows of table `name`: of a patient-keyed table whose rebuilt patients'
 /// rows were `before`, the changed months; of any other table, as `mode` says.
+#[allow(clippy::too_many_arguments)]
 async fn write_table(
+    root: &TableRoot,
     name: &'static str,
     target: Target,
     batch: RecordBatch,
@@ -212,6 +216,16 @@ async fn write_table(
     // A patient-keyed table is partitioned by its month column.
     let (batches, mode) = match before.zip(partition_columns(name).first()) {
         Some((before, month)) => {
+            let rewrite = Rewrite {
+                root,
+                table: &target.table,
+                name,
+                month,
+                partition_by: partition_columns(name),
+            };
+            if rewrite.run(before, batch.clone(), txns).await? {
+                return Ok(());
+            }
             replace_months(&target.table, name, month, ids, before, batch).await?
         }
         None => (vec![batch], mode),

@@ -11,6 +11,7 @@
 mod calendar;
 mod carry;
 mod census;
+mod changes;
 mod departments;
 mod due;
 mod ed_visits;
@@ -262,7 +263,9 @@ impl GoldRefresh {
 
     /// Opens the gold table `name` with what it holds.
     async fn target(&self, name: &str) -> Result<Target> {
+        let t0 = Instant::now();
         let table = self.root.open(name).await?;
+        tracing::debug!(name, s = t0.elapsed().as_secs_f64(), "TMP open");
         let version = |app| txn_version(&table, name, app);
         let (seq, ehr, as_of, departments, next_stale) = futures::try_join!(
             version(GOLD_APP),
@@ -298,15 +301,18 @@ impl GoldRefresh {
             Departments::from_rows(&batch::department_rows(&self.root).await?, &self.limits);
         let department_batch = departments.to_batch()?;
         let fingerprint = fingerprint(&department_batch);
+        tracing::debug!(s = started.elapsed().as_secs_f64(), "TMP departments");
 
         let silver = self.root.open(SILVER_EVENTS).await?;
         let upto = txn_version(&silver, SILVER_EVENTS, SILVER_APP)
             .await?
             .unwrap_or(0);
+        tracing::debug!(s = started.elapsed().as_secs_f64(), "TMP silver");
         let ehr = self.root.open(SILVER_EHR).await?;
         let ehr_upto = txn_version(&ehr, SILVER_EHR, Dataset::Ehr.silver_app())
             .await?
             .unwrap_or(0);
+        tracing::debug!(s = started.elapsed().as_secs_f64(), "TMP ehr");
         // Each table's log is read on its own; they are opened at once.
         let opened = GOLD_TABLES.iter().map(|name| self.target(name));
         let targets: BTreeMap<&'static str, Target> = GOLD_TABLES
@@ -380,6 +386,7 @@ impl GoldRefresh {
             build.run(&replace, &txns, &mut metrics).await?;
         } else {
             let refresh = Incremental {
+                root: &self.root,
                 sources,
                 history_index: history_index.as_deref(),
                 tracked: &self.tracked,

@@ -17,10 +17,12 @@ use url::Url;
 use crate::error::{Error, Result};
 
 pub(crate) mod derived;
+mod files;
 mod read;
 mod staged;
 mod write;
 
+pub(crate) use files::{DataFile, files_in, partition_value, read_file};
 pub(crate) use read::{Keys, column, scan, scan_keyed, scan_stream};
 pub(crate) use staged::StagedTable;
 pub(crate) use write::{WriteMode, append, write, writer_properties};

@@ -14,7 +14,7 @@ use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 use futures::TryStreamExt;
 
-use super::{TableRoot, writer_properties};
+use super::{DataFile, TableRoot, writer_properties};
 use crate::error::{Error, Result};
 
 /// The files of a table's next content, written but not committed yet.
@@ -49,7 +49,7 @@ impl StagedTable {
             root.table_url(name)?,
             schema.clone(),
             Some(partition_by.clone()),
-            None,
+            Some(root.storage_options().clone()),
         )
         .map_err(|e| Error::delta(name, e))?
         .with_writer_properties(writer_properties());
@@ -89,7 +89,19 @@ impl StagedTable {
 
     /// Replaces the table's content with the files written, in one commit that also records
     /// `txns`. The table's schema and partitioning become the staged ones.
-    pub(crate) async fn commit(mut self, table: &DeltaTable, txns: Vec<Transaction>) -> Result<()> {
+    pub(crate) async fn commit(self, table: &DeltaTable, txns: Vec<Transaction>) -> Result<()> {
+        self.commit_replacing(table, None, txns).await
+    }
+
+    /// Replaces the table's files `replaced` (all of them when `None`) with the files written,
+    /// in one commit that also records `txns`. The table's schema and partitioning become the
+    /// staged ones.
+    pub(crate) async fn commit_replacing(
+        mut self,
+        table: &DeltaTable,
+        replaced: Option<&[DataFile]>,
+        txns: Vec<Transaction>,
+    ) -> Result<()> {
         self.flush().await?;
         let name = self.name;
         let delta = |e: deltalake::DeltaTableError| Error::delta(name, e);
@@ -124,21 +136,31 @@ impl StagedTable {
                             .map_err(|e| delta(e.into()))?;
                     actions.push(Action::Metadata(metadata));
                 }
-                let removes: Vec<Action> = state
-                    .snapshot()
-                    .file_views(table.log_store().as_ref(), None)
-                    .map_ok(|f| Action::Remove(f.remove_action(true)))
-                    .try_collect()
-                    .await
-                    .map_err(delta)?;
+                let removes: Vec<Action> = match replaced {
+                    Some(files) => files
+                        .iter()
+                        .map(|f| Action::Remove(f.remove_action(true)))
+                        .collect(),
+                    None => state
+                        .snapshot()
+                        .file_views(table.log_store().as_ref(), None)
+                        .map_ok(|f| Action::Remove(f.remove_action(true)))
+                        .try_collect()
+                        .await
+                        .map_err(delta)?,
+                };
                 actions.extend(removes);
             }
         }
         actions.extend(self.adds.into_iter().map(Action::Add));
-        let operation = DeltaOperation::Write {
-            mode: SaveMode::Overwrite,
-            partition_by: Some(self.partition_by.clone()).filter(|p| !p.is_empty()),
-            predicate: None,
+        // Rewriting some files is how an update is committed (copy on write).
+        let operation = match replaced {
+            Some(_) => DeltaOperation::Update { predicate: None },
+            None => DeltaOperation::Write {
+                mode: SaveMode::Overwrite,
+                partition_by: Some(self.partition_by.clone()).filter(|p| !p.is_empty()),
+                predicate: None,
+            },
         };
         CommitBuilder::from(CommitProperties::default().with_application_transactions(txns))
             .with_actions(actions)
