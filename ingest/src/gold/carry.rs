@@ -10,8 +10,8 @@ use deltalake::arrow::compute::{concat_batches, filter_record_batch};
 use deltalake::datafusion::prelude::{Expr, col, lit};
 
 use super::GoldMetrics;
-use super::changes::changed_months;
 use super::census::Occupancy;
+use super::changes::changed_months;
 use super::departments::Departments;
 use super::history::History;
 use super::rebuild::rebuild;

@@ -67,7 +67,11 @@ impl Comparer {
     }
 
     fn rows(&self, batch: &RecordBatch, name: &str) -> Result<Rows> {
-        let columns: Vec<_> = self.columns.iter().map(|i| batch.column(*i).clone()).collect();
+        let columns: Vec<_> = self
+            .columns
+            .iter()
+            .map(|i| batch.column(*i).clone())
+            .collect();
         self.converter
             .convert_columns(&columns)
             .map_err(|e| Error::arrow(name, e))
@@ -116,7 +120,12 @@ pub(super) fn row_changes(name: &str, new: &RecordBatch, old: &RecordBatch) -> R
 }
 
 /// The values of the month column `month` of the rows of `batch` selected by `rows`.
-fn months_of(batch: &RecordBatch, rows: &BooleanArray, name: &str, month: &str) -> Result<BTreeSet<i32>> {
+fn months_of(
+    batch: &RecordBatch,
+    rows: &BooleanArray,
+    name: &str,
+    month: &str,
+) -> Result<BTreeSet<i32>> {
     let months = column::<Int32Array>(batch, name, month)?;
     Ok((0..batch.num_rows())
         .filter(|i| rows.value(*i) && months.is_valid(*i))
@@ -141,7 +150,10 @@ pub(super) fn changed_months(
 fn open_rows(name: &str, batch: &RecordBatch) -> Result<Option<BooleanArray>> {
     let null_in = |c: &str| -> Result<BooleanArray> {
         let values = batch.column_by_name(c).ok_or_else(|| {
-            Error::arrow(name, std::io::Error::other(format!("column `{c}` is missing")))
+            Error::arrow(
+                name,
+                std::io::Error::other(format!("column `{c}` is missing")),
+            )
         })?;
         is_null(values).map_err(|e| Error::arrow(name, e))
     };
@@ -205,11 +217,15 @@ impl Rewrite<'_> {
                 merged.extend(small.iter().map(|f| f.path().to_string()));
             }
         }
-        let id_only = SchemaRef::new(rebuilt.schema().project(&[rebuilt
-            .schema()
-            .index_of("patient_id")
-            .map_err(|e| Error::arrow(name, e))?])
-        .map_err(|e| Error::arrow(name, e))?);
+        let id_only = SchemaRef::new(
+            rebuilt
+                .schema()
+                .project(&[rebuilt
+                    .schema()
+                    .index_of("patient_id")
+                    .map_err(|e| Error::arrow(name, e))?])
+                .map_err(|e| Error::arrow(name, e))?,
+        );
         let probed = files.iter().filter(|f| {
             !merged.contains(f.path().as_ref())
                 && partition_value(f, self.month).is_some_and(|m| removed_months.contains(&m))
@@ -320,7 +336,11 @@ mod tests {
 
     #[test]
     fn only_rows_that_differ_change_and_the_stamp_is_not_compared() {
-        let old = rows(&[202601, 202601, 202602, 202603, 202605], &[1, 2, 3, 4, 6], 10);
+        let old = rows(
+            &[202601, 202601, 202602, 202603, 202605],
+            &[1, 2, 3, 4, 6],
+            10,
+        );
         // January's rows in another order and a later stamp; February's value changed; March's
         // row gone; April's row new; May's row twice where it was once.
         let new = rows(

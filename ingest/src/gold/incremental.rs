@@ -11,8 +11,8 @@ use deltalake::datafusion::prelude::{col, lit};
 use deltalake::kernel::Transaction;
 
 use super::carry::{Previous, replace_months};
-use super::changes::Rewrite;
 use super::census::{CensusUpdate, changed_days, whole_months};
+use super::changes::Rewrite;
 use super::departments::Departments;
 use super::due::{ed_waiting, ends_passed, stale_passed};
 use super::history::{self, Sources};
@@ -191,7 +191,9 @@ impl Incremental<'_> {
                 .filter_map(|(name, batch, mode)| {
                     let target = targets.remove(name).filter(|t| !current(t))?;
                     let before = previous_of(&target).and_then(|p| p.rows.get(name));
-                    Some(write_table(self.root, name, target, batch, mode, before, &ids, txns))
+                    Some(write_table(
+                        self.root, name, target, batch, mode, before, &ids, txns,
+                    ))
                 })
                 .collect();
             metrics.tables_written += futures::future::try_join_all(jobs).await?.len();

@@ -163,9 +163,17 @@ pub struct GoldRefresh {
     limits: BTreeMap<String, StayLimits>,
     full: bool,
     rows_per_slice: usize,
-    /// The patient history index once opened, shared by the clones of a refresh that keeps
-    /// it open (`None`: opened by each refresh).
-    held_index: Option<Arc<Mutex<Option<Arc<HistoryIndex>>>>>,
+    /// What a refresh that keeps things open between runs holds, shared by its clones
+    /// (`None`: each refresh opens what it reads).
+    held: Option<Arc<Mutex<Held>>>,
+}
+
+/// The patient history index and the tables a refresh opened, kept for the next one.
+#[derive(Debug, Default)]
+struct Held {
+    index: Option<Arc<HistoryIndex>>,
+    /// Each table as last loaded: the next refresh reads only the commits since.
+    tables: BTreeMap<String, DeltaTable>,
 }
 
 /// Silver records per slice of a full build (about 1 GiB of working memory).
@@ -203,30 +211,58 @@ impl GoldRefresh {
             limits: BTreeMap::new(),
             full: false,
             rows_per_slice: DEFAULT_ROWS_PER_SLICE,
-            held_index: None,
+            held: None,
         }
     }
 
-    /// Keeps the patient history index open from one refresh to the next, in this refresh
-    /// and its clones: a stream refreshing every second does not reopen it each time. Other
-    /// processes refreshing meanwhile read silver instead.
+    /// Keeps the patient history index and the tables open from one refresh to the next, in
+    /// this refresh and its clones: a stream refreshing every second does not reopen the
+    /// index nor replay each table's log each time. Other processes refreshing meanwhile read
+    /// silver instead of the index.
     pub fn keeping_index_open(mut self) -> Self {
-        self.held_index = Some(Arc::default());
+        self.held = Some(Arc::default());
         self
+    }
+
+    fn held(&self) -> Option<std::sync::MutexGuard<'_, Held>> {
+        let held = self.held.as_ref()?;
+        Some(
+            held.lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
     }
 
     /// The patient history index; `None` when another process has it open.
     fn history_index(&self) -> Result<Option<Arc<HistoryIndex>>> {
-        let Some(held) = &self.held_index else {
+        let Some(mut held) = self.held() else {
             return Ok(HistoryIndex::open(&self.root)?.map(Arc::new));
         };
-        let mut held = held
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if held.is_none() {
-            *held = HistoryIndex::open(&self.root)?.map(Arc::new);
+        if held.index.is_none() {
+            held.index = HistoryIndex::open(&self.root)?.map(Arc::new);
         }
-        Ok(held.clone())
+        Ok(held.index.clone())
+    }
+
+    /// Opens the table `name`: a held one brought up to date with the commits since it was
+    /// last loaded, otherwise from its log.
+    async fn open(&self, name: &str) -> Result<DeltaTable> {
+        let cached = self.held().and_then(|h| h.tables.get(name).cloned());
+        let table = match cached {
+            Some(mut table) if table.version().is_some() => {
+                match table.update_incremental(None).await {
+                    Ok(()) => table,
+                    Err(e) => {
+                        tracing::debug!(table = name, error = %e, "reloading a held table");
+                        self.root.open(name).await?
+                    }
+                }
+            }
+            _ => self.root.open(name).await?,
+        };
+        if let Some(mut held) = self.held() {
+            held.tables.insert(name.to_string(), table.clone());
+        }
+        Ok(table)
     }
 
     /// Open-stay limits by department name (contract §5.1), over the contract's defaults; a
@@ -263,9 +299,7 @@ impl GoldRefresh {
 
     /// Opens the gold table `name` with what it holds.
     async fn target(&self, name: &str) -> Result<Target> {
-        let t0 = Instant::now();
-        let table = self.root.open(name).await?;
-        tracing::debug!(name, s = t0.elapsed().as_secs_f64(), "TMP open");
+        let table = self.open(name).await?;
         let version = |app| txn_version(&table, name, app);
         let (seq, ehr, as_of, departments, next_stale) = futures::try_join!(
             version(GOLD_APP),
@@ -301,18 +335,15 @@ impl GoldRefresh {
             Departments::from_rows(&batch::department_rows(&self.root).await?, &self.limits);
         let department_batch = departments.to_batch()?;
         let fingerprint = fingerprint(&department_batch);
-        tracing::debug!(s = started.elapsed().as_secs_f64(), "TMP departments");
 
-        let silver = self.root.open(SILVER_EVENTS).await?;
+        let silver = self.open(SILVER_EVENTS).await?;
         let upto = txn_version(&silver, SILVER_EVENTS, SILVER_APP)
             .await?
             .unwrap_or(0);
-        tracing::debug!(s = started.elapsed().as_secs_f64(), "TMP silver");
-        let ehr = self.root.open(SILVER_EHR).await?;
+        let ehr = self.open(SILVER_EHR).await?;
         let ehr_upto = txn_version(&ehr, SILVER_EHR, Dataset::Ehr.silver_app())
             .await?
             .unwrap_or(0);
-        tracing::debug!(s = started.elapsed().as_secs_f64(), "TMP ehr");
         // Each table's log is read on its own; they are opened at once.
         let opened = GOLD_TABLES.iter().map(|name| self.target(name));
         let targets: BTreeMap<&'static str, Target> = GOLD_TABLES

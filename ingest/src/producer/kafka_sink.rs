@@ -53,6 +53,7 @@ impl KafkaSink {
     /// A producer for `endpoint`'s topic; `overrides` are librdkafka properties.
     pub fn new(endpoint: &Endpoint, overrides: &BTreeMap<String, String>) -> Result<Self> {
         let config = endpoint.client_config(
+            &[],
             overrides,
             &[("enable.idempotence", "true"), ("linger.ms", "5")],
         );

@@ -4,11 +4,11 @@
 use std::collections::BTreeSet;
 
 use deltalake::DeltaTable;
-use deltalake::logstore::object_store::ObjectStoreExt;
 use deltalake::arrow::array::{ArrayRef, RecordBatch, StringArray, new_null_array};
 use deltalake::arrow::compute::{cast, concat_batches};
 use deltalake::arrow::datatypes::SchemaRef;
 pub(crate) use deltalake::kernel::LogicalFileView as DataFile;
+use deltalake::logstore::object_store::ObjectStoreExt;
 use deltalake::parquet::arrow::ProjectionMask;
 use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use futures::TryStreamExt;

@@ -115,15 +115,20 @@ impl Endpoint {
         })
     }
 
-    /// The client configuration: the URL's properties, then `overrides` (configuration's
-    /// `[kafka]`), then `fixed` (what patientflow's exactly-once design needs).
+    /// The client configuration: `defaults`, then the URL's properties, then `overrides`
+    /// (configuration's `[kafka]`), then `fixed` (what patientflow's exactly-once design
+    /// needs), each over the ones before.
     pub fn client_config(
         &self,
+        defaults: &[(&str, &str)],
         overrides: &BTreeMap<String, String>,
         fixed: &[(&str, &str)],
     ) -> ClientConfig {
         let mut config = ClientConfig::new();
         config.set("bootstrap.servers", &self.brokers);
+        for (k, v) in defaults {
+            config.set(*k, *v);
+        }
         for (k, v) in self.properties.iter().chain(overrides) {
             config.set(k, v);
         }
@@ -174,6 +179,7 @@ mod tests {
         assert_eq!(e.brokers, "contoso.servicebus.windows.net:9093");
         assert_eq!(e.topic, "adt-events");
         let config = e.client_config(
+            &[("fetch.wait.max.ms", "100"), ("request.timeout.ms", "1")],
             &BTreeMap::from([("client.id".to_string(), "site-a".to_string())]),
             &[("group.id", "g")],
         );
@@ -189,6 +195,7 @@ mod tests {
             ("heartbeat.interval.ms", "3000"),
             ("max.poll.interval.ms", "300000"),
             ("request.timeout.ms", "60000"),
+            ("fetch.wait.max.ms", "100"),
             ("client.id", "site-a"),
             ("group.id", "g"),
         ] {

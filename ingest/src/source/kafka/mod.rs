@@ -28,6 +28,11 @@ pub use endpoint::{EVENTHUBS_CONNECTION_STRING, Endpoint, redacted};
 use super::{Follow, Ownership, Part, PositionLog, Record, Resume, Settled};
 use crate::error::{Error, Result};
 
+/// A consumer's settings unless the URL or configuration says otherwise: a fetch waits at
+/// most 100 ms for records (librdkafka's 500 ms default is time a micro-batch's records would
+/// wait before they are even read, where a broker holds a fetch that long).
+const CONSUMER_DEFAULTS: [(&str, &str); 1] = [("fetch.wait.max.ms", "100")];
+
 /// What patientflow's design needs of every consumer, over any configuration.
 const CONSUMER_FIXED: [(&str, &str); 4] = [
     ("enable.auto.commit", "false"),
@@ -174,7 +179,7 @@ impl KafkaSource {
     ) -> Result<Self> {
         let mut fixed = vec![("group.id", group)];
         fixed.extend(CONSUMER_FIXED);
-        let config = endpoint.client_config(overrides, &fixed);
+        let config = endpoint.client_config(&CONSUMER_DEFAULTS, overrides, &fixed);
         let ownership = Ownership::default();
         let lag = Arc::new(Mutex::new(BTreeMap::new()));
         let context = Context {
