@@ -82,7 +82,7 @@ pub const DIM_DEPARTMENT_SPEC: TableSpec = TableSpec {
 pub const DIM_PATIENT_SPEC: TableSpec = TableSpec {
     name: DIM_PATIENT,
     grain: "one version of a patient",
-    doc: "SCD type 2 over gender and the tracked attributes (configuration `gold.tracked_attributes`, default `insurance_type`; each is a nullable text column after these), sequenced by event time: a late record inserts its version into the past. A record that does not state an attribute keeps the value in force. All versions of a patient lie in the partition of the month the patient was first seen, so a refresh rewrites only the months where the rows of the patients it rebuilt changed.",
+    doc: "SCD type 2 over gender and the tracked attributes (configuration `gold.tracked_attributes`, default `insurance_type`; each is a nullable text column after these), sequenced by event time: a late record inserts its version into the past. A record that does not state an attribute keeps the value in force. All versions of a patient lie in the partition of the month the patient was first seen; a refresh rewrites only the files holding versions it changed.",
     partition_by: &["first_seen_month"],
     columns: &[
         c(
@@ -301,7 +301,7 @@ pub const FACT_STAY_SEGMENT_SPEC: TableSpec = TableSpec {
 pub const FACT_ED_VISIT_SPEC: TableSpec = TableSpec {
     name: FACT_ED_VISIT,
     grain: "one encounter registered at the emergency department (`ARRIVAL`)",
-    doc: "Emergency-department flow (contract §5.1), rebuilt with the patient's stays; a refresh rewrites only the arrival months where the encounters it rebuilt changed. An encounter with only an `ARRIVAL` is here and in no census. The outcome is as of the refresh: `admitted` (an `ADMIT` within 24 h of the arrival), `left_without_admission` (no `ADMIT` within 24 h, and the 24 h have passed or a `DISCHARGE` closed the encounter), otherwise `waiting`.",
+    doc: "Emergency-department flow (contract §5.1), rebuilt with the patient's stays; a refresh rewrites only the files holding encounters it changed, waiting ones in a file of their own. An encounter with only an `ARRIVAL` is here and in no census. The outcome is as of the refresh: `admitted` (an `ADMIT` within 24 h of the arrival), `left_without_admission` (no `ADMIT` within 24 h, and the 24 h have passed or a `DISCHARGE` closed the encounter), otherwise `waiting`.",
     partition_by: &["arrival_month"],
     columns: &[
         c("encounter_id", Ty::Text, "the encounter"),
