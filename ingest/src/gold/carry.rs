@@ -16,7 +16,7 @@ use super::departments::Departments;
 use super::history::History;
 use super::rebuild::rebuild;
 use crate::error::{Error, Result};
-use crate::storage::{WriteMode, column, scan};
+use crate::storage::{WriteMode, column, conform, scan};
 
 /// The rows the rebuilt patients have in the gold tables now, found without reading them:
 /// the tables' rows are a function of the silver records they consumed and the as-of time
@@ -77,25 +77,11 @@ async fn rows_where(
         .collect();
     let columns: Vec<&str> = existing.iter().map(String::as_str).collect();
     let batches = scan(table, name, &columns, filter, &[]).await?;
-    batches.iter().map(|b| conform(b, like, name)).collect()
-}
-
-/// `batch` with the columns and types of `like` (missing columns as NULL).
-fn conform(batch: &RecordBatch, like: &RecordBatch, name: &str) -> Result<RecordBatch> {
-    let columns = like
-        .schema()
-        .fields()
+    let none = Default::default();
+    batches
         .iter()
-        .map(|f| match batch.column_by_name(f.name()) {
-            Some(c) => deltalake::arrow::compute::cast(c, f.data_type()),
-            None => Ok(deltalake::arrow::array::new_null_array(
-                f.data_type(),
-                batch.num_rows(),
-            )),
-        })
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| Error::arrow(name, e))?;
-    RecordBatch::try_new(like.schema(), columns).map_err(|e| Error::arrow(name, e))
+        .map(|b| conform(b, &like.schema(), name, &none))
+        .collect()
 }
 
 /// The rows and write of a month-partitioned, patient-keyed table (`month` column) when only

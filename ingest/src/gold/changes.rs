@@ -24,7 +24,7 @@ use deltalake::kernel::Transaction;
 
 use crate::error::{Error, Result};
 use crate::storage::{
-    DataFile, StagedTable, TableRoot, column, files_in, partition_value, read_file,
+    DataFile, StagedTable, TableRoot, column, decode_file, fetch_file, files_in, partition_value,
 };
 use crate::tables::{FACT_ADMISSION, FACT_ED_VISIT, FACT_STAY_SEGMENT};
 
@@ -36,11 +36,11 @@ const MAX_SMALL_FILES: usize = 8;
 /// Which rows differ between a new and an old set of rows of one table (the same schema),
 /// compared as multisets with the `as_of` stamp left out: a row rebuilt unchanged keeps the
 /// stamp of the refresh that last changed it.
-pub(super) struct RowChanges {
+struct RowChanges {
     /// The new rows not among the old ones.
-    pub(super) added: BooleanArray,
+    added: BooleanArray,
     /// The old rows not among the new ones.
-    pub(super) removed: BooleanArray,
+    removed: BooleanArray,
 }
 
 /// The columns rows are compared by, and a converter to comparable bytes.
@@ -103,9 +103,13 @@ fn take(set: &mut Multiset, row: &[u8]) -> bool {
     }
 }
 
-/// The rows that differ between `new` and `old`.
-pub(super) fn row_changes(name: &str, new: &RecordBatch, old: &RecordBatch) -> Result<RowChanges> {
-    let comparer = Comparer::new(&new.schema(), name)?;
+/// The rows that differ between `new` and `old`, compared by `comparer`.
+fn row_changes(
+    comparer: &Comparer,
+    name: &str,
+    new: &RecordBatch,
+    old: &RecordBatch,
+) -> Result<RowChanges> {
     let (new_rows, old_rows) = (comparer.rows(new, name)?, comparer.rows(old, name)?);
     let mut unmatched_old = multiset(&old_rows);
     let added: BooleanArray = new_rows
@@ -140,7 +144,7 @@ pub(super) fn changed_months(
     new: &RecordBatch,
     old: &RecordBatch,
 ) -> Result<BTreeSet<i32>> {
-    let changes = row_changes(name, new, old)?;
+    let changes = row_changes(&Comparer::new(&new.schema(), name)?, name, new, old)?;
     let mut months = months_of(new, &changes.added, name, month)?;
     months.extend(months_of(old, &changes.removed, name, month)?);
     Ok(months)
@@ -192,7 +196,9 @@ impl Rewrite<'_> {
         if self.table.snapshot().is_err() {
             return Ok(false);
         }
-        let changes = row_changes(name, &rebuilt, previous)?;
+        let like = rebuilt.schema();
+        let comparer = Comparer::new(&like, name)?;
+        let changes = row_changes(&comparer, name, &rebuilt, previous)?;
         let added = filter(&rebuilt, &changes.added, name)?;
         let removed = filter(previous, &changes.removed, name)?;
         let removed_months = months_of(previous, &changes.removed, name, self.month)?;
@@ -200,12 +206,7 @@ impl Rewrite<'_> {
         months.extend(months_of(&rebuilt, &changes.added, name, self.month)?);
         let files = files_in(self.table, name, self.month, &months).await?;
 
-        // The files to read whole: those with a patient a removed row belongs to, and the
-        // small files of a partition that has too many.
-        let patients: BTreeSet<&str> = column::<StringArray>(&removed, name, "patient_id")?
-            .iter()
-            .flatten()
-            .collect();
+        // The small files of a partition that has too many are merged.
         let mut merged: BTreeSet<String> = BTreeSet::new();
         for m in &months {
             let small: Vec<&DataFile> = files
@@ -217,45 +218,42 @@ impl Rewrite<'_> {
                 merged.extend(small.iter().map(|f| f.path().to_string()));
             }
         }
+        // The files read: those merged, and those of a removed row's month holding one of its
+        // patients (each fetched once, its patient ids decoded first).
+        let patients: BTreeSet<&str> = column::<StringArray>(&removed, name, "patient_id")?
+            .iter()
+            .flatten()
+            .collect();
         let id_only = SchemaRef::new(
-            rebuilt
-                .schema()
-                .project(&[rebuilt
-                    .schema()
-                    .index_of("patient_id")
-                    .map_err(|e| Error::arrow(name, e))?])
+            like.project(&[like
+                .index_of("patient_id")
+                .map_err(|e| Error::arrow(name, e))?])
                 .map_err(|e| Error::arrow(name, e))?,
         );
-        let probed = files.iter().filter(|f| {
-            !merged.contains(f.path().as_ref())
-                && partition_value(f, self.month).is_some_and(|m| removed_months.contains(&m))
+        let candidates = files.iter().filter(|f| {
+            merged.contains(f.path().as_ref())
+                || partition_value(f, self.month).is_some_and(|m| removed_months.contains(&m))
         });
-        let holds_removed = futures::future::try_join_all(probed.map(|f| async {
-            let ids = read_file(self.table, name, f, &id_only).await?;
-            let ids = column::<StringArray>(&ids, name, "patient_id")?;
-            let holds = ids.iter().flatten().any(|p| patients.contains(p));
-            Ok::<_, Error>(holds.then(|| f.path().to_string()))
+        let (merged_ref, patients_ref, id_only_ref, like_ref) =
+            (&merged, &patients, &id_only, &like);
+        let read = futures::future::try_join_all(candidates.map(|f| async move {
+            let bytes = fetch_file(self.table, name, f).await?;
+            if !merged_ref.contains(f.path().as_ref()) {
+                let ids = decode_file(bytes.clone(), name, f, id_only_ref)?;
+                let ids = column::<StringArray>(&ids, name, "patient_id")?;
+                if !ids.iter().flatten().any(|p| patients_ref.contains(p)) {
+                    return Ok(None);
+                }
+            }
+            Ok::<_, Error>(Some((f, decode_file(bytes, name, f, like_ref)?)))
         }))
-        .await?;
-        let read: Vec<&DataFile> = files
-            .iter()
-            .filter(|f| {
-                let path = f.path();
-                merged.contains(path.as_ref()) || holds_removed.iter().flatten().any(|p| *p == path)
-            })
-            .collect();
-        let like = rebuilt.schema();
-        let contents = futures::future::try_join_all(
-            read.iter().map(|f| read_file(self.table, name, f, &like)),
-        )
         .await?;
 
         // Take the removed rows out of the files holding them.
-        let comparer = Comparer::new(&like, name)?;
         let mut unmatched = multiset(&comparer.rows(&removed, name)?);
         let mut replaced: Vec<DataFile> = Vec::new();
         let mut kept: Vec<RecordBatch> = Vec::new();
-        for (file, content) in read.into_iter().zip(contents) {
+        for (file, content) in read.into_iter().flatten() {
             let rows = comparer.rows(&content, name)?;
             let stays: BooleanArray = rows
                 .iter()
@@ -348,7 +346,8 @@ mod tests {
             &[2, 1, 30, 5, 6, 6],
             20,
         );
-        let changes = row_changes("t", &new, &old).unwrap();
+        let comparer = Comparer::new(&new.schema(), "t").unwrap();
+        let changes = row_changes(&comparer, "t", &new, &old).unwrap();
         let set = |m: &BooleanArray| (0..m.len()).filter(|i| m.value(*i)).collect::<Vec<_>>();
         assert_eq!(set(&changes.added), vec![2, 3, 5]);
         assert_eq!(set(&changes.removed), vec![2, 3]);

@@ -219,7 +219,7 @@ impl GoldRefresh {
     /// this refresh and its clones: a stream refreshing every second does not reopen the
     /// index nor replay each table's log each time. Other processes refreshing meanwhile read
     /// silver instead of the index.
-    pub fn keeping_index_open(mut self) -> Self {
+    pub fn keeping_open(mut self) -> Self {
         self.held = Some(Arc::default());
         self
     }

@@ -22,7 +22,7 @@ mod read;
 mod staged;
 mod write;
 
-pub(crate) use files::{DataFile, files_in, partition_value, read_file};
+pub(crate) use files::{DataFile, conform, decode_file, fetch_file, files_in, partition_value};
 pub(crate) use read::{Keys, column, scan, scan_keyed, scan_stream};
 pub(crate) use staged::StagedTable;
 pub(crate) use write::{WriteMode, append, write, writer_properties};

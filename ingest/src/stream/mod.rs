@@ -124,7 +124,7 @@ impl Stream {
     /// Refreshes gold after every batch (and every `idle_refresh` without one), keeping the
     /// patient history index open between refreshes.
     pub fn with_gold(mut self, refresh: GoldRefresh) -> Self {
-        self.gold = Some(refresh.keeping_index_open());
+        self.gold = Some(refresh.keeping_open());
         self
     }
 
