@@ -40,3 +40,7 @@ b1, lag_end, v1 = sample()
 d = lambda k: int(v1.get(k, 0) - v0.get(k, 0))
 print(f"| {label} | {d('patientflow_stream_records_total')} | {d('patientflow_stream_batches_total')} "
       f"| {quantile(b0, b1, 0.5)} | {quantile(b0, b1, 0.99)} | {int(lag_mid)} | {int(lag_end)} |")
+if len(sys.argv) > 4:  # the share of records at or under each bound, for a closer look
+    total = b1[max(b1)] - b0.get(max(b1), 0)
+    print(" ".join(f"≤{b:g}s:{(b1[b] - b0.get(b, 0)) / total:.4f}" for b in sorted(b1) if total and b <= 5),
+          file=sys.stderr)

@@ -14,7 +14,7 @@ use deltalake::arrow::array::{
 use deltalake::kernel::Transaction;
 
 use crate::error::{Error, Result};
-use crate::storage::{TableRoot, append, txn_version};
+use crate::storage::{TableRoot, append, txn_version, update};
 use crate::tables::{BRONZE_SCHEMA, BRONZE_SEQ_APP};
 
 /// Accumulates raw records for one bronze commit.
@@ -132,10 +132,7 @@ impl Bronze {
     /// Reads the commits other writers added since this table was loaded (only those) and
     /// returns the sequence of the last bronze batch now.
     pub(crate) async fn latest_seq(&mut self) -> Result<i64> {
-        self.table
-            .update_incremental(None)
-            .await
-            .map_err(|e| Error::delta(self.name, e))?;
+        update(&mut self.table, self.name).await?;
         Ok(txn_version(&self.table, self.name, BRONZE_SEQ_APP)
             .await?
             .unwrap_or(0))

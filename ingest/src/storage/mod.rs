@@ -253,6 +253,19 @@ pub(crate) async fn row_count(table: &DeltaTable, name: &str) -> Result<usize> {
         .map_err(|e| Error::delta(name, e))
 }
 
+/// Brings `table` up to its latest commit, reading only the commits since it was loaded;
+/// a location without a table yet stays so until another writer creates it.
+pub(crate) async fn update(table: &mut DeltaTable, name: &str) -> Result<()> {
+    let updated = match table.version() {
+        Some(_) => table.update_incremental(None).await,
+        None => table.load().await,
+    };
+    match updated {
+        Ok(()) | Err(DeltaTableError::NotATable(_)) => Ok(()),
+        Err(e) => Err(Error::delta(name, e)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -60,6 +60,12 @@ pub struct StreamMetrics {
     pub run_id: String,
 }
 
+/// The committer's ends of the channels to the pump.
+struct Batches {
+    rx: tokio::sync::mpsc::Receiver<Result<Vec<Part>>>,
+    settle: std::sync::mpsc::Sender<Vec<Settled>>,
+}
+
 /// A streaming ingest into the tables under a root.
 #[derive(Debug)]
 pub struct Stream {
@@ -76,7 +82,7 @@ pub struct Stream {
 
 impl Stream {
     /// Time after a batch's first record when it is cut, by default.
-    pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
+    pub const DEFAULT_INTERVAL: Duration = Duration::from_millis(500);
     /// Records at which a batch is cut, by default.
     pub const DEFAULT_MAX_RECORDS: usize = 50_000;
     /// With nothing arriving, gold is refreshed this often so the census follows the clock.
@@ -109,7 +115,7 @@ impl Stream {
         self
     }
 
-    /// Cuts a batch this long after its first record (default 1 s).
+    /// Cuts a batch this long after its first record (default 500 ms).
     pub fn with_interval(mut self, interval: Duration) -> Self {
         self.interval = interval;
         self
@@ -153,7 +159,7 @@ impl Stream {
     /// Follows `source` until stopped (or until it fails).
     pub async fn run(self, source: Box<dyn Follow>) -> Result<StreamMetrics> {
         let ownership = source.ownership();
-        let (batches, mut rx) = tokio::sync::mpsc::channel(1);
+        let (batches, rx) = tokio::sync::mpsc::channel(1);
         let (settle, settled) = std::sync::mpsc::channel();
         let pump = pump::Pump {
             source,
@@ -176,41 +182,50 @@ impl Stream {
             ..StreamMetrics::default()
         };
         let mut writer: Option<Writer> = None;
-        let result = loop {
-            let next = match tokio::time::timeout(self.idle_refresh, rx.recv()).await {
-                Err(_) => {
-                    if let Err(e) = self.idle_gold().await {
-                        break Err(e);
-                    }
-                    continue;
-                }
-                Ok(None) => break Ok(()),
-                Ok(Some(next)) => next,
-            };
-            let parts = match next {
-                Ok(parts) => parts,
-                Err(e) => break Err(e),
-            };
-            match self
-                .commit(&mut writer, &ownership, parts, &run, &mut metrics)
-                .await
-            {
-                Ok(outcome) => {
-                    // The pump is gone only if it failed; its error comes next.
-                    let _ = settle.send(outcome);
-                }
-                Err(e) => break Err(e),
+        let mut batches = Batches { rx, settle };
+        // Tables opened and gold brought up to date while the source connects, so the first
+        // batch costs what any other does.
+        let result = match self.warm_up(&mut writer, &run, &mut metrics).await {
+            Ok(()) => {
+                self.consume(&mut batches, &mut writer, &ownership, &run, &mut metrics)
+                    .await
             }
+            Err(e) => Err(e),
         };
         self.stop.stop();
-        drop(rx);
-        drop(settle);
+        // The pump stops once it cannot hand over or settle a batch any more.
+        drop(batches);
         if thread.join().is_err() {
             return Err(Error::Internal("the source thread panicked".into()));
         }
         result?;
         metrics.counts.ensure_balanced()?;
         Ok(metrics)
+    }
+
+    /// Commits the pump's batches until it stops or a batch fails, refreshing gold when
+    /// nothing arrives for `idle_refresh`. Dropping `batches` afterwards tells the pump to stop.
+    async fn consume(
+        &self,
+        batches: &mut Batches,
+        writer: &mut Option<Writer>,
+        ownership: &Ownership,
+        run: &QualityRun,
+        metrics: &mut StreamMetrics,
+    ) -> Result<()> {
+        loop {
+            let next = match tokio::time::timeout(self.idle_refresh, batches.rx.recv()).await {
+                Err(_) => {
+                    self.idle_gold().await?;
+                    continue;
+                }
+                Ok(None) => return Ok(()),
+                Ok(Some(next)) => next,
+            };
+            let outcome = self.commit(writer, ownership, next?, run, metrics).await?;
+            // The pump is gone only if it failed; its error comes next.
+            let _ = batches.settle.send(outcome);
+        }
     }
 
     /// Commits one batch under the writer lock: the parts the log lacks to bronze and silver,
@@ -225,22 +240,7 @@ impl Stream {
     ) -> Result<Vec<Settled>> {
         let started = Instant::now();
         let _lock = self.root.wait_for_writer().await?;
-        let w = match writer {
-            Some(w) => {
-                metrics.recovered_batches +=
-                    w.catch_up(&self.root, run, &mut metrics.counts).await?;
-                w
-            }
-            None => {
-                let reference = match &self.reference {
-                    Some(r) => r.clone(),
-                    None => crate::batch::departments_reference(&self.root).await?,
-                };
-                let w = writer.insert(Writer::open(&self.root, reference, self.tz).await?);
-                metrics.recovered_batches = w.recover(run, &mut metrics.counts).await?;
-                w
-            }
-        };
+        let w = self.writer(writer, run, metrics).await?;
         let mut chunk = BronzeChunk::new();
         let mut settled = Vec::with_capacity(parts.len());
         let mut stamps = Vec::new();
@@ -315,6 +315,47 @@ impl Stream {
             "micro-batch visible"
         );
         Ok(settled)
+    }
+
+    /// The writer, opened (refining what an interrupted run left in bronze) or caught up
+    /// with what other writers committed. Called under the root's writer lock.
+    async fn writer<'w>(
+        &self,
+        writer: &'w mut Option<Writer>,
+        run: &QualityRun,
+        metrics: &mut StreamMetrics,
+    ) -> Result<&'w mut Writer> {
+        Ok(match writer {
+            Some(w) => {
+                metrics.recovered_batches +=
+                    w.catch_up(&self.root, run, &mut metrics.counts).await?;
+                w
+            }
+            None => {
+                let reference = match &self.reference {
+                    Some(r) => r.clone(),
+                    None => crate::batch::departments_reference(&self.root).await?,
+                };
+                let w = writer.insert(Writer::open(&self.root, reference, self.tz).await?);
+                metrics.recovered_batches = w.recover(run, &mut metrics.counts).await?;
+                w
+            }
+        })
+    }
+
+    /// Opens the writer and refreshes gold once, before the first batch.
+    async fn warm_up(
+        &self,
+        writer: &mut Option<Writer>,
+        run: &QualityRun,
+        metrics: &mut StreamMetrics,
+    ) -> Result<()> {
+        let _lock = self.root.wait_for_writer().await?;
+        self.writer(writer, run, metrics).await?;
+        if let Some(refresh) = &self.gold {
+            refresh.clone().run_locked().await?;
+        }
+        Ok(())
     }
 
     /// With nothing arriving, moves gold's census to the current hour.

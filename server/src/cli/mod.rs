@@ -419,8 +419,8 @@ pub(crate) struct IngestArgs {
     /// Kafka consumer group (default `patientflow`).
     #[arg(long, env = "PATIENTFLOW_KAFKA_GROUP")]
     pub(crate) group: Option<String>,
-    /// With --follow: cut a micro-batch this many milliseconds after its first record
-    /// (default 1000).
+    /// With --follow: cut a micro-batch this many milliseconds after its first record, or as
+    /// soon as the one before it is committed if that takes longer (default 500).
     #[arg(long, env = "PATIENTFLOW_BATCH_INTERVAL_MS")]
     pub(crate) batch_interval_ms: Option<u64>,
     /// With --follow: serve Prometheus `/metrics` (lag, batches, records, freshness) on this

@@ -78,7 +78,7 @@ pub(crate) async fn run(mut args: DemoArgs, config: &Config) -> Result<()> {
     let (scheduler, mut tasks) =
         super::run::start(jobs, root.clone(), engine, &demo_config).await?;
     eprintln!(
-        "demo: following {from} into {} (bronze → silver → gold, a micro-batch a second)",
+        "demo: following {from} into {} (bronze → silver → gold, a micro-batch every half second)",
         data.display()
     );
     // The demo trusts development tokens, with its own key, and prints one per example role.
