@@ -1,6 +1,7 @@
 """Samples a streaming ingest's /metrics during one phase of bench/stream.sh and prints a
 Markdown row: freshness p50/p99 over the phase (from the histogram's change), records, lag at
-the middle and the end, batches. Usage: stream_probe.py <metrics-url> <seconds> <label>"""
+the middle and the end, batches. Usage: stream_probe.py <metrics-url> <seconds> <label> [shares]
+(with a fourth argument it also prints, to stderr, the share of records within each bound)."""
 import re, sys, time, urllib.request
 
 url, seconds, label = sys.argv[1], float(sys.argv[2]), sys.argv[3]
