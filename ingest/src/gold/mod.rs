@@ -46,7 +46,7 @@ use self::layout::partitioned_as_specified;
 use crate::batch::{self, Dataset};
 use crate::error::Result;
 use crate::open_stays::StayLimits;
-use crate::storage::{TableRoot, column, scan, txn_version};
+use crate::storage::{TableRoot, column, scan, txn_version, update};
 use crate::tables::{
     DIM_DATE, FACT_ADMISSION, FACT_CENSUS_HOURLY, GOLD_APP, GOLD_TABLES, SILVER_APP, SILVER_EHR,
     SILVER_EVENTS,
@@ -248,16 +248,14 @@ impl GoldRefresh {
     async fn open(&self, name: &str) -> Result<DeltaTable> {
         let cached = self.held().and_then(|h| h.tables.get(name).cloned());
         let table = match cached {
-            Some(mut table) if table.version().is_some() => {
-                match table.update_incremental(None).await {
-                    Ok(()) => table,
-                    Err(e) => {
-                        tracing::debug!(table = name, error = %e, "reloading a held table");
-                        self.root.open(name).await?
-                    }
+            Some(mut table) => match update(&mut table, name).await {
+                Ok(()) => table,
+                Err(e) => {
+                    tracing::debug!(table = name, error = %e, "reloading a held table");
+                    self.root.open(name).await?
                 }
-            }
-            _ => self.root.open(name).await?,
+            },
+            None => self.root.open(name).await?,
         };
         if let Some(mut held) = self.held() {
             held.tables.insert(name.to_string(), table.clone());

@@ -127,10 +127,8 @@ impl TableRoot {
             .and_then(|b| b.with_storage_options((*self.options).clone()).build())
             .map_err(|e| Error::delta(name, e))?;
         // A location without a table yet is created by its first write.
-        match table.load().await {
-            Ok(()) | Err(DeltaTableError::NotATable(_)) => Ok(table),
-            Err(e) => Err(Error::delta(name, e)),
-        }
+        update(&mut table, name).await?;
+        Ok(table)
     }
 
     /// Appends `batches` to the table `name` in one commit (creating it on the first write).
@@ -253,8 +251,9 @@ pub(crate) async fn row_count(table: &DeltaTable, name: &str) -> Result<usize> {
         .map_err(|e| Error::delta(name, e))
 }
 
-/// Brings `table` up to its latest commit, reading only the commits since it was loaded;
-/// a location without a table yet stays so until another writer creates it.
+/// Brings `table` up to its latest commit, reading only the commits since it was loaded (a
+/// table never loaded reads its whole log); a location without a table yet stays so until a
+/// writer creates it.
 pub(crate) async fn update(table: &mut DeltaTable, name: &str) -> Result<()> {
     let updated = match table.version() {
         Some(_) => table.update_incremental(None).await,
@@ -269,6 +268,35 @@ pub(crate) async fn update(table: &mut DeltaTable, name: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_table_opened_before_it_existed_catches_up_once_another_writer_creates_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = TableRoot::parse(dir.path().to_str().unwrap()).unwrap();
+        let mut early = root.open("bronze/t").await.unwrap();
+        assert_eq!(early.version(), None);
+        update(&mut early, "bronze/t").await.unwrap();
+        assert_eq!(early.version(), None);
+
+        let schema = Arc::new(deltalake::arrow::datatypes::Schema::new(vec![
+            deltalake::arrow::datatypes::Field::new(
+                "n",
+                deltalake::arrow::datatypes::DataType::Int64,
+                false,
+            ),
+        ]));
+        let rows = RecordBatch::try_new(
+            schema,
+            vec![std::sync::Arc::new(
+                deltalake::arrow::array::Int64Array::from(vec![1, 2, 3]),
+            )],
+        )
+        .unwrap();
+        root.append("bronze/t", vec![rows]).await.unwrap();
+        update(&mut early, "bronze/t").await.unwrap();
+        assert_eq!(early.version(), Some(0));
+        assert_eq!(row_count(&early, "bronze/t").await.unwrap(), 3);
+    }
 
     #[test]
     fn the_scratch_folder_of_a_local_root_is_emptied_of_a_killed_writer_s_files() {

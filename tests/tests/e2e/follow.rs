@@ -192,26 +192,20 @@ fn an_appended_admission_reaches_a_rest_query_through_the_stream() {
         .unwrap()
         .json()
         .unwrap();
-    // Receipt times come from Delta's file statistics, which keep milliseconds.
-    let as_of = fresh["data_as_of"].as_str().expect("data_as_of");
-    let written_ms = chrono::DateTime::parse_from_rfc3339(&now)
-        .unwrap()
-        .timestamp_millis();
-    assert!(
-        chrono::DateTime::parse_from_rfc3339(as_of)
-            .unwrap()
+    // Receipt and commit times come from Delta's log, which keeps milliseconds.
+    let ms = |t: &str| {
+        chrono::DateTime::parse_from_rfc3339(t)
+            .unwrap_or_else(|e| panic!("{t}: {e} ({fresh})"))
             .timestamp_millis()
-            >= written_ms,
-        "{fresh} (event at {now})"
-    );
+    };
+    let written_ms = ms(&now);
+    let as_of = fresh["data_as_of"].as_str().expect("data_as_of");
+    assert!(ms(as_of) >= written_ms, "{fresh} (event at {now})");
     assert!(fresh["seconds_behind"].as_f64().unwrap() >= 0.0, "{fresh}");
     // The gold commit that made the admission visible came after it was written.
     let refreshed = fresh["refreshed_at"].as_str().expect("refreshed_at");
     assert!(
-        chrono::DateTime::parse_from_rfc3339(refreshed)
-            .unwrap()
-            .timestamp_millis()
-            >= written_ms,
+        ms(refreshed) >= written_ms,
         "{fresh} (event written at {now})"
     );
     terminate(follower);
