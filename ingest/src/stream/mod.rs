@@ -1,16 +1,20 @@
 //! Streaming ingest: a followed source ([`Follow`]) in micro-batches, each landed in bronze,
-//! refined into silver and refreshed into gold before the next one commits.
+//! refined into silver and refreshed into gold, in order.
 //!
 //! The source is polled on a thread of its own (librdkafka's rebalance callbacks run inside
 //! its poll). A batch is cut after `interval` since its first record or at `max_records`;
 //! while one batch commits the next one fills, and once that one is full too the source is
-//! paused (no unbounded buffering). Each batch takes the root's writer lock for its commit
-//! only, so batches, one-shot ingests, gold refreshes and maintenance can take turns, and
-//! several consumers of one group can write to one root: each commit first catches up with
-//! what the others committed and keeps only the parts the Delta log does not hold yet.
+//! paused (no unbounded buffering). A batch is settled with the source once it is in bronze
+//! and silver (the Delta log holds its position); gold then refreshes it on a task of its own
+//! while the next batch lands, one refresh at a time. The root's writer lock is held while
+//! a batch lands or refreshes and released when neither does, so batches, one-shot ingests,
+//! gold refreshes and maintenance can take turns, and several consumers of one group can
+//! write to one root: each landing first catches up with what the others committed and keeps
+//! only the parts the Delta log does not hold yet.
 
 mod pump;
 mod status;
+mod visible;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,7 +33,7 @@ use crate::reference::ReferenceData;
 use crate::silver::{self, Counts};
 use crate::source::{Follow, Ownership, Part, Settled};
 use crate::storage::TableRoot;
-use status::seconds_between;
+use visible::{InFlight, Landed};
 
 /// Asks a running stream to finish the batch in hand and stop.
 #[derive(Debug, Clone, Default)]
@@ -204,7 +208,9 @@ impl Stream {
     }
 
     /// Commits the pump's batches until it stops or a batch fails, refreshing gold when
-    /// nothing arrives for `idle_refresh`. Dropping `batches` afterwards tells the pump to stop.
+    /// nothing arrives for `idle_refresh`. Gold refreshes a batch while the next one lands; the
+    /// last one is visible before this returns. Dropping `batches` afterwards tells the pump to
+    /// stop.
     async fn consume(
         &self,
         batches: &mut Batches,
@@ -213,33 +219,91 @@ impl Stream {
         run: &QualityRun,
         metrics: &mut StreamMetrics,
     ) -> Result<()> {
+        let mut gold = None;
+        let result = self
+            .consume_into(batches, writer, ownership, run, metrics, &mut gold)
+            .await;
+        // The batch in hand becomes visible, also when a later one failed to land.
+        let finished = match gold {
+            Some(g) => g.finish().await,
+            None => Ok(()),
+        };
+        result.and(finished)
+    }
+
+    async fn consume_into(
+        &self,
+        batches: &mut Batches,
+        writer: &mut Option<Writer>,
+        ownership: &Ownership,
+        run: &QualityRun,
+        metrics: &mut StreamMetrics,
+        gold: &mut Option<InFlight>,
+    ) -> Result<()> {
+        enum Next {
+            Visible(Result<()>),
+            Batch(std::result::Result<Option<Result<Vec<Part>>>, tokio::time::error::Elapsed>),
+        }
         loop {
-            let next = match tokio::time::timeout(self.idle_refresh, batches.rx.recv()).await {
-                Err(_) => {
+            let next = tokio::select! {
+                biased;
+                done = InFlight::wait(gold) => Next::Visible(done),
+                received = tokio::time::timeout(self.idle_refresh, batches.rx.recv()) => {
+                    Next::Batch(received)
+                }
+            };
+            let next = match next {
+                Next::Visible(done) => {
+                    // Its writer lock goes with it, unless the next batch's landing holds it.
+                    *gold = None;
+                    done?;
+                    continue;
+                }
+                Next::Batch(Err(_)) => {
+                    if let Some(g) = gold.take() {
+                        g.finish().await?;
+                    }
                     self.idle_gold().await?;
                     continue;
                 }
-                Ok(None) => return Ok(()),
-                Ok(Some(next)) => next,
+                Next::Batch(Ok(None)) => return Ok(()),
+                Next::Batch(Ok(Some(next))) => next?,
             };
-            let outcome = self.commit(writer, ownership, next?, run, metrics).await?;
+            let started = Instant::now();
+            let lock = match gold {
+                Some(g) => g.lock.clone(),
+                None => Arc::new(self.root.wait_for_writer().await?),
+            };
+            let (landed, settled) = self
+                .land(started, writer, ownership, next, run, metrics)
+                .await?;
             // The pump is gone only if it failed; its error comes next.
-            let _ = batches.settle.send(outcome);
+            let _ = batches.settle.send(settled);
+            match &self.gold {
+                Some(refresh) => {
+                    if let Some(previous) = gold.take() {
+                        previous.finish().await?;
+                    }
+                    let status = self.status.clone();
+                    *gold = Some(InFlight::start(refresh, lock, landed, status));
+                }
+                None => landed.visible(&self.status, Duration::ZERO),
+            }
         }
     }
 
-    /// Commits one batch under the writer lock: the parts the log lacks to bronze and silver,
-    /// then gold. Returns how each part settled.
-    async fn commit(
+    /// Lands one batch in bronze and silver (the caller holds the writer lock, taken from
+    /// `started`): the parts the log lacks. Returns the batch, for gold, and how each part
+    /// settled.
+    async fn land(
         &self,
+        started: Instant,
         writer: &mut Option<Writer>,
         ownership: &Ownership,
         parts: Vec<Part>,
         run: &QualityRun,
         metrics: &mut StreamMetrics,
-    ) -> Result<Vec<Settled>> {
-        let started = Instant::now();
-        let _lock = self.root.wait_for_writer().await?;
+    ) -> Result<(Landed, Vec<Settled>)> {
         let w = self.writer(writer, run, metrics).await?;
         let mut chunk = BronzeChunk::new();
         let mut settled = Vec::with_capacity(parts.len());
@@ -285,36 +349,16 @@ impl Stream {
                 Counts::for_rules(silver::RULES.len())
             }
         };
-        let landed = started.elapsed();
-        if let Some(refresh) = &self.gold {
-            refresh.clone().run_locked().await?;
-        }
-        let gold = started.elapsed() - landed;
-        let visible = chrono::Utc::now().timestamp_micros();
         metrics.batches += 1;
         metrics.counts.add(&counts);
-        self.status.update(|s| {
-            s.batches += 1;
-            s.records += counts.records_in;
-            s.quarantined += counts.quarantined;
-            s.duplicates += counts.duplicates;
-            s.refused_parts += refused;
-            for t in &stamps {
-                s.freshness.observe(seconds_between(*t, visible), 1);
-            }
-            s.last_batch_at = Some(visible);
-            s.last_batch_seconds = started.elapsed().as_secs_f64();
-            s.landing_seconds.observe(landed.as_secs_f64(), 1);
-            s.gold_seconds.observe(gold.as_secs_f64(), 1);
-        });
-        tracing::debug!(
-            records = counts.records_in,
+        let landed = Landed {
+            started,
+            landing: started.elapsed(),
+            counts,
             refused,
-            landing_seconds = landed.as_secs_f64(),
-            gold_seconds = gold.as_secs_f64(),
-            "micro-batch visible"
-        );
-        Ok(settled)
+            stamps,
+        };
+        Ok((landed, settled))
     }
 
     /// The writer, opened (refining what an interrupted run left in bronze) or caught up
@@ -367,3 +411,6 @@ impl Stream {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;
