@@ -219,77 +219,66 @@ impl Stream {
         run: &QualityRun,
         metrics: &mut StreamMetrics,
     ) -> Result<()> {
-        let mut gold = None;
-        let result = self
-            .consume_into(batches, writer, ownership, run, metrics, &mut gold)
-            .await;
+        enum Next {
+            Visible(Result<()>),
+            Batch(std::result::Result<Option<Result<Vec<Part>>>, tokio::time::error::Elapsed>),
+        }
+        let mut gold: Option<InFlight> = None;
+        let result: Result<()> = async {
+            loop {
+                let next = tokio::select! {
+                    biased;
+                    done = InFlight::wait(&mut gold) => Next::Visible(done),
+                    received = tokio::time::timeout(self.idle_refresh, batches.rx.recv()) => {
+                        Next::Batch(received)
+                    }
+                };
+                let next = match next {
+                    Next::Visible(done) => {
+                        // Its writer lock goes with it, unless the next batch's landing holds it.
+                        gold = None;
+                        done?;
+                        continue;
+                    }
+                    Next::Batch(Err(_)) => {
+                        if let Some(g) = gold.take() {
+                            g.finish().await?;
+                        }
+                        self.idle_gold().await?;
+                        continue;
+                    }
+                    Next::Batch(Ok(None)) => return Ok(()),
+                    Next::Batch(Ok(Some(next))) => next?,
+                };
+                let started = Instant::now();
+                let lock = match &gold {
+                    Some(g) => g.lock.clone(),
+                    None => Arc::new(self.root.wait_for_writer().await?),
+                };
+                let (landed, settled) = self
+                    .land(started, writer, ownership, next, run, metrics)
+                    .await?;
+                // The pump is gone only if it failed; its error comes next.
+                let _ = batches.settle.send(settled);
+                match &self.gold {
+                    Some(refresh) => {
+                        if let Some(previous) = gold.take() {
+                            previous.finish().await?;
+                        }
+                        let status = self.status.clone();
+                        gold = Some(InFlight::start(refresh, lock, landed, status));
+                    }
+                    None => landed.visible(&self.status, Duration::ZERO),
+                }
+            }
+        }
+        .await;
         // The batch in hand becomes visible, also when a later one failed to land.
         let finished = match gold {
             Some(g) => g.finish().await,
             None => Ok(()),
         };
         result.and(finished)
-    }
-
-    async fn consume_into(
-        &self,
-        batches: &mut Batches,
-        writer: &mut Option<Writer>,
-        ownership: &Ownership,
-        run: &QualityRun,
-        metrics: &mut StreamMetrics,
-        gold: &mut Option<InFlight>,
-    ) -> Result<()> {
-        enum Next {
-            Visible(Result<()>),
-            Batch(std::result::Result<Option<Result<Vec<Part>>>, tokio::time::error::Elapsed>),
-        }
-        loop {
-            let next = tokio::select! {
-                biased;
-                done = InFlight::wait(gold) => Next::Visible(done),
-                received = tokio::time::timeout(self.idle_refresh, batches.rx.recv()) => {
-                    Next::Batch(received)
-                }
-            };
-            let next = match next {
-                Next::Visible(done) => {
-                    // Its writer lock goes with it, unless the next batch's landing holds it.
-                    *gold = None;
-                    done?;
-                    continue;
-                }
-                Next::Batch(Err(_)) => {
-                    if let Some(g) = gold.take() {
-                        g.finish().await?;
-                    }
-                    self.idle_gold().await?;
-                    continue;
-                }
-                Next::Batch(Ok(None)) => return Ok(()),
-                Next::Batch(Ok(Some(next))) => next?,
-            };
-            let started = Instant::now();
-            let lock = match gold {
-                Some(g) => g.lock.clone(),
-                None => Arc::new(self.root.wait_for_writer().await?),
-            };
-            let (landed, settled) = self
-                .land(started, writer, ownership, next, run, metrics)
-                .await?;
-            // The pump is gone only if it failed; its error comes next.
-            let _ = batches.settle.send(settled);
-            match &self.gold {
-                Some(refresh) => {
-                    if let Some(previous) = gold.take() {
-                        previous.finish().await?;
-                    }
-                    let status = self.status.clone();
-                    *gold = Some(InFlight::start(refresh, lock, landed, status));
-                }
-                None => landed.visible(&self.status, Duration::ZERO),
-            }
-        }
     }
 
     /// Lands one batch in bronze and silver (the caller holds the writer lock, taken from
