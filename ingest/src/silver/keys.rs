@@ -71,7 +71,7 @@ impl KeyIndex {
         let txn = d.db.begin_write().map_err(|e| d.fail(e))?;
         txn.delete_table(KEYS).map_err(|e| d.fail(e))?;
         d.set_meta(&txn, &[(COVERED, Some("0")), (TABLE_ID, id)])?;
-        txn.commit().map_err(|e| d.fail(e))
+        d.commit(txn)
     }
 
     /// Adds the keys of `table`'s rows after the covered sequence up to `upto`.
@@ -143,7 +143,7 @@ impl KeyIndex {
             }
             d.set_meta(&txn, &values)?;
         }
-        txn.commit().map_err(|e| d.fail(e))
+        d.commit(txn)
     }
 
     /// Those of `keys` the index holds.
@@ -300,5 +300,36 @@ pub(super) mod tests {
             (found(&[3, 4, 8]), index.covered().unwrap()),
             (vec![3, 4], 4)
         );
+    }
+
+    #[tokio::test]
+    async fn a_process_killed_between_durable_commits_reopens_behind_and_catches_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = TableRoot::parse(dir.path().join("a").to_str().unwrap()).unwrap();
+        let silver = add(&root, "silver/a", 1, &[1]).await;
+        let index = KeyIndex::open(&root, &silver, 1).await.unwrap().unwrap();
+        let silver = add(&root, "silver/a", 2, &[2]).await;
+        index
+            .committed(&silver, 1, 2, &rows(2, &[2]))
+            .await
+            .unwrap();
+        assert_eq!(index.covered().unwrap(), 2);
+
+        // The file as a SIGKILL leaves it (the page cache holds what was written, the
+        // commits since the last durable one are not durable), copied beside another root.
+        let killed = TableRoot::parse(dir.path().join("b").to_str().unwrap()).unwrap();
+        let file = |root: &TableRoot| root.local_path().unwrap().join("_index/silver_keys.redb");
+        std::fs::create_dir_all(file(&killed).parent().unwrap()).unwrap();
+        std::fs::copy(file(&root), file(&killed)).unwrap();
+        drop(index);
+        {
+            let reopened = Derived::open(&killed, "silver_keys.redb", "keys", CACHE_BYTES)
+                .unwrap()
+                .unwrap();
+            assert!(reopened.meta_seq(COVERED).unwrap() < 2);
+        }
+        let index = KeyIndex::open(&killed, &silver, 2).await.unwrap().unwrap();
+        assert_eq!(index.covered().unwrap(), 2);
+        assert_eq!(index.existing([1, 2, 3].into_iter()).unwrap().len(), 2);
     }
 }

@@ -257,7 +257,13 @@ pub(crate) async fn row_count(table: &DeltaTable, name: &str) -> Result<usize> {
 pub(crate) async fn update(table: &mut DeltaTable, name: &str) -> Result<()> {
     let updated = match table.version() {
         Some(_) => table.update_incremental(None).await,
-        None => table.load().await,
+        // One listing of the log folder instead of a failed load (which the Delta kernel also
+        // logs as an error) each time a table not created yet is brought up to date.
+        None => match table.log_store().is_delta_table_location().await {
+            Ok(true) => table.load().await,
+            Ok(false) => return Ok(()),
+            Err(e) => Err(e),
+        },
     };
     match updated {
         Ok(()) | Err(DeltaTableError::NotATable(_)) => Ok(()),

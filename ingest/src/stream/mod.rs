@@ -3,7 +3,8 @@
 //!
 //! The source is polled on a thread of its own (librdkafka's rebalance callbacks run inside
 //! its poll). A batch is cut after `interval` since its first record or at `max_records`;
-//! while one batch commits the next one fills, and once that one is full too the source is
+//! while one batch lands the next one fills, past its interval if the landing takes longer
+//! (a busy stream takes larger batches), and once that one holds `max_records` the source is
 //! paused (no unbounded buffering). A batch is settled with the source once it is in bronze
 //! and silver (the Delta log holds its position); gold then refreshes it on a task of its own
 //! while the next batch lands, one refresh at a time. The root's writer lock is held while

@@ -1,5 +1,6 @@
 //! The source's own thread: polls, cuts micro-batches, hands them to the committer one at a
-//! time, and pauses the source while the next batch is full and the last one still commits.
+//! time. While the last batch still lands, the next one keeps filling past its interval, and
+//! the source pauses once that one is full.
 
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, TryRecvError};
@@ -65,11 +66,15 @@ impl Pump {
             if stopping && count == 0 && !in_flight {
                 return Ok(());
             }
+            // Due but the last batch still lands: this one keeps filling, so a busy committer
+            // takes larger batches (its cost per batch spread over more records) instead of
+            // falling behind; full, the source pauses.
+            let full = count >= self.max_records;
             self.status.update(|s| {
-                s.paused = due;
+                s.paused = full;
                 s.lag = self.source.lag();
             });
-            let room = if due || stopping {
+            let room = if full || stopping {
                 0
             } else {
                 self.max_records - count
@@ -121,6 +126,68 @@ mod tests {
                 })
                 .collect(),
         }
+    }
+
+    #[test]
+    fn a_batch_due_while_the_last_one_lands_keeps_filling_until_that_one_settles() {
+        use std::io::Write;
+
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let landing = dir.path().join("landing");
+        std::fs::create_dir_all(&landing).unwrap();
+        let file = landing.join("events.ndjson");
+        let arrive = |n: usize| {
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&file)
+                .unwrap();
+            f.write_all("{}\n".repeat(n).as_bytes()).unwrap();
+        };
+        let root =
+            crate::storage::TableRoot::parse(dir.path().join("data").to_str().unwrap()).unwrap();
+        let log = crate::source::PositionLog::new(root, runtime.handle().clone());
+        let (batches, mut rx) = tokio::sync::mpsc::channel(1);
+        let (settle, settled) = std::sync::mpsc::channel();
+        let status = Arc::new(StreamStatus::default());
+        let stop = StopHandle::default();
+        let pump = Pump {
+            source: Box::new(crate::source::follow::FollowLanding::new(&landing, log)),
+            batches,
+            settled,
+            stop: stop.clone(),
+            interval: Duration::from_millis(20),
+            max_records: 25,
+            status: status.clone(),
+        };
+        arrive(10);
+        let thread = std::thread::spawn(move || pump.run());
+        let records = |rx: &mut tokio::sync::mpsc::Receiver<Result<Vec<Part>>>| {
+            let parts = rx.blocking_recv().unwrap().unwrap();
+            parts.iter().map(|p| p.records.len()).sum::<usize>()
+        };
+        assert_eq!(records(&mut rx), 10);
+
+        // While the first batch lands, three waves arrive, each well past the interval: the
+        // next batch takes them until it holds `max_records`, then the source pauses.
+        for _ in 0..3 {
+            arrive(10);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let waited = Instant::now();
+        while !status.snapshot().paused {
+            assert!(waited.elapsed() < Duration::from_secs(10), "never paused");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        settle.send(Vec::new()).unwrap();
+        assert_eq!(records(&mut rx), 25);
+        settle.send(Vec::new()).unwrap();
+        assert_eq!(records(&mut rx), 5);
+        stop.stop();
+        settle.send(Vec::new()).unwrap();
+        thread.join().unwrap();
+        assert!(rx.blocking_recv().is_none());
     }
 
     #[test]

@@ -67,7 +67,8 @@ pub struct StreamSnapshot {
     pub gold_seconds: Histogram,
     /// Consumer lag per partition, where the source knows it.
     pub lag: Vec<(String, i64)>,
-    /// Whether the source is paused, waiting for the commit in flight (backpressure).
+    /// Whether the source is paused: the next batch is full and the last one still lands
+    /// (backpressure).
     pub paused: bool,
 }
 

@@ -47,7 +47,7 @@ pub(crate) fn render_metrics(s: &StreamSnapshot) -> String {
     metric(
         "patientflow_stream_paused",
         "gauge",
-        "1 while the source is paused, waiting for the commit in flight.",
+        "1 while the source is paused: the next batch is full and the last one still lands.",
         &one(u64::from(s.paused)),
     );
     let lag: Vec<(String, f64)> = s
@@ -142,7 +142,7 @@ pub(crate) fn status_line(s: &StreamSnapshot, now: chrono::DateTime<chrono::Utc>
         None => line.push_str(" · waiting for records"),
     }
     if s.paused {
-        line.push_str(" · paused (commit in flight)");
+        line.push_str(" · paused (next batch full, last one landing)");
     }
     line
 }

@@ -151,7 +151,7 @@ impl HistoryIndex {
             values.extend([(f.id_key, None), (f.covered_key, None)]);
         }
         d.set_meta(&txn, &values)?;
-        txn.commit().map_err(|e| d.fail(e))
+        d.commit(txn)
     }
 
     /// Adds the records of `source` after its covered sequence, up to its `upto`.
@@ -261,7 +261,7 @@ impl HistoryIndex {
             }
         }
         also(&txn)?;
-        txn.commit().map_err(|e| d.fail(e))
+        d.commit(txn)
     }
 
     /// The held records of `patients`.
@@ -348,7 +348,7 @@ impl Fill<'_> {
             ],
         )?;
         self.index.cover(&txn, &followed(sources))?;
-        txn.commit().map_err(|e| d.fail(e))
+        d.commit_durably(txn)
     }
 }
 
