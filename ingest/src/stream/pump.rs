@@ -3,7 +3,7 @@
 //! the source pauses once that one is full.
 
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, TryRecvError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc::Sender;
@@ -14,6 +14,9 @@ use crate::source::{Follow, Part, Resume, Settled};
 
 /// Longest single poll, so settling and stopping are noticed promptly.
 const POLL_SLICE: Duration = Duration::from_millis(100);
+/// How long a due batch waits for the last one to settle before the source is read again
+/// (at most 50 reads a second while a batch lands, instead of one a millisecond).
+const SETTLE_WAIT: Duration = Duration::from_millis(20);
 
 pub(super) struct Pump {
     pub(super) source: Box<dyn Follow>,
@@ -40,19 +43,27 @@ impl Pump {
         let mut first_at: Option<Instant> = None;
         let mut in_flight = false;
         loop {
-            match self.settled.try_recv() {
+            // Once the next batch is due it waits only for the last one to settle: sleep on
+            // that (it wakes this thread at once) rather than polling the source in a tight loop.
+            let received = if in_flight && self.due(count, first_at) {
+                self.settled.recv_timeout(SETTLE_WAIT)
+            } else {
+                self.settled.try_recv().map_err(|e| match e {
+                    TryRecvError::Empty => RecvTimeoutError::Timeout,
+                    TryRecvError::Disconnected => RecvTimeoutError::Disconnected,
+                })
+            };
+            match received {
                 Ok(settled) => {
                     self.source.settle(&settled)?;
                     in_flight = false;
                 }
-                Err(TryRecvError::Empty) => {}
+                Err(RecvTimeoutError::Timeout) => {}
                 // The committer stopped (it failed or finished): nothing more can commit.
-                Err(TryRecvError::Disconnected) => return Ok(()),
+                Err(RecvTimeoutError::Disconnected) => return Ok(()),
             }
             let stopping = self.stop.is_stopped();
-            let due = count >= self.max_records
-                || (count > 0
-                    && (stopping || first_at.is_some_and(|t| t.elapsed() >= self.interval)));
+            let due = self.due(count, first_at);
             if due && !in_flight {
                 let batch = std::mem::take(&mut pending);
                 if self.batches.blocking_send(Ok(batch)).is_err() {
@@ -90,6 +101,14 @@ impl Pump {
                 first_at = Some(Instant::now());
             }
         }
+    }
+
+    /// Whether a batch of `count` records, the first read at `first_at`, is to be cut.
+    fn due(&self, count: usize, first_at: Option<Instant>) -> bool {
+        count >= self.max_records
+            || (count > 0
+                && (self.stop.is_stopped()
+                    || first_at.is_some_and(|t| t.elapsed() >= self.interval)))
     }
 }
 
