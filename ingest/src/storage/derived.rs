@@ -26,7 +26,7 @@ const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
 
 /// How long an index's commits may stay in the page cache before one is made durable: a
 /// stream commits every second or so, and each `fsync` cost 20 ms on average and up to 250 ms.
-pub(crate) const DURABLE_EVERY: Duration = Duration::from_secs(5);
+const DURABLE_EVERY: Duration = Duration::from_secs(5);
 
 /// One index file, open in this process.
 #[derive(Debug)]
@@ -87,12 +87,21 @@ impl Derived {
     }
 
     /// Commits `txn`, durably only when the last durable commit is [`DURABLE_EVERY`] old.
-    pub(crate) fn commit(&self, mut txn: WriteTransaction) -> Result<()> {
+    pub(crate) fn commit(&self, txn: WriteTransaction) -> Result<()> {
+        self.commit_as(txn, false)
+    }
+
+    /// Commits `txn` durably: what would be costly to redo (a filled index).
+    pub(crate) fn commit_durably(&self, txn: WriteTransaction) -> Result<()> {
+        self.commit_as(txn, true)
+    }
+
+    fn commit_as(&self, mut txn: WriteTransaction, durable: bool) -> Result<()> {
         let mut durable_at = self
             .durable_at
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let durable = durable_at.elapsed() >= DURABLE_EVERY;
+        let durable = durable || durable_at.elapsed() >= DURABLE_EVERY;
         if !durable {
             txn.set_durability(Durability::None)
                 .map_err(|e| self.fail(e))?;
@@ -101,16 +110,6 @@ impl Derived {
         if durable {
             *durable_at = Instant::now();
         }
-        Ok(())
-    }
-
-    /// Commits `txn` durably: what would be costly to redo (a filled index).
-    pub(crate) fn commit_durably(&self, txn: WriteTransaction) -> Result<()> {
-        txn.commit().map_err(|e| self.fail(e))?;
-        *self
-            .durable_at
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Instant::now();
         Ok(())
     }
 

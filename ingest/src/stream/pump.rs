@@ -3,7 +3,7 @@
 //! the source pauses once that one is full.
 
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc::Sender;
@@ -45,15 +45,12 @@ impl Pump {
         loop {
             // Once the next batch is due it waits only for the last one to settle: sleep on
             // that (it wakes this thread at once) rather than polling the source in a tight loop.
-            let received = if in_flight && self.due(count, first_at) {
-                self.settled.recv_timeout(SETTLE_WAIT)
+            let wait = if in_flight && self.due(count, first_at) {
+                SETTLE_WAIT
             } else {
-                self.settled.try_recv().map_err(|e| match e {
-                    TryRecvError::Empty => RecvTimeoutError::Timeout,
-                    TryRecvError::Disconnected => RecvTimeoutError::Disconnected,
-                })
+                Duration::ZERO
             };
-            match received {
+            match self.settled.recv_timeout(wait) {
                 Ok(settled) => {
                     self.source.settle(&settled)?;
                     in_flight = false;
