@@ -1,6 +1,10 @@
 //! Table maintenance (`patientflow maintain`): compaction of small files, a checkpoint every
 //! N commits, and `VACUUM` of the files no version younger than the retention references.
 //!
+//! Every table is created with `delta.checkpointInterval` = 10, so its writers checkpoint it as
+//! they go; `maintain` sets a table's interval to its own N where they differ (a table created
+//! before, or another N), and writes a checkpoint when N commits have passed since the last one.
+//!
 //! Readers never fail during maintenance: a compaction only adds a version (its new files
 //! hold the same rows, marked `dataChange: false`), so a reader's snapshot keeps every file it
 //! names; VACUUM deletes only files that versions older than the retention (at least an hour)
@@ -18,7 +22,7 @@ use deltalake::logstore::object_store::ObjectStoreExt;
 use deltalake::operations::vacuum::VacuumMode;
 
 use crate::error::{Error, Result};
-use crate::storage::{TableRoot, writer_properties};
+use crate::storage::{CHECKPOINT_EVERY, TableRoot, writer_properties};
 use crate::tables::{ALL_TABLES, MAINTENANCE, MAINTENANCE_SCHEMA, timestamp_array};
 
 /// The shortest retention VACUUM accepts: a query started before it may still read a file
@@ -30,7 +34,8 @@ pub const MIN_RETENTION: Duration = Duration::from_secs(3_600);
 pub struct Operation {
     /// The table, e.g. `gold/fact_admission`.
     pub table: &'static str,
-    /// `compact`, `checkpoint` or `vacuum`.
+    /// `compact`, `checkpoint_interval` (the table's `delta.checkpointInterval` was set),
+    /// `checkpoint` or `vacuum`.
     pub kind: &'static str,
     /// The table version after the operation.
     pub version: u64,
@@ -82,7 +87,7 @@ impl Maintenance {
         Self {
             root,
             retention: Duration::from_secs(7 * 24 * 3_600),
-            checkpoint_every: 10,
+            checkpoint_every: CHECKPOINT_EVERY,
             dry_run: false,
         }
     }
@@ -100,7 +105,8 @@ impl Maintenance {
         Ok(self)
     }
 
-    /// A checkpoint is written once a table has this many commits since its last one.
+    /// A checkpoint is written once a table has this many commits since its last one, and the
+    /// tables' writers checkpoint them this often from now on.
     pub fn with_checkpoint_every(mut self, commits: u64) -> Result<Self> {
         if commits == 0 {
             return Err(Error::InvalidArgument(
@@ -134,6 +140,8 @@ impl Maintenance {
             let table = if self.dry_run {
                 table
             } else {
+                let (table, interval) = self.set_checkpoint_interval(table, name).await?;
+                report.operations.extend(interval);
                 let (table, compaction) = compact(table, name).await?;
                 report.operations.extend(compaction);
                 let checkpoint = self.checkpoint(&table, name).await?;
@@ -149,6 +157,41 @@ impl Maintenance {
         }
         report.elapsed = started.elapsed();
         Ok(report)
+    }
+
+    /// Sets the table's `delta.checkpointInterval` to `checkpoint_every` where it differs, so
+    /// that its writers checkpoint it that often.
+    async fn set_checkpoint_interval(
+        &self,
+        table: DeltaTable,
+        name: &'static str,
+    ) -> Result<(DeltaTable, Option<Operation>)> {
+        let key = "delta.checkpointInterval";
+        let wanted = self.checkpoint_every.to_string();
+        let snapshot = table.snapshot().map_err(|e| Error::delta(name, e))?;
+        if snapshot.metadata().configuration().get(key) == Some(&wanted) {
+            return Ok((table, None));
+        }
+        let table = table
+            .set_tbl_properties()
+            .with_properties([(key.to_string(), wanted)].into())
+            .await
+            .map_err(|e| Error::delta(name, e))?;
+        tracing::info!(
+            table = name,
+            commits = self.checkpoint_every,
+            "checkpoint interval set"
+        );
+        let operation = Operation {
+            table: name,
+            kind: "checkpoint_interval",
+            version: table.version().unwrap_or(0),
+            files_removed: 0,
+            deleted: vec![],
+            files_added: 0,
+            bytes_removed: 0,
+        };
+        Ok((table, Some(operation)))
     }
 
     /// A checkpoint at the current version when the table has `checkpoint_every` commits

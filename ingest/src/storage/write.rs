@@ -21,6 +21,18 @@ const UNIQUE_COLUMNS: [&str; 5] = ["raw", "raw_text", "dedupe_key", "event_id", 
 /// Numeric columns that are (nearly) all distinct: no dictionary, but statistics for pruning.
 const UNIQUE_NUMBERS: [&str; 2] = ["source_line", "event_time"];
 
+/// Commits between two checkpoints of every table (Delta's `delta.checkpointInterval`, set when
+/// a table is created, as Spark sets it; delta-rs would take 100). A reader brings a table up to
+/// date from its last checkpoint, and looking up a source position replays the JSON commits after
+/// it: a stream that commits every second would otherwise re-read up to a hundred commit files
+/// per table and batch.
+pub(crate) const CHECKPOINT_EVERY: u64 = 10;
+
+/// The properties a table is created with.
+fn created_with() -> [(&'static str, Option<String>); 1] {
+    [("delta.checkpointInterval", Some(CHECKPOINT_EVERY.to_string()))]
+}
+
 /// How a write treats the rows already in the table.
 #[derive(Debug, Clone)]
 pub(crate) enum WriteMode {
@@ -59,6 +71,7 @@ pub(crate) async fn write(
         .with_save_mode(save_mode)
         .with_schema_mode(schema_mode)
         .with_writer_properties(props)
+        .with_configuration(created_with())
         .with_commit_properties(CommitProperties::default().with_application_transactions(txns));
     if let WriteMode::Replace(predicate) = mode {
         builder = builder.with_replace_where(predicate);
@@ -92,7 +105,8 @@ async fn create_if_remote(
     let mut create = table
         .clone()
         .write(vec![first.slice(0, 0)])
-        .with_save_mode(SaveMode::ErrorIfExists);
+        .with_save_mode(SaveMode::ErrorIfExists)
+        .with_configuration(created_with());
     if !partition_by.is_empty() {
         create = create.with_partition_columns(partition_by.iter().map(|c| c.to_string()));
     }

@@ -150,8 +150,8 @@ pub static AUDIT_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
 /// What `patientflow maintain` did: one row per run, table and operation.
 pub const MAINTENANCE: &str = "ops/maintenance";
 
-/// `ops/maintenance`: one row per run, table and operation (`compact`, `checkpoint`,
-/// `vacuum`).
+/// `ops/maintenance`: one row per run, table and operation (`checkpoint_interval`, `compact`,
+/// `checkpoint`, `vacuum`).
 pub static MAINTENANCE_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     Arc::new(Schema::new(vec![
         Field::new("run_id", DataType::Utf8, false),

@@ -289,8 +289,9 @@ pub(crate) struct MaintainArgs {
     /// queries and time travel still find it (default 168 = 7 days; at least 1).
     #[arg(long, env = "PATIENTFLOW_RETENTION_HOURS")]
     pub(crate) retention_hours: Option<f64>,
-    /// Write a checkpoint when a table has this many commits since its last (default 10, as
-    /// Spark does).
+    /// Write a checkpoint when a table has this many commits since its last, and set the
+    /// tables' `delta.checkpointInterval` to it so their writers checkpoint that often
+    /// (default 10, as Spark does; tables are created with 10).
     #[arg(long, env = "PATIENTFLOW_CHECKPOINT_EVERY")]
     pub(crate) checkpoint_every: Option<u64>,
     /// Change nothing: list the files VACUUM would delete.

@@ -76,6 +76,10 @@ fn summary_text(r: &MaintenanceReport) -> String {
                 o.table, o.files_removed, o.bytes_removed, o.files_added
             ),
             "checkpoint" => format!("{}: checkpoint at version {}", o.table, o.version),
+            "checkpoint_interval" => format!(
+                "{}: its writers checkpoint it every --checkpoint-every commits from version {}",
+                o.table, o.version
+            ),
             _ if o.deleted.is_empty() => continue,
             _ if r.dry_run => format!(
                 "{}: VACUUM would delete {} file(s):\n  {}",

@@ -42,6 +42,37 @@ fn operations<'a>(summary: &'a Value, kind: &str) -> Vec<&'a Value> {
         .collect()
 }
 
+/// The table's latest version: its newest JSON commit.
+fn latest_version(table: &Path) -> u64 {
+    std::fs::read_dir(table.join("_delta_log"))
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            name.strip_suffix(".json")?.parse().ok()
+        })
+        .max()
+        .unwrap()
+}
+
+/// The version of the table's last checkpoint, if any.
+fn checkpoint_version(table: &Path) -> Option<u64> {
+    let hint = std::fs::read(table.join("_delta_log/_last_checkpoint")).ok()?;
+    serde_json::from_slice::<Value>(&hint).unwrap()["version"].as_u64()
+}
+
+/// The table's `delta.checkpointInterval`, as its latest `metaData` action states it.
+fn checkpoint_interval(table: &Path) -> Option<String> {
+    (0..=latest_version(table)).rev().find_map(|v| {
+        let commit = table.join(format!("_delta_log/{v:020}.json"));
+        let text = std::fs::read_to_string(commit).ok()?;
+        text.lines().find_map(|line| {
+            let action: Value = serde_json::from_str(line).unwrap();
+            let configuration = action.get("metaData")?.get("configuration")?;
+            Some(configuration["delta.checkpointInterval"].as_str()?.to_string())
+        })
+    })
+}
+
 /// Makes every `remove` action of `table` two hours old, as if its files had been replaced
 /// two hours ago, so that a one-hour VACUUM may delete them.
 fn age_removals(table: &Path) {
@@ -91,6 +122,10 @@ fn maintenance_compacts_checkpoints_and_vacuums_while_queries_run() {
             .count()
     };
     assert!(parquet_files(&silver) >= 10, "one small file per batch");
+    // Tables are created with a checkpoint every 10 commits, so the ingest wrote one at
+    // version 9 (delta-rs alone would wait for 100).
+    assert!(latest_version(&silver) >= 10);
+    assert_eq!(checkpoint_version(&silver), Some(9));
 
     // Queries run all the while, through the query service.
     let server = Server::start(&data, &[]);
@@ -126,11 +161,18 @@ fn maintenance_compacts_checkpoints_and_vacuums_while_queries_run() {
         operations(&dry, "compact").is_empty(),
         "a dry run changes nothing"
     );
-    // No checkpoint yet: the removals aged below are read from the JSON commits.
+    // Every 100 commits: each table's interval is set to 100, and no checkpoint is due, so
+    // the removals aged below are read from the JSON commits.
     let first = maintain(
         &data,
         &["--retention-hours", "1", "--checkpoint-every", "100"],
     );
+    let set: Vec<&str> = operations(&first, "checkpoint_interval")
+        .iter()
+        .map(|o| o["table"].as_str().unwrap())
+        .collect();
+    assert!(set.contains(&"silver/patient_events"), "{first}");
+    assert_eq!(checkpoint_interval(&silver).as_deref(), Some("100"));
     let compacted: Vec<&str> = operations(&first, "compact")
         .iter()
         .map(|o| o["table"].as_str().unwrap())
@@ -169,13 +211,12 @@ fn maintenance_compacts_checkpoints_and_vacuums_while_queries_run() {
         .sum();
     assert_eq!(deleted as usize, would_delete);
     assert_eq!(parquet_files(&silver), small_files - would_delete);
-    // With the default interval (10 commits), silver (over 15 commits, no checkpoint) gets one.
-    let checkpointed: Vec<&str> = operations(&second, "checkpoint")
-        .iter()
-        .map(|o| o["table"].as_str().unwrap())
-        .collect();
-    assert!(checkpointed.contains(&"silver/patient_events"), "{second}");
-    assert!(silver.join("_delta_log/_last_checkpoint").exists());
+    // Back to the default interval (10 commits): set again, and silver, more than 10 commits
+    // past its checkpoint at version 9, gets a new one (maintain's own, or its writer's when
+    // a commit of this run lands on a multiple of 10).
+    assert_eq!(checkpoint_interval(&silver).as_deref(), Some("10"));
+    assert!(checkpoint_version(&silver).unwrap() > 9, "{second}");
+    assert!(latest_version(&silver) - checkpoint_version(&silver).unwrap() < 10);
 
     stop.store(true, Ordering::Relaxed);
     let answers = reader.join().unwrap();
