@@ -4,6 +4,8 @@
 //! Every table is created with `delta.checkpointInterval` = 10, so its writers checkpoint it as
 //! they go; `maintain` sets a table's interval to its own N where they differ (a table created
 //! before, or another N), and writes a checkpoint when N commits have passed since the last one.
+//! Log files older than the log retention (30 days) that a checkpoint supersedes are deleted
+//! here, not by the writers (delta-rs's cleanup after each commit lists the whole log).
 //!
 //! Readers never fail during maintenance: a compaction only adds a version (its new files
 //! hold the same rows, marked `dataChange: false`), so a reader's snapshot keeps every file it
@@ -35,7 +37,7 @@ pub struct Operation {
     /// The table, e.g. `gold/fact_admission`.
     pub table: &'static str,
     /// `compact`, `checkpoint_interval` (the table's `delta.checkpointInterval` was set),
-    /// `checkpoint` or `vacuum`.
+    /// `checkpoint`, `log_cleanup` (expired log files deleted) or `vacuum`.
     pub kind: &'static str,
     /// The table version after the operation.
     pub version: u64,
@@ -146,6 +148,7 @@ impl Maintenance {
                 report.operations.extend(compaction);
                 let checkpoint = self.checkpoint(&table, name).await?;
                 report.operations.extend(checkpoint);
+                report.operations.extend(clean_log(&table, name).await?);
                 table
             };
             report.operations.push(self.vacuum(table, name).await?);
@@ -268,6 +271,29 @@ pub(crate) async fn checkpoint(table: &DeltaTable, name: &'static str) -> Result
         "checkpoint written"
     );
     Ok(())
+}
+
+/// Deletes the log's commits and checkpoints older than the table's log retention
+/// (`delta.logRetentionDuration`, 30 days unless set) that a later checkpoint makes
+/// unnecessary. The writers leave this to maintenance: delta-rs's own cleanup lists the whole
+/// log after every commit.
+async fn clean_log(table: &DeltaTable, name: &'static str) -> Result<Option<Operation>> {
+    let removed = deltalake::checkpoints::cleanup_metadata(table, None)
+        .await
+        .map_err(|e| Error::delta(name, e))?;
+    if removed == 0 {
+        return Ok(None);
+    }
+    tracing::info!(table = name, files = removed, "expired log files deleted");
+    Ok(Some(Operation {
+        table: name,
+        kind: "log_cleanup",
+        version: table.version().unwrap_or(0),
+        files_removed: removed as u64,
+        deleted: vec![],
+        files_added: 0,
+        bytes_removed: 0,
+    }))
 }
 
 /// Rewrites the small files of each partition into files of the table's target size (the

@@ -6,7 +6,7 @@ use deltalake::DeltaTable;
 use deltalake::arrow::array::RecordBatch;
 use deltalake::arrow::datatypes::SchemaRef;
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
-use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
+use deltalake::kernel::transaction::CommitBuilder;
 use deltalake::kernel::{
     Action, Add, MetadataExt, Protocol, StructType, Transaction, new_metadata,
 };
@@ -14,7 +14,7 @@ use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 use futures::TryStreamExt;
 
-use super::{DataFile, TableRoot, writer_properties};
+use super::{DataFile, TableRoot, commit_properties, writer_properties};
 use crate::error::{Error, Result};
 
 /// The files of a table's next content, written but not committed yet.
@@ -162,7 +162,7 @@ impl StagedTable {
                 predicate: None,
             },
         };
-        CommitBuilder::from(CommitProperties::default().with_application_transactions(txns))
+        CommitBuilder::from(commit_properties(txns))
             .with_actions(actions)
             .build(
                 snapshot.map(|s| s as &dyn deltalake::kernel::transaction::TableReference),

@@ -72,7 +72,7 @@ pub(crate) async fn write(
         .with_schema_mode(schema_mode)
         .with_writer_properties(props)
         .with_configuration(created_with())
-        .with_commit_properties(CommitProperties::default().with_application_transactions(txns));
+        .with_commit_properties(commit_properties(txns));
     if let WriteMode::Replace(predicate) = mode {
         builder = builder.with_replace_where(predicate);
     }
@@ -133,6 +133,16 @@ async fn create_if_remote(
             Ok(table)
         }
     }
+}
+
+/// How every commit is made: with `txns` (the source positions it records), and without
+/// delta-rs's cleanup of expired log files, which lists the whole `_delta_log` after every
+/// commit (a stream's commit a second made that listing grow with each batch). `maintain`
+/// cleans the log instead, once a day.
+pub(crate) fn commit_properties(txns: Vec<Transaction>) -> CommitProperties {
+    CommitProperties::default()
+        .with_application_transactions(txns)
+        .with_cleanup_expired_logs(Some(false))
 }
 
 /// How every Parquet file of every table is written (by a write or a compaction).

@@ -151,7 +151,7 @@ pub static AUDIT_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
 pub const MAINTENANCE: &str = "ops/maintenance";
 
 /// `ops/maintenance`: one row per run, table and operation (`checkpoint_interval`, `compact`,
-/// `checkpoint`, `vacuum`).
+/// `checkpoint`, `log_cleanup`, `vacuum`).
 pub static MAINTENANCE_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     Arc::new(Schema::new(vec![
         Field::new("run_id", DataType::Utf8, false),

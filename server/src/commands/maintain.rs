@@ -76,6 +76,10 @@ fn summary_text(r: &MaintenanceReport) -> String {
                 o.table, o.files_removed, o.bytes_removed, o.files_added
             ),
             "checkpoint" => format!("{}: checkpoint at version {}", o.table, o.version),
+            "log_cleanup" => format!(
+                "{}: deleted {} expired log file(s)",
+                o.table, o.files_removed
+            ),
             "checkpoint_interval" => format!(
                 "{}: its writers checkpoint it every --checkpoint-every commits from version {}",
                 o.table, o.version
