@@ -24,7 +24,7 @@ use deltalake::logstore::object_store::ObjectStoreExt;
 use deltalake::operations::vacuum::VacuumMode;
 
 use crate::error::{Error, Result};
-use crate::storage::{CHECKPOINT_EVERY, TableRoot, writer_properties};
+use crate::storage::{CHECKPOINT_EVERY, TableRoot, commit_properties, writer_properties};
 use crate::tables::{ALL_TABLES, MAINTENANCE, MAINTENANCE_SCHEMA, timestamp_array};
 
 /// The shortest retention VACUUM accepts: a query started before it may still read a file
@@ -144,11 +144,13 @@ impl Maintenance {
             } else {
                 let (table, interval) = self.set_checkpoint_interval(table, name).await?;
                 report.operations.extend(interval);
+                // Before the compaction, whose commit would clean the log unrecorded (delta-rs's
+                // optimize cleans after its commits whatever it is told).
+                report.operations.extend(clean_log(&table, name).await?);
                 let (table, compaction) = compact(table, name).await?;
                 report.operations.extend(compaction);
                 let checkpoint = self.checkpoint(&table, name).await?;
                 report.operations.extend(checkpoint);
-                report.operations.extend(clean_log(&table, name).await?);
                 table
             };
             report.operations.push(self.vacuum(table, name).await?);
@@ -178,6 +180,7 @@ impl Maintenance {
         let table = table
             .set_tbl_properties()
             .with_properties([(key.to_string(), wanted)].into())
+            .with_commit_properties(commit_properties(vec![]))
             .await
             .map_err(|e| Error::delta(name, e))?;
         tracing::info!(

@@ -30,7 +30,10 @@ pub(crate) const CHECKPOINT_EVERY: u64 = 10;
 
 /// The properties a table is created with.
 fn created_with() -> [(&'static str, Option<String>); 1] {
-    [("delta.checkpointInterval", Some(CHECKPOINT_EVERY.to_string()))]
+    [(
+        "delta.checkpointInterval",
+        Some(CHECKPOINT_EVERY.to_string()),
+    )]
 }
 
 /// How a write treats the rows already in the table.

@@ -68,7 +68,11 @@ fn checkpoint_interval(table: &Path) -> Option<String> {
         text.lines().find_map(|line| {
             let action: Value = serde_json::from_str(line).unwrap();
             let configuration = action.get("metaData")?.get("configuration")?;
-            Some(configuration["delta.checkpointInterval"].as_str()?.to_string())
+            Some(
+                configuration["delta.checkpointInterval"]
+                    .as_str()?
+                    .to_string(),
+            )
         })
     })
 }
@@ -107,7 +111,6 @@ fn maintenance_compacts_checkpoints_and_vacuums_while_queries_run() {
     produce(&landing, 6_000, &["--records-per-file", "1000"]);
     // Small batches: many commits and small files in bronze and silver.
     ingest(&landing, &data, &["--batch-records", "400"]);
-    let before = counts(&data);
     let silver = data.join("silver/patient_events");
     let parquet_files = |table: &Path| {
         std::fs::read_dir(table)
@@ -126,6 +129,31 @@ fn maintenance_compacts_checkpoints_and_vacuums_while_queries_run() {
     // version 9 (delta-rs alone would wait for 100).
     assert!(latest_version(&silver) >= 10);
     assert_eq!(checkpoint_version(&silver), Some(9));
+    // Commits older than the log retention (30 days) before that checkpoint: the writers leave
+    // them (delta-rs would list the whole log after every commit to find them), and the
+    // maintenance below deletes them.
+    let expired = |v: u64| silver.join(format!("_delta_log/{v:020}.json"));
+    let long_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(31 * 86_400);
+    for v in 0..9 {
+        let file = std::fs::File::options()
+            .append(true)
+            .open(expired(v))
+            .unwrap();
+        file.set_modified(long_ago).unwrap();
+    }
+    let version = latest_version(&silver);
+    let more = dir.path().join("more");
+    produce(&more, 400, &["--seed", "2"]);
+    ingest(&more, &data, &[]);
+    assert!(
+        latest_version(&silver) > version,
+        "the second ingest committed"
+    );
+    assert!(
+        (0..9).all(|v| expired(v).exists()),
+        "a writer deletes no log file"
+    );
+    let before = counts(&data);
 
     // Queries run all the while, through the query service.
     let server = Server::start(&data, &[]);
@@ -172,6 +200,14 @@ fn maintenance_compacts_checkpoints_and_vacuums_while_queries_run() {
         .map(|o| o["table"].as_str().unwrap())
         .collect();
     assert!(set.contains(&"silver/patient_events"), "{first}");
+    let cleaned: Vec<&Value> = operations(&first, "log_cleanup")
+        .into_iter()
+        .filter(|o| o["table"] == "silver/patient_events")
+        .collect();
+    assert_eq!(cleaned.len(), 1, "{first}");
+    assert_eq!(cleaned[0]["files_removed"], 9, "{first}");
+    assert!((0..9).all(|v| !expired(v).exists()));
+    assert!(expired(9).exists(), "the checkpoint's own commit is kept");
     assert_eq!(checkpoint_interval(&silver).as_deref(), Some("100"));
     let compacted: Vec<&str> = operations(&first, "compact")
         .iter()
