@@ -52,6 +52,22 @@ pub struct Operation {
     pub bytes_removed: i64,
 }
 
+impl Operation {
+    /// An operation of `kind` on `table` that left it at `version`, having removed, deleted
+    /// and added nothing (the caller sets what it did).
+    fn new(table: &'static str, kind: &'static str, table_version: Option<u64>) -> Self {
+        Self {
+            table,
+            kind,
+            version: table_version.unwrap_or(0),
+            files_removed: 0,
+            deleted: vec![],
+            files_added: 0,
+            bytes_removed: 0,
+        }
+    }
+}
+
 /// What a maintenance run did.
 #[derive(Debug, Clone, Default)]
 pub struct MaintenanceReport {
@@ -188,15 +204,7 @@ impl Maintenance {
             commits = self.checkpoint_every,
             "checkpoint interval set"
         );
-        let operation = Operation {
-            table: name,
-            kind: "checkpoint_interval",
-            version: table.version().unwrap_or(0),
-            files_removed: 0,
-            deleted: vec![],
-            files_added: 0,
-            bytes_removed: 0,
-        };
+        let operation = Operation::new(name, "checkpoint_interval", table.version());
         Ok((table, Some(operation)))
     }
 
@@ -217,15 +225,7 @@ impl Maintenance {
             return Ok(None);
         }
         checkpoint(table, name).await?;
-        Ok(Some(Operation {
-            table: name,
-            kind: "checkpoint",
-            version,
-            files_removed: 0,
-            deleted: vec![],
-            files_added: 0,
-            bytes_removed: 0,
-        }))
+        Ok(Some(Operation::new(name, "checkpoint", Some(version))))
     }
 
     async fn vacuum(&self, table: DeltaTable, name: &'static str) -> Result<Operation> {
@@ -251,13 +251,9 @@ impl Maintenance {
             );
         }
         Ok(Operation {
-            table: name,
-            kind: "vacuum",
-            version: table.version().unwrap_or(0),
             files_removed: files.len() as u64,
             deleted: files,
-            files_added: 0,
-            bytes_removed: 0,
+            ..Operation::new(name, "vacuum", table.version())
         })
     }
 }
@@ -289,13 +285,8 @@ async fn clean_log(table: &DeltaTable, name: &'static str) -> Result<Option<Oper
     }
     tracing::info!(table = name, files = removed, "expired log files deleted");
     Ok(Some(Operation {
-        table: name,
-        kind: "log_cleanup",
-        version: table.version().unwrap_or(0),
         files_removed: removed as u64,
-        deleted: vec![],
-        files_added: 0,
-        bytes_removed: 0,
+        ..Operation::new(name, "log_cleanup", table.version())
     }))
 }
 
@@ -320,13 +311,10 @@ pub(crate) async fn compact(
         "compacted"
     );
     let operation = Operation {
-        table: name,
-        kind: "compact",
-        version: table.version().unwrap_or(0),
         files_removed: metrics.num_files_removed,
-        deleted: vec![],
         files_added: metrics.num_files_added,
         bytes_removed: metrics.files_removed.total_size,
+        ..Operation::new(name, "compact", table.version())
     };
     Ok((table, Some(operation)))
 }
