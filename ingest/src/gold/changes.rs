@@ -21,6 +21,7 @@ use super::carry::filter;
 use deltalake::arrow::datatypes::{Schema, SchemaRef};
 use deltalake::arrow::row::{RowConverter, Rows, SortField};
 use deltalake::kernel::Transaction;
+use futures::{StreamExt, TryStreamExt};
 
 use crate::error::{Error, Result};
 use crate::storage::{
@@ -28,6 +29,10 @@ use crate::storage::{
 };
 use crate::tables::{FACT_ADMISSION, FACT_ED_VISIT, FACT_STAY_SEGMENT};
 
+/// Files a rewrite reads at once. Each local read is a few blocking tasks: reading all of a
+/// month's files at once grew tokio's blocking pool to 200 threads, each keeping its own
+/// allocator pages (a stream's memory grew with them).
+const FILES_READ_AT_ONCE: usize = 8;
 /// A data file of at most this many rows is small.
 const SMALL_FILE_ROWS: usize = 20_000;
 /// A partition holding more small files than this has them merged by the next rewrite there.
@@ -236,18 +241,24 @@ impl Rewrite<'_> {
         });
         let (merged_ref, patients_ref, id_only_ref, like_ref) =
             (&merged, &patients, &id_only, &like);
-        let read = futures::future::try_join_all(candidates.map(|f| async move {
-            let bytes = fetch_file(self.table, name, f).await?;
-            if !merged_ref.contains(f.path().as_ref()) {
-                let ids = decode_file(bytes.clone(), name, f, id_only_ref)?;
-                let ids = column::<StringArray>(&ids, name, "patient_id")?;
-                if !ids.iter().flatten().any(|p| patients_ref.contains(p)) {
-                    return Ok(None);
+        // Collected first: a stream over the lazy iterator's closures is not provably `Send`.
+        let reads: Vec<_> = candidates
+            .map(|f| async move {
+                let bytes = fetch_file(self.table, name, f).await?;
+                if !merged_ref.contains(f.path().as_ref()) {
+                    let ids = decode_file(bytes.clone(), name, f, id_only_ref)?;
+                    let ids = column::<StringArray>(&ids, name, "patient_id")?;
+                    if !ids.iter().flatten().any(|p| patients_ref.contains(p)) {
+                        return Ok(None);
+                    }
                 }
-            }
-            Ok::<_, Error>(Some((f, decode_file(bytes, name, f, like_ref)?)))
-        }))
-        .await?;
+                Ok::<_, Error>(Some((f, decode_file(bytes, name, f, like_ref)?)))
+            })
+            .collect();
+        let read: Vec<_> = futures::stream::iter(reads)
+            .buffered(FILES_READ_AT_ONCE)
+            .try_collect()
+            .await?;
 
         // Take the removed rows out of the files holding them.
         let mut unmatched = multiset(&comparer.rows(&removed, name)?);

@@ -95,28 +95,35 @@ fn column<'a, T: 'static>(batch: &'a RecordBatch, name: &str) -> Result<&'a T> {
     crate::storage::column(batch, BRONZE_EVENTS, name)
 }
 
-/// Parses records on all cores; order is preserved.
+/// Records a parsing thread is given at least: a stream's micro-batch of a few hundred records
+/// is parsed on the calling thread, as starting threads for it costs more than it saves (and
+/// each thread that ends leaves its allocator pages behind to be reclaimed).
+const RECORDS_PER_THREAD: usize = 16_384;
+
+/// Parses records on all cores when there are enough of them; order is preserved.
 fn parse_all(raw: &BinaryArray, reference: &ReferenceData, tz: Tz) -> Vec<Record> {
     let n = raw.len();
     let workers = std::thread::available_parallelism()
         .map_or(1, |p| p.get())
         .min(8);
-    let per = n.div_ceil(workers.max(1)).max(1);
+    let per = n.div_ceil(workers.max(1)).max(RECORDS_PER_THREAD);
+    let parse = |range: std::ops::Range<usize>| -> Vec<Record> {
+        range
+            .map(|i| Record::parse(raw.value(i), reference, tz))
+            .collect()
+    };
+    if per >= n {
+        return parse(0..n);
+    }
     std::thread::scope(|s| {
         let handles: Vec<_> = (0..n)
             .step_by(per)
-            .map(|start| {
-                let end = (start + per).min(n);
-                s.spawn(move || {
-                    (start..end)
-                        .map(|i| Record::parse(raw.value(i), reference, tz))
-                        .collect::<Vec<_>>()
-                })
-            })
+            .map(|start| s.spawn(move || parse(start..(start + per).min(n))))
             .collect();
+        // A parser that panicked panics here too: its records are never dropped silently.
         handles
             .into_iter()
-            .flat_map(|h| h.join().unwrap_or_default())
+            .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
             .collect()
     })
 }
