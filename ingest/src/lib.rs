@@ -40,6 +40,7 @@
 
 pub mod batch;
 mod bronze;
+mod concurrency;
 mod error;
 pub mod gold;
 pub mod maintenance;

@@ -70,9 +70,10 @@ fn log_panics() {
 /// Has mimalloc give memory back to the system as soon as it is freed, instead of 10 ms later at
 /// the freeing thread's next allocation. A stream keeps tokio's blocking pool at about 200
 /// threads, most of them idle at any moment, and what an idle thread freed stayed committed: a
-/// follower at 1,000 events/s grew to 1.7 GiB in 120 s, and to 0.9 GiB with this, for about 6 %
-/// more CPU at the same freshness (BENCHMARKS.md). Only the long-running streams ask for it.
-fn purge_freed_memory_at_once() {
+/// follower at 1,000 events/s grew to 1.7 GiB in 120 s, and to 1.0 GiB with this, for 5–15 %
+/// more CPU at the same freshness (BENCHMARKS.md). Every stream asks for it when it opens
+/// (`commands::follow::open`: `ingest --follow`, the stream jobs of `run` and `demo`).
+pub(crate) fn purge_freed_memory_at_once() {
     /// `mi_option_purge_delay` in mimalloc.h (v2), which libmimalloc-sys does not name.
     const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
     // SAFETY: sets one integer option that mimalloc reads on each purge; 0 is a documented value
@@ -146,12 +147,7 @@ fn run(cli: Cli) -> Result<()> {
         .map_err(error::Error::Runtime)?;
     let result = match cli.command {
         Command::Produce(args) => commands::produce::run(args, &config),
-        Command::Ingest(args) => {
-            if args.follow {
-                purge_freed_memory_at_once();
-            }
-            runtime.block_on(commands::ingest::run(args, &config))
-        }
+        Command::Ingest(args) => runtime.block_on(commands::ingest::run(args, &config)),
         Command::Quality(QualityCommand::Report(args)) => {
             runtime.block_on(commands::quality::report(args, &config))
         }
@@ -159,10 +155,7 @@ fn run(cli: Cli) -> Result<()> {
             runtime.block_on(commands::gold::refresh(args, &config))
         }
         Command::Serve(args) => runtime.block_on(commands::serve::run(args, &config)),
-        Command::Demo(args) => {
-            purge_freed_memory_at_once();
-            runtime.block_on(commands::demo::run(args, &config))
-        }
+        Command::Demo(args) => runtime.block_on(commands::demo::run(args, &config)),
         Command::Token(args) => commands::token::run(args),
         Command::Synapse(SynapseCommand::Plan(args)) => {
             runtime.block_on(commands::synapse::plan(args, &config))

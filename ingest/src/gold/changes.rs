@@ -21,17 +21,16 @@ use super::carry::filter;
 use deltalake::arrow::datatypes::{Schema, SchemaRef};
 use deltalake::arrow::row::{RowConverter, Rows, SortField};
 use deltalake::kernel::Transaction;
-use futures::{StreamExt, TryStreamExt};
 
+use crate::concurrency::at_most;
 use crate::error::{Error, Result};
 use crate::storage::{
     DataFile, StagedTable, TableRoot, column, decode_file, fetch_file, files_in, partition_value,
 };
 use crate::tables::{FACT_ADMISSION, FACT_ED_VISIT, FACT_STAY_SEGMENT};
 
-/// Files a rewrite reads at once. Each local read is a few blocking tasks: reading all of a
-/// month's files at once grew tokio's blocking pool to 200 threads, each keeping its own
-/// allocator pages (a stream's memory grew with them).
+/// Files a rewrite reads at once (a merge or a removed row's month may hold many, each held in
+/// memory while read).
 const FILES_READ_AT_ONCE: usize = 8;
 /// A data file of at most this many rows is small.
 const SMALL_FILE_ROWS: usize = 20_000;
@@ -241,7 +240,6 @@ impl Rewrite<'_> {
         });
         let (merged_ref, patients_ref, id_only_ref, like_ref) =
             (&merged, &patients, &id_only, &like);
-        // Collected first: a stream over the lazy iterator's closures is not provably `Send`.
         let reads: Vec<_> = candidates
             .map(|f| async move {
                 let bytes = fetch_file(self.table, name, f).await?;
@@ -255,10 +253,7 @@ impl Rewrite<'_> {
                 Ok::<_, Error>(Some((f, decode_file(bytes, name, f, like_ref)?)))
             })
             .collect();
-        let read: Vec<_> = futures::stream::iter(reads)
-            .buffered(FILES_READ_AT_ONCE)
-            .try_collect()
-            .await?;
+        let read = at_most(FILES_READ_AT_ONCE, reads).await?;
 
         // Take the removed rows out of the files holding them.
         let mut unmatched = multiset(&comparer.rows(&removed, name)?);

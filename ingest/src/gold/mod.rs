@@ -29,7 +29,6 @@ mod stays;
 
 pub use freshness::{Freshness, freshness};
 
-use futures::{StreamExt, TryStreamExt};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -45,6 +44,7 @@ use self::history_index::HistoryIndex;
 use self::incremental::Incremental;
 use self::layout::partitioned_as_specified;
 use crate::batch::{self, Dataset};
+use crate::concurrency::at_most;
 use crate::error::Result;
 use crate::open_stays::StayLimits;
 use crate::storage::{TableRoot, column, scan, txn_version, update};
@@ -56,6 +56,8 @@ use crate::tables::{
 pub(crate) const HOUR: i64 = 3_600_000_000;
 pub(crate) const DAY: i64 = 24 * HOUR;
 
+/// Gold tables whose logs a refresh reads at once.
+const TABLES_OPENED_AT_ONCE: usize = 4;
 /// Application-transaction id under which gold tables record the as-of time (UTC micros).
 const AS_OF_APP: &str = "patientflow:gold:as_of";
 /// Application-transaction id under which gold tables record the EHR silver sequence consumed.
@@ -346,11 +348,8 @@ impl GoldRefresh {
         // Each table's log is read on its own, four tables at a time: all eleven at once (each
         // reading its log several files at a time) grew tokio's blocking pool by tens of threads
         // a burst, and a stream kept them (BENCHMARKS.md, thread count and memory).
-        let opened: Vec<_> = GOLD_TABLES.iter().map(|name| self.target(name)).collect();
-        let opened: Vec<Target> = futures::stream::iter(opened)
-            .buffered(4)
-            .try_collect()
-            .await?;
+        let opened = GOLD_TABLES.iter().map(|name| self.target(name)).collect();
+        let opened = at_most(TABLES_OPENED_AT_ONCE, opened).await?;
         let targets: BTreeMap<&'static str, Target> =
             GOLD_TABLES.iter().copied().zip(opened).collect();
         let current = |t: &Target| {

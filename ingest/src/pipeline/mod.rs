@@ -13,6 +13,7 @@ mod writer;
 pub(crate) use writer::Writer;
 
 use crate::bronze::BronzeChunk;
+use crate::concurrency::at_most;
 use crate::error::{Error, Result};
 use crate::gold::{GoldMetrics, GoldRefresh};
 use crate::quality::QualityRun;
@@ -171,15 +172,9 @@ impl Ingest {
 
         // Each file's position in bronze, a few at a time: a lookup reads the log's
         // transactions (about 1 ms), and a landing folder keeps every file it ever received.
-        let mut positions: Vec<Option<i64>> = Vec::with_capacity(files.len());
-        for chunk in files.chunks(POSITION_LOOKUPS) {
-            let ids: Vec<String> = chunk.iter().map(LandingFile::app_id).collect();
-            let mut lookups = Vec::with_capacity(ids.len());
-            for id in &ids {
-                lookups.push(writer.bronze.position(id));
-            }
-            positions.extend(futures::future::try_join_all(lookups).await?);
-        }
+        let ids: Vec<String> = files.iter().map(LandingFile::app_id).collect();
+        let lookups = ids.iter().map(|id| writer.bronze.position(id)).collect();
+        let positions: Vec<Option<i64>> = at_most(POSITION_LOOKUPS, lookups).await?;
         let mut pending: Vec<(LandingFile, u64)> = Vec::new();
         for (file, pos) in files.into_iter().zip(positions) {
             let pos = pos.unwrap_or(0).max(0) as u64;

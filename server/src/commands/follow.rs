@@ -43,6 +43,7 @@ pub(crate) fn open(
     options: StreamOptions<'_>,
     config: &Config,
 ) -> Result<(Stream, Box<dyn Follow>)> {
+    crate::purge_freed_memory_at_once();
     let mut stream = Stream::new(root.clone());
     if let Some(path) = options.departments.or(config.ingest.departments.as_deref()) {
         stream = stream.with_reference(ReferenceData::from_path(path)?);
