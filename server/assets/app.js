@@ -245,7 +245,7 @@ async function refresh() {
       time_range: { from: settledFrom.toISOString(), to: settledTo.toISOString() } }),
     api("/api/v1/alerts"),
   ]);
-  showAlerts(alerts.alerts || []);
+  showAlerts(alerts);
 
   if (!state.hospitals.length) {
     state.hospitals = [...new Set(now.rows.map((r) => r.hospital))].sort((a, b) => a - b);
@@ -288,13 +288,22 @@ async function refresh() {
 
 // The alerts that hold (bottlenecks, failed jobs, a stalled stream, quality breaches), red
 // first; the caller sees those of the departments it may read.
-function showAlerts(alerts) {
+// An empty list before the scheduler's first look at the data says so, not "none".
+function showAlerts(response) {
+  const alerts = response.alerts || [];
   const el = $("alerts");
   el.innerHTML = "";
   const red = alerts.filter((a) => a.severity === "critical").length;
-  $("alerts-note").textContent = alerts.length
+  const checked = response.checked_at
+    ? `checked ${toDate(response.checked_at).toISOString().slice(11, 19)} UTC`
+    : "";
+  const note = $("alerts-note");
+  note.textContent = alerts.length
     ? `(${red} red, ${alerts.length - red} amber; a bottleneck is amber from ${Math.round(state.threshold * 100)}% of beds)`
-    : "(none)";
+    : response.source === "scheduler" && !response.checked_at
+      ? "(occupancy and quality not checked yet)"
+      : checked ? `(none; ${checked})` : "(none)";
+  note.title = checked;
   // Department alerts as compact chips (the summary on hover); the pipeline's in full.
   for (const a of alerts) {
     const li = document.createElement("li");

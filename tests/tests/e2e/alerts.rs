@@ -83,7 +83,17 @@ fn a_bottleneck_fires_when_a_batch_fills_a_department_and_resolves_when_it_empti
             .json()
             .unwrap()
     };
-    assert_eq!(of("Surgery")["alerts"][0]["key"], "bottleneck:1:Surgery");
+    let surgery = of("Surgery");
+    assert_eq!(surgery["alerts"][0]["key"], "bottleneck:1:Surgery");
+    // The list says whose it is and when the data was last looked at.
+    assert_eq!(surgery["source"], "scheduler");
+    let checked = chrono::DateTime::parse_from_rfc3339(surgery["checked_at"].as_str().unwrap())
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    assert!(
+        chrono::Utc::now() - checked < chrono::Duration::minutes(5),
+        "{surgery}"
+    );
     assert_eq!(of("ICU")["alerts"].as_array().unwrap().len(), 0);
 
     // Three go home two hours ago: 25 %, and the alert resolves.

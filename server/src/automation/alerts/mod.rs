@@ -150,6 +150,8 @@ pub(crate) struct Alerts {
     thresholds: Thresholds,
     /// Serialises evaluations, so notices go out in order.
     evaluating: tokio::sync::Mutex<()>,
+    /// When the data conditions (quality, occupancy) were last evaluated; `None` before the first.
+    checked_at: Mutex<Option<DateTime<Utc>>>,
 }
 
 impl Alerts {
@@ -166,6 +168,7 @@ impl Alerts {
             checks,
             thresholds: Thresholds::from_config(config),
             evaluating: tokio::sync::Mutex::new(()),
+            checked_at: Mutex::default(),
         }
     }
 
@@ -183,6 +186,12 @@ impl Alerts {
                 .then(a.key.cmp(&b.key))
         });
         alerts
+    }
+
+    /// When the data conditions were last evaluated in full; `None` before the first time, so
+    /// that "no alerts" is not shown for "not looked yet".
+    pub(crate) fn checked_at(&self) -> Option<DateTime<Utc>> {
+        *self.checked_at.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// A job's run failed after its last attempt.
@@ -220,13 +229,29 @@ impl Alerts {
         let Some(checks) = &self.checks else {
             return;
         };
-        match checks.quality(&self.thresholds).await {
-            Ok(alerts) => self.observe("quality", alerts).await,
-            Err(e) => tracing::warn!(error = %e, "cannot check data quality for alerts"),
-        }
-        match checks.bottlenecks(&self.thresholds).await {
-            Ok(alerts) => self.observe("bottleneck", alerts).await,
-            Err(e) => tracing::warn!(error = %e, "cannot check occupancy for alerts"),
+        let started = Utc::now();
+        let quality = match checks.quality(&self.thresholds).await {
+            Ok(alerts) => {
+                self.observe("quality", alerts).await;
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot check data quality for alerts");
+                false
+            }
+        };
+        let occupancy = match checks.bottlenecks(&self.thresholds).await {
+            Ok(alerts) => {
+                self.observe("bottleneck", alerts).await;
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot check occupancy for alerts");
+                false
+            }
+        };
+        if quality && occupancy {
+            *self.checked_at.lock().unwrap_or_else(|e| e.into_inner()) = Some(started);
         }
     }
 

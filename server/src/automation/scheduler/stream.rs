@@ -93,7 +93,10 @@ async fn follow_once(
     let handle: StopHandle = stream.stop_handle();
     let alerts = shared.alerts.clone();
     let mut batches = tokio::spawn(stream.run(source));
-    let (mut checked_batches, mut checked_at) = (0, std::time::Instant::now());
+    // The first batch is checked at once (a stream's start is when alerts are least known),
+    // later ones at most every DATA_CHECK.
+    let now = std::time::Instant::now();
+    let (mut checked_batches, mut checked_at) = (0, now.checked_sub(DATA_CHECK).unwrap_or(now));
     loop {
         tokio::select! {
             ended = &mut batches => {

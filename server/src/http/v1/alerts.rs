@@ -11,13 +11,15 @@ use crate::http::caller::Caller;
 use crate::http::error::ApiError;
 
 /// The alerts that hold, most severe first: from this process's scheduler, or, in a process
-/// that only serves, from `ops/alerts`.
+/// that only serves, from `ops/alerts`. `checked_at` is when the scheduler last evaluated the
+/// data conditions (quality, occupancy) — `null` before its first evaluation, when an empty
+/// list means "not looked yet", not "all clear" — and always `null` from `ops/alerts`.
 #[utoipa::path(
     get,
     path = "/api/v1/alerts",
     tag = "ops",
     responses(
-        (status = 200, description = "{\"alerts\": [{key, fingerprint, condition, severity, job, hospital_id, department, summary, value, threshold, starts_at}]}", body = Object),
+        (status = 200, description = "{\"alerts\": [{key, fingerprint, condition, severity, job, hospital_id, department, summary, value, threshold, starts_at}], \"source\": \"scheduler\" | \"ops/alerts\", \"checked_at\": timestamp | null}", body = Object),
         (status = 401, description = "missing or invalid token", body = crate::http::error::ErrorBody),
     )
 )]
@@ -27,11 +29,14 @@ pub(crate) async fn active(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let session = caller.session(&state)?;
     let pipeline = session.require("ops", "alerts").await.is_ok();
-    let all: Vec<Alert> = match &state.scheduler {
-        Some(s) => s.alerts().active(),
-        None => alerts::active_in_table(&state.root)
-            .await
-            .map_err(ApiError::internal)?,
+    let (all, checked_at): (Vec<Alert>, _) = match &state.scheduler {
+        Some(s) => (s.alerts().active(), s.alerts().checked_at()),
+        None => (
+            alerts::active_in_table(&state.root)
+                .await
+                .map_err(ApiError::internal)?,
+            None,
+        ),
     };
     let access = session.access();
     let visible: Vec<Alert> = all
@@ -41,5 +46,9 @@ pub(crate) async fn active(
             _ => pipeline,
         })
         .collect();
-    Ok(Json(serde_json::json!({ "alerts": visible })))
+    Ok(Json(serde_json::json!({
+        "alerts": visible,
+        "source": if state.scheduler.is_some() { "scheduler" } else { "ops/alerts" },
+        "checked_at": checked_at,
+    })))
 }
