@@ -260,6 +260,30 @@ impl Maintenance {
 
 /// Writes a checkpoint of the table's current version: readers then load its state from one
 /// Parquet file instead of replaying the commits before it.
+/// The tables of `root` whose writers checkpoint less often than every `CHECKPOINT_EVERY` (10)
+/// commits — created before tables were given the interval (delta-rs then takes 100), or set so
+/// by hand. Every reader of such a table replays up to that many commit files, which a stream
+/// does for every batch; `maintain` sets the interval.
+pub(crate) async fn rarely_checkpointed(root: &TableRoot) -> Result<Vec<&'static str>> {
+    let mut rare = Vec::new();
+    for name in ALL_TABLES {
+        let table = root.open(name).await?;
+        if table.version().is_none() {
+            continue;
+        }
+        let snapshot = table.snapshot().map_err(|e| Error::delta(name, e))?;
+        let interval = snapshot
+            .metadata()
+            .configuration()
+            .get("delta.checkpointInterval")
+            .and_then(|v| v.parse::<u64>().ok());
+        if interval.is_none_or(|n| n > CHECKPOINT_EVERY) {
+            rare.push(name);
+        }
+    }
+    Ok(rare)
+}
+
 pub(crate) async fn checkpoint(table: &DeltaTable, name: &'static str) -> Result<()> {
     deltalake::checkpoints::create_checkpoint(table, None)
         .await
@@ -355,4 +379,45 @@ fn to_batch(report: &MaintenanceReport) -> Result<RecordBatch> {
     ];
     RecordBatch::try_new(MAINTENANCE_SCHEMA.clone(), columns)
         .map_err(|e| Error::arrow(MAINTENANCE, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use deltalake::arrow::datatypes::{DataType, Field, Schema};
+
+    use super::*;
+    use crate::storage::append;
+
+    #[tokio::test]
+    async fn a_table_checkpointing_less_often_than_every_ten_commits_is_found_until_maintained() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = TableRoot::parse(dir.path().to_str().unwrap()).unwrap();
+        let name = ALL_TABLES[0];
+        let schema = Schema::new(vec![Field::new("n", DataType::Int64, false)]);
+        let batch = RecordBatch::try_new(
+            Arc::new(schema),
+            vec![Arc::new(Int64Array::from(vec![1, 2])) as ArrayRef],
+        )
+        .unwrap();
+        append(
+            root.open(name).await.unwrap(),
+            name,
+            vec![batch],
+            vec![],
+            &[],
+        )
+        .await
+        .unwrap();
+        assert!(rarely_checkpointed(&root).await.unwrap().is_empty());
+
+        let every = |n| {
+            Maintenance::new(root.clone())
+                .with_checkpoint_every(n)
+                .unwrap()
+        };
+        every(100).run().await.unwrap();
+        assert_eq!(rarely_checkpointed(&root).await.unwrap(), vec![name]);
+        every(10).run().await.unwrap();
+        assert!(rarely_checkpointed(&root).await.unwrap().is_empty());
+    }
 }

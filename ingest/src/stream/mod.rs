@@ -33,6 +33,7 @@ use crate::quality::QualityRun;
 use crate::reference::ReferenceData;
 use crate::silver::{self, Counts};
 use crate::source::{Follow, Ownership, Part, Settled};
+use crate::storage::CHECKPOINT_EVERY;
 use crate::storage::TableRoot;
 use visible::{InFlight, Landed};
 
@@ -388,6 +389,15 @@ impl Stream {
         self.writer(writer, run, metrics).await?;
         if let Some(refresh) = &self.gold {
             refresh.clone().run_locked().await?;
+        }
+        let rare = crate::maintenance::rarely_checkpointed(&self.root).await?;
+        if !rare.is_empty() {
+            tracing::warn!(
+                tables = rare.join(", "),
+                "these tables checkpoint less often than every {CHECKPOINT_EVERY} commits, so \
+                 every batch replays their log further (more memory and CPU); run `patientflow \
+                 maintain` once to set their interval"
+            );
         }
         Ok(())
     }
