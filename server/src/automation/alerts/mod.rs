@@ -230,28 +230,28 @@ impl Alerts {
             return;
         };
         let started = Utc::now();
-        let quality = match checks.quality(&self.thresholds).await {
-            Ok(alerts) => {
-                self.observe("quality", alerts).await;
-                true
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot check data quality for alerts");
-                false
-            }
-        };
-        let occupancy = match checks.bottlenecks(&self.thresholds).await {
-            Ok(alerts) => {
-                self.observe("bottleneck", alerts).await;
-                true
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot check occupancy for alerts");
-                false
-            }
-        };
+        let quality = self
+            .evaluated("quality", checks.quality(&self.thresholds).await)
+            .await;
+        let occupancy = self
+            .evaluated("bottleneck", checks.bottlenecks(&self.thresholds).await)
+            .await;
         if quality && occupancy {
             *self.checked_at.lock().unwrap_or_else(|e| e.into_inner()) = Some(started);
+        }
+    }
+
+    /// Observes one data condition's evaluation; whether it could be evaluated.
+    async fn evaluated(&self, group: &str, firing: crate::error::Result<Vec<Alert>>) -> bool {
+        match firing {
+            Ok(alerts) => {
+                self.observe(group, alerts).await;
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, condition = group, "cannot check a data condition for alerts");
+                false
+            }
         }
     }
 
