@@ -37,7 +37,7 @@ FOLLOW_PID=$!
 trap 'kill $FOLLOW_PID $BROKER_PID 2>/dev/null; rm -rf "$WORK"' EXIT
 sleep 3
 "$TREE_BIN" produce "${TO[@]}" --events "$((RATE * SECONDS_))" --rate "$RATE" --seed "$RATE" \
-  >/dev/null 2>&1 &
+  --ledger "$WORK/ledger.json" >/dev/null 2>&1 &
 PRODUCE_PID=$!
 (
   s=0

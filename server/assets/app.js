@@ -288,22 +288,13 @@ async function refresh() {
 
 // The alerts that hold (bottlenecks, failed jobs, a stalled stream, quality breaches), red
 // first; the caller sees those of the departments it may read.
-// An empty list before the scheduler's first look at the data says so, not "none".
 function showAlerts(response) {
   const alerts = response.alerts || [];
   const el = $("alerts");
   el.innerHTML = "";
-  const red = alerts.filter((a) => a.severity === "critical").length;
-  const checked = response.checked_at
-    ? `checked ${toDate(response.checked_at).toISOString().slice(11, 19)} UTC`
-    : "";
   const note = $("alerts-note");
-  note.textContent = alerts.length
-    ? `(${red} red, ${alerts.length - red} amber; a bottleneck is amber from ${Math.round(state.threshold * 100)}% of beds)`
-    : response.source === "scheduler" && !response.checked_at
-      ? "(occupancy and quality not checked yet)"
-      : checked ? `(none; ${checked})` : "(none)";
-  note.title = checked;
+  note.textContent = alertsNote(alerts, response);
+  note.title = response.checked_at ? `checked ${utcTime(response.checked_at)}` : "";
   // Department alerts as compact chips (the summary on hover); the pipeline's in full.
   for (const a of alerts) {
     const li = document.createElement("li");
@@ -320,6 +311,19 @@ function showAlerts(response) {
     el.append(li);
   }
 }
+
+// How many alerts hold, or, with none, whether the data was looked at: before the scheduler's
+// first look an empty list means "not checked yet", not "none".
+function alertsNote(alerts, response) {
+  if (alerts.length) {
+    const red = alerts.filter((a) => a.severity === "critical").length;
+    return `(${red} red, ${alerts.length - red} amber; a bottleneck is amber from ${Math.round(state.threshold * 100)}% of beds)`;
+  }
+  if (response.checked_at) return `(none; checked ${utcTime(response.checked_at)})`;
+  return response.source === "scheduler" ? "(occupancy and quality not checked yet)" : "(none)";
+}
+
+const utcTime = (s) => `${toDate(s).toISOString().slice(11, 19)} UTC`;
 
 // "data as of …, N s behind", amber once the data is later than the server's threshold.
 async function showFreshness() {

@@ -68,11 +68,12 @@ fn log_panics() {
 }
 
 /// Has mimalloc give memory back to the system as soon as it is freed, instead of 10 ms later at
-/// the freeing thread's next allocation. A stream keeps tokio's blocking pool at about 200
-/// threads, most of them idle at any moment, and what an idle thread freed stayed committed: a
-/// follower at 1,000 events/s grew to 1.7 GiB in 120 s, and to 1.0 GiB with this, for 5–15 %
-/// more CPU at the same freshness (BENCHMARKS.md). Every stream asks for it when it opens
-/// (`commands::follow::open`: `ingest --follow`, the stream jobs of `run` and `demo`).
+/// the freeing thread's next allocation. Most of tokio's blocking-pool threads are idle at any
+/// moment, and what an idle thread freed stayed committed: a follower at 1,000 events/s grew to
+/// 1.7 GiB in 120 s, and to 1.0 GiB with this, for 5–15 % more CPU at the same freshness — on a
+/// root whose long log replays kept ~200 threads busy (BENCHMARKS.md; not re-measured on a
+/// maintained root). Every stream asks for it when it opens (`commands::follow::open`:
+/// `ingest --follow`, the stream jobs of `run` and `demo`).
 pub(crate) fn purge_freed_memory_at_once() {
     /// `mi_option_purge_delay` in mimalloc.h (v2), which libmimalloc-sys does not name.
     const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;

@@ -24,7 +24,9 @@ use deltalake::logstore::object_store::ObjectStoreExt;
 use deltalake::operations::vacuum::VacuumMode;
 
 use crate::error::{Error, Result};
-use crate::storage::{CHECKPOINT_EVERY, TableRoot, commit_properties, writer_properties};
+use crate::storage::{
+    CHECKPOINT_EVERY, CHECKPOINT_INTERVAL, TableRoot, commit_properties, writer_properties,
+};
 use crate::tables::{ALL_TABLES, MAINTENANCE, MAINTENANCE_SCHEMA, timestamp_array};
 
 /// The shortest retention VACUUM accepts: a query started before it may still read a file
@@ -187,15 +189,13 @@ impl Maintenance {
         table: DeltaTable,
         name: &'static str,
     ) -> Result<(DeltaTable, Option<Operation>)> {
-        let key = "delta.checkpointInterval";
         let wanted = self.checkpoint_every.to_string();
-        let snapshot = table.snapshot().map_err(|e| Error::delta(name, e))?;
-        if snapshot.metadata().configuration().get(key) == Some(&wanted) {
+        if checkpoint_interval(&table, name)?.as_ref() == Some(&wanted) {
             return Ok((table, None));
         }
         let table = table
             .set_tbl_properties()
-            .with_properties([(key.to_string(), wanted)].into())
+            .with_properties([(CHECKPOINT_INTERVAL.to_string(), wanted)].into())
             .with_commit_properties(commit_properties(vec![]))
             .await
             .map_err(|e| Error::delta(name, e))?;
@@ -258,8 +258,6 @@ impl Maintenance {
     }
 }
 
-/// Writes a checkpoint of the table's current version: readers then load its state from one
-/// Parquet file instead of replaying the commits before it.
 /// The tables of `root` whose writers checkpoint less often than every `CHECKPOINT_EVERY` (10)
 /// commits — created before tables were given the interval (delta-rs then takes 100), or set so
 /// by hand. Every reader of such a table replays up to that many commit files, which a stream
@@ -268,22 +266,29 @@ pub(crate) async fn rarely_checkpointed(root: &TableRoot) -> Result<Vec<&'static
     let mut rare = Vec::new();
     for name in ALL_TABLES {
         let table = root.open(name).await?;
-        if table.version().is_none() {
-            continue;
-        }
-        let snapshot = table.snapshot().map_err(|e| Error::delta(name, e))?;
-        let interval = snapshot
-            .metadata()
-            .configuration()
-            .get("delta.checkpointInterval")
-            .and_then(|v| v.parse::<u64>().ok());
-        if interval.is_none_or(|n| n > CHECKPOINT_EVERY) {
+        if table.version().is_some()
+            && checkpoint_interval(&table, name)?
+                .and_then(|v| v.parse::<u64>().ok())
+                .is_none_or(|n| n > CHECKPOINT_EVERY)
+        {
             rare.push(name);
         }
     }
     Ok(rare)
 }
 
+/// The table's `delta.checkpointInterval` as written, if it has one.
+fn checkpoint_interval(table: &DeltaTable, name: &str) -> Result<Option<String>> {
+    let snapshot = table.snapshot().map_err(|e| Error::delta(name, e))?;
+    Ok(snapshot
+        .metadata()
+        .configuration()
+        .get(CHECKPOINT_INTERVAL)
+        .cloned())
+}
+
+/// Writes a checkpoint of the table's current version: readers then load its state from one
+/// Parquet file instead of replaying the commits before it.
 pub(crate) async fn checkpoint(table: &DeltaTable, name: &'static str) -> Result<()> {
     deltalake::checkpoints::create_checkpoint(table, None)
         .await

@@ -26,7 +26,8 @@ pub(crate) use files::{DataFile, conform, decode_file, fetch_file, files_in, par
 pub(crate) use read::{Keys, column, scan, scan_keyed, scan_stream};
 pub(crate) use staged::StagedTable;
 pub(crate) use write::{
-    CHECKPOINT_EVERY, WriteMode, append, commit_properties, write, writer_properties,
+    CHECKPOINT_EVERY, CHECKPOINT_INTERVAL, WriteMode, append, commit_properties, write,
+    writer_properties,
 };
 
 /// The root under which every patientflow table lives (`<root>/bronze/patient_events`, …).

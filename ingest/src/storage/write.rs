@@ -27,13 +27,12 @@ const UNIQUE_NUMBERS: [&str; 2] = ["source_line", "event_time"];
 /// it: a stream that commits every second would otherwise re-read up to a hundred commit files
 /// per table and batch.
 pub(crate) const CHECKPOINT_EVERY: u64 = 10;
+/// The table property that says how many commits a table's writers make between checkpoints.
+pub(crate) const CHECKPOINT_INTERVAL: &str = "delta.checkpointInterval";
 
 /// The properties a table is created with.
 fn created_with() -> [(&'static str, Option<String>); 1] {
-    [(
-        "delta.checkpointInterval",
-        Some(CHECKPOINT_EVERY.to_string()),
-    )]
+    [(CHECKPOINT_INTERVAL, Some(CHECKPOINT_EVERY.to_string()))]
 }
 
 /// How a write treats the rows already in the table.

@@ -95,8 +95,7 @@ async fn follow_once(
     let mut batches = tokio::spawn(stream.run(source));
     // The first batch is checked at once (a stream's start is when alerts are least known),
     // later ones at most every DATA_CHECK.
-    let now = std::time::Instant::now();
-    let (mut checked_batches, mut checked_at) = (0, now.checked_sub(DATA_CHECK).unwrap_or(now));
+    let (mut checked_batches, mut checked_at) = (0, None::<std::time::Instant>);
     loop {
         tokio::select! {
             ended = &mut batches => {
@@ -115,9 +114,11 @@ async fn follow_once(
             () = tokio::time::sleep(STREAM_CHECK) => {
                 alerts.stream_checked(job, &status).await;
                 let batches = status.snapshot().batches;
-                if batches != checked_batches && checked_at.elapsed() >= DATA_CHECK {
+                if batches != checked_batches
+                    && checked_at.is_none_or(|t| t.elapsed() >= DATA_CHECK)
+                {
                     alerts.data_changed().await;
-                    (checked_batches, checked_at) = (batches, std::time::Instant::now());
+                    (checked_batches, checked_at) = (batches, Some(std::time::Instant::now()));
                 }
             }
         }

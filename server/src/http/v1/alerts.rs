@@ -29,13 +29,14 @@ pub(crate) async fn active(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let session = caller.session(&state)?;
     let pipeline = session.require("ops", "alerts").await.is_ok();
-    let (all, checked_at): (Vec<Alert>, _) = match &state.scheduler {
-        Some(s) => (s.alerts().active(), s.alerts().checked_at()),
+    let (all, checked_at, source): (Vec<Alert>, _, _) = match &state.scheduler {
+        Some(s) => (s.alerts().active(), s.alerts().checked_at(), "scheduler"),
         None => (
             alerts::active_in_table(&state.root)
                 .await
                 .map_err(ApiError::internal)?,
             None,
+            "ops/alerts",
         ),
     };
     let access = session.access();
@@ -48,7 +49,7 @@ pub(crate) async fn active(
         .collect();
     Ok(Json(serde_json::json!({
         "alerts": visible,
-        "source": if state.scheduler.is_some() { "scheduler" } else { "ops/alerts" },
+        "source": source,
         "checked_at": checked_at,
     })))
 }
