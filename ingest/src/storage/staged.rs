@@ -14,6 +14,7 @@ use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 use futures::TryStreamExt;
 
+use super::write::created_with;
 use super::{DataFile, TableRoot, commit_properties, writer_properties};
 use crate::error::{Error, Result};
 
@@ -120,9 +121,11 @@ impl StagedTable {
                 }))
                 .map_err(|e| Error::delta(name, e.into()))?;
                 actions.push(Action::Protocol(protocol));
-                let metadata =
-                    new_metadata(&schema, &self.partition_by, Vec::<(String, String)>::new())
-                        .map_err(|e| delta(e.into()))?;
+                let configuration = created_with()
+                    .into_iter()
+                    .filter_map(|(key, value)| Some((key.to_string(), value?)));
+                let metadata = new_metadata(&schema, &self.partition_by, configuration)
+                    .map_err(|e| delta(e.into()))?;
                 actions.push(Action::Metadata(metadata));
             }
             Some(state) => {

@@ -30,8 +30,8 @@ pub(crate) const CHECKPOINT_EVERY: u64 = 10;
 /// The table property that says how many commits a table's writers make between checkpoints.
 pub(crate) const CHECKPOINT_INTERVAL: &str = "delta.checkpointInterval";
 
-/// The properties a table is created with.
-fn created_with() -> [(&'static str, Option<String>); 1] {
+/// The properties a table is created with, by any writer (a plain write or a staged commit).
+pub(crate) fn created_with() -> [(&'static str, Option<String>); 1] {
     [(CHECKPOINT_INTERVAL, Some(CHECKPOINT_EVERY.to_string()))]
 }
 

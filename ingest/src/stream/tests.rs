@@ -53,4 +53,11 @@ async fn a_stream_stopped_mid_flow_leaves_every_landed_batch_visible_in_gold() {
             .unwrap(),
         silver_seq
     );
+    // Every table the stream created, gold's staged ones too, checkpoints every 10 commits.
+    assert_eq!(
+        crate::maintenance::rarely_checkpointed(&root)
+            .await
+            .unwrap(),
+        Vec::<&str>::new()
+    );
 }
