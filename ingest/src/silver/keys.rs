@@ -149,16 +149,22 @@ impl KeyIndex {
     /// Those of `keys` the index holds.
     pub(crate) fn existing(&self, keys: impl Iterator<Item = u128>) -> Result<KeySet> {
         let d = &self.0;
-        let Some(table) = d.read_table(KEYS)? else {
-            return Ok(KeySet::default());
-        };
-        let mut found = KeySet::default();
-        for key in keys {
-            if table.get(key).map_err(|e| d.fail(e))?.is_some() {
-                found.insert(key);
+        let mut keys: Vec<u128> = keys.collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let found = d.read_spread(&keys, |txn, keys| {
+            let Some(table) = d.table_in(txn, KEYS)? else {
+                return Ok(Vec::new());
+            };
+            let mut found = Vec::new();
+            for &key in keys {
+                if table.get(key).map_err(|e| d.fail(e))?.is_some() {
+                    found.push(key);
+                }
             }
-        }
-        Ok(found)
+            Ok(found)
+        })?;
+        Ok(found.into_iter().collect())
     }
 }
 

@@ -28,6 +28,12 @@ const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
 /// stream commits every second or so, and each `fsync` cost 20 ms on average and up to 250 ms.
 const DURABLE_EVERY: Duration = Duration::from_secs(5);
 
+/// Threads that read a batch's keys (see [`Derived::read_spread`]): reads in flight for the
+/// disk, not cores to compute on.
+const READ_THREADS: usize = 8;
+/// Fewer keys than this per thread are not worth a thread.
+const MIN_RUN: usize = 256;
+
 /// One index file, open in this process.
 #[derive(Debug)]
 pub(crate) struct Derived {
@@ -79,11 +85,56 @@ impl Derived {
         definition: redb::TableDefinition<K, V>,
     ) -> Result<Option<redb::ReadOnlyTable<K, V>>> {
         let txn = self.db.begin_read().map_err(|e| self.fail(e))?;
+        self.table_in(&txn, definition)
+    }
+
+    /// `definition` in the read transaction `txn`; `None` while nothing was written to it.
+    pub(crate) fn table_in<K: redb::Key + 'static, V: redb::Value + 'static>(
+        &self,
+        txn: &redb::ReadTransaction,
+        definition: redb::TableDefinition<K, V>,
+    ) -> Result<Option<redb::ReadOnlyTable<K, V>>> {
         match txn.open_table(definition) {
             Ok(table) => Ok(Some(table)),
             Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
             Err(e) => Err(self.fail(e)),
         }
+    }
+
+    /// `read` over `items`, split into runs of neighbours read on threads of their own, each
+    /// in a read transaction; the results in the order of `items`. A batch's keys fall at
+    /// random over an index far larger than the page cache may hold, and one thread looking
+    /// them up one after another waits on the disk for each page in turn: reads in flight
+    /// together finish sooner (a first 10,000-event batch after a dropped page cache spent
+    /// 1.7 s so), and a write transaction after them finds the pages it changes in memory.
+    /// `items` should be in key order, so that each thread walks one part of the tree.
+    pub(crate) fn read_spread<T: Sync, R: Send>(
+        &self,
+        items: &[T],
+        read: impl Fn(&redb::ReadTransaction, &[T]) -> Result<Vec<R>> + Sync,
+    ) -> Result<Vec<R>> {
+        let run = items.len().div_ceil(READ_THREADS).max(MIN_RUN);
+        let read = &read;
+        std::thread::scope(|scope| {
+            let runs: Vec<_> = items
+                .chunks(run)
+                .map(|items| {
+                    scope.spawn(move || {
+                        let txn = self.db.begin_read().map_err(|e| self.fail(e))?;
+                        read(&txn, items)
+                    })
+                })
+                .collect();
+            let mut all = Vec::with_capacity(items.len());
+            for handle in runs {
+                let results = handle.join().map_err(|_| Error::Index {
+                    path: self.path.clone(),
+                    message: "a thread reading the index panicked".into(),
+                })??;
+                all.extend(results);
+            }
+            Ok(all)
+        })
     }
 
     /// Commits `txn`, durably only when the last durable commit is [`DURABLE_EVERY`] old.
@@ -182,5 +233,59 @@ fn index_error(path: &Path, e: impl Into<redb::Error>) -> Error {
     Error::Index {
         path: path.to_path_buf(),
         message: e.into().to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NUMBERS: TableDefinition<u64, u64> = TableDefinition::new("numbers");
+
+    #[test]
+    fn reads_spread_over_threads_answer_in_the_order_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = TableRoot::parse(dir.path().to_str().unwrap()).unwrap();
+        let index = Derived::open(&root, "t.redb", "test index", 1 << 20)
+            .unwrap()
+            .unwrap();
+        let squares = |txn: &redb::ReadTransaction, keys: &[u64]| {
+            let Some(table) = index.table_in(txn, NUMBERS)? else {
+                return Ok(vec![None; keys.len()]);
+            };
+            keys.iter()
+                .map(|k| Ok(table.get(k).map_err(|e| index.fail(e))?.map(|v| v.value())))
+                .collect()
+        };
+        // Nothing written yet: every answer is none.
+        assert_eq!(index.read_spread(&[1, 2], squares).unwrap(), [None, None]);
+
+        let txn = index.db.begin_write().unwrap();
+        {
+            let mut table = txn.open_table(NUMBERS).unwrap();
+            for k in (0..10_000u64).step_by(2) {
+                table.insert(k, k * k).unwrap();
+            }
+        }
+        index.commit(txn).unwrap();
+        // Enough keys for every thread: the answers come back in the order of the keys.
+        let keys: Vec<u64> = (0..10_000).collect();
+        let read = index.read_spread(&keys, squares).unwrap();
+        let expected: Vec<Option<u64>> =
+            keys.iter().map(|k| (k % 2 == 0).then_some(k * k)).collect();
+        assert_eq!(read, expected);
+
+        // A failing read fails the whole.
+        let failed = index.read_spread(&keys, |_, keys: &[u64]| {
+            if keys.contains(&9_999) {
+                Err(Error::Index {
+                    path: index.path.clone(),
+                    message: "broken".into(),
+                })
+            } else {
+                Ok(vec![(); keys.len()])
+            }
+        });
+        assert!(failed.is_err());
     }
 }

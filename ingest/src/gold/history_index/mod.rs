@@ -228,6 +228,15 @@ impl HistoryIndex {
         also: impl FnOnce(&WriteTransaction) -> Result<()>,
     ) -> Result<()> {
         let d = &self.0;
+        let mut in_key_order: Vec<_> = records
+            .iter()
+            .map(|(patient, observations)| (patient_key(patient), observations))
+            .collect();
+        in_key_order.sort_unstable_by_key(|(key, _)| *key);
+        // The held records' pages read on several threads first: the single-threaded write
+        // below then finds them in memory.
+        let keys: Vec<_> = in_key_order.iter().map(|(key, _)| *key).collect();
+        self.held(&keys)?;
         let txn = d.db.begin_write().map_err(|e| d.fail(e))?;
         {
             let mut names = txn.open_table(SOURCES).map_err(|e| d.fail(e))?;
@@ -241,11 +250,6 @@ impl HistoryIndex {
             }
             let mut table = txn.open_table(RECORDS).map_err(|e| d.fail(e))?;
             let mut bytes = Vec::new();
-            let mut in_key_order: Vec<_> = records
-                .iter()
-                .map(|(patient, observations)| (patient_key(patient), observations))
-                .collect();
-            in_key_order.sort_unstable_by_key(|(key, _)| *key);
             for (key, observations) in in_key_order {
                 bytes.clear();
                 if let Some(held) = table.get(key).map_err(|e| d.fail(e))? {
@@ -264,10 +268,27 @@ impl HistoryIndex {
         d.commit(txn)
     }
 
+    /// The encoded records the index holds under each of `keys` (in key order), read on
+    /// several threads.
+    fn held(&self, keys: &[(u64, &str)]) -> Result<Vec<Option<Vec<u8>>>> {
+        let d = &self.0;
+        d.read_spread(keys, |txn, keys| {
+            let Some(table) = d.table_in(txn, RECORDS)? else {
+                return Ok(vec![None; keys.len()]);
+            };
+            keys.iter()
+                .map(|key| {
+                    let held = table.get(*key).map_err(|e| d.fail(e))?;
+                    Ok(held.map(|h| h.value().to_vec()))
+                })
+                .collect()
+        })
+    }
+
     /// The held records of `patients`.
     fn read(&self, patients: &BTreeSet<String>) -> Result<History> {
         let d = &self.0;
-        let (Some(table), Some(names)) = (d.read_table(RECORDS)?, d.read_table(SOURCES)?) else {
+        let Some(names) = d.read_table(SOURCES)? else {
             return Ok(History::new());
         };
         let mut interner = Interner::default();
@@ -276,12 +297,15 @@ impl HistoryIndex {
             let (id, name) = entry.map_err(|e| d.fail(e))?;
             sources.0.insert(id.value(), interner.intern(name.value()));
         }
+        let mut keys: Vec<_> = patients.iter().map(|p| patient_key(p)).collect();
+        keys.sort_unstable();
+        let held = self.held(&keys)?;
         let mut history = History::new();
-        for patient in patients {
-            let Some(held) = table.get(patient_key(patient)).map_err(|e| d.fail(e))? else {
+        for ((_, patient), held) in keys.iter().zip(held) {
+            let Some(held) = held else {
                 continue;
             };
-            let mut reader = Reader(held.value());
+            let mut reader = Reader(&held);
             let mut observations = Vec::new();
             while !reader.0.is_empty() {
                 let record = decode(&mut reader, &sources, &mut interner);
@@ -290,7 +314,7 @@ impl HistoryIndex {
                     message: format!("the records of patient {patient} do not decode"),
                 })?);
             }
-            history.insert(patient.clone(), observations);
+            history.insert(patient.to_string(), observations);
         }
         in_receipt_order(&mut history);
         for observations in history.values_mut() {
