@@ -35,6 +35,7 @@ use crate::silver::{self, Counts};
 use crate::source::{Follow, Ownership, Part, Settled};
 use crate::storage::CHECKPOINT_EVERY;
 use crate::storage::TableRoot;
+use status::seconds_between;
 use visible::{InFlight, Landed};
 
 /// Asks a running stream to finish the batch in hand and stop.
@@ -298,7 +299,7 @@ impl Stream {
         let w = self.writer(writer, run, metrics).await?;
         let mut chunk = BronzeChunk::new();
         let mut settled = Vec::with_capacity(parts.len());
-        let mut stamps = Vec::new();
+        let (mut stamps, mut delivery) = (Vec::new(), Vec::new());
         let mut refused = 0;
         let counts = {
             // Held until the batch is in silver: a consumer losing partitions waits for it.
@@ -325,6 +326,7 @@ impl Stream {
                 for r in &part.records {
                     chunk.push(&part.source, part.partition, r.line, r.received_at, &r.raw);
                     stamps.push(r.produced_at.unwrap_or(r.received_at));
+                    delivery.extend(r.produced_at.map(|p| seconds_between(p, r.received_at)));
                 }
                 chunk.set_position(&part.app_id, part.position);
                 settled.push(Settled {
@@ -348,6 +350,7 @@ impl Stream {
             counts,
             refused,
             stamps,
+            delivery,
         };
         Ok((landed, settled))
     }

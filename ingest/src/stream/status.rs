@@ -57,6 +57,9 @@ pub struct StreamSnapshot {
     pub refused_parts: u64,
     /// Event receipt (or production, where the source knows) → visible in gold.
     pub freshness: Histogram,
+    /// Event production → receipt by this consumer, where the source knows the production
+    /// time (a Kafka message's timestamp): the broker's part of freshness.
+    pub delivery: Histogram,
     /// When the last batch became visible, UTC microseconds.
     pub last_batch_at: Option<i64>,
     /// Wall time of the last batch (bronze → silver → gold).

@@ -25,6 +25,8 @@ pub(super) struct Landed {
     pub(super) refused: u64,
     /// Each record's production time (or receipt, where the source does not know), UTC micros.
     pub(super) stamps: Vec<i64>,
+    /// Each record's production → receipt (seconds), where the source knows its production.
+    pub(super) delivery: Vec<f64>,
 }
 
 impl Landed {
@@ -39,6 +41,9 @@ impl Landed {
             s.refused_parts += self.refused;
             for t in &self.stamps {
                 s.freshness.observe(seconds_between(*t, visible), 1);
+            }
+            for d in &self.delivery {
+                s.delivery.observe(*d, 1);
             }
             s.last_batch_at = Some(visible);
             s.last_batch_seconds = self.started.elapsed().as_secs_f64();
@@ -101,4 +106,31 @@ impl InFlight {
 
 fn done(joined: std::result::Result<Result<()>, tokio::task::JoinError>) -> Result<()> {
     joined.map_err(|e| Error::Internal(format!("the gold refresh task failed: {e}")))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_visible_batch_observes_each_record_s_freshness_and_known_delivery() {
+        let status = StreamStatus::default();
+        let now = chrono::Utc::now().timestamp_micros();
+        let landed = Landed {
+            started: Instant::now(),
+            landing: Duration::from_millis(200),
+            counts: Counts::for_rules(0),
+            refused: 0,
+            // Two records produced 3 s ago, one whose production is unknown (read 0.2 s ago).
+            stamps: vec![now - 3_000_000, now - 3_000_000, now - 200_000],
+            delivery: vec![0.05, 1.2],
+        };
+        landed.visible(&status, Duration::from_millis(300));
+        let s = status.snapshot();
+        assert_eq!((s.batches, s.freshness.count, s.delivery.count), (1, 3, 2));
+        // Freshness: one record within 0.25 s, all three within 5 s.
+        assert_eq!((s.freshness.buckets[1], s.freshness.buckets[7]), (1, 3));
+        // Delivery: one within 0.1 s, both within 1.5 s.
+        assert_eq!((s.delivery.buckets[0], s.delivery.buckets[4]), (1, 2));
+    }
 }

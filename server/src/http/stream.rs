@@ -75,6 +75,12 @@ pub(crate) fn render_metrics(s: &StreamSnapshot) -> String {
         "Event receipt (a Kafka message's timestamp, else when it was read) to visible in gold.",
         &histogram("", &s.freshness),
     );
+    metric(
+        "patientflow_stream_delivery_seconds",
+        "histogram",
+        "A Kafka message's timestamp to its receipt by this consumer: the broker's part of freshness.",
+        &histogram("", &s.delivery),
+    );
     let phases = [("landing", &s.landing_seconds), ("gold", &s.gold_seconds)];
     metric(
         "patientflow_stream_batch_seconds",
@@ -161,6 +167,7 @@ mod tests {
         };
         s.freshness.observe(0.7, 120);
         s.gold_seconds.observe(0.4, 3);
+        s.delivery.observe(0.05, 100);
         let text = render_metrics(&s);
         assert!(
             text.contains("patientflow_stream_batches_total 3\n"),
@@ -179,6 +186,10 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("patientflow_stream_freshness_seconds_count 120\n"));
+        assert!(
+            text.contains("patientflow_stream_delivery_seconds_bucket{le=\"0.1\"} 100\n"),
+            "{text}"
+        );
         assert!(
             text.contains("patientflow_stream_batch_seconds_bucket{phase=\"gold\",le=\"0.5\"} 3\n"),
             "{text}"

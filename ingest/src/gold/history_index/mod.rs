@@ -188,11 +188,11 @@ impl HistoryIndex {
             }
             if rows >= RECORDS_PER_TXN {
                 // Records without the covered sequence: a crash here only repeats them.
-                self.append(&std::mem::take(&mut pending), |_| Ok(()))?;
+                self.append(&std::mem::take(&mut pending), true, |_| Ok(()))?;
                 rows = 0;
             }
         }
-        self.append(&pending, |txn| {
+        self.append(&pending, true, |txn| {
             self.cover(txn, std::slice::from_ref(source))
         })?;
         tracing::debug!(
@@ -221,10 +221,14 @@ impl HistoryIndex {
         self.0.set_meta(txn, &values)
     }
 
-    /// Appends `records` in one transaction, with what `also` writes in it.
+    /// Appends `records` in one transaction, with what `also` writes in it. With `read_first`
+    /// (a catch-up), the pages of the records held for those patients are read on several
+    /// threads first, so that the single-threaded write finds them in memory; a fill writes
+    /// patients the index does not hold.
     fn append(
         &self,
         records: &History,
+        read_first: bool,
         also: impl FnOnce(&WriteTransaction) -> Result<()>,
     ) -> Result<()> {
         let d = &self.0;
@@ -233,10 +237,10 @@ impl HistoryIndex {
             .map(|(patient, observations)| (patient_key(patient), observations))
             .collect();
         in_key_order.sort_unstable_by_key(|(key, _)| *key);
-        // The held records' pages read on several threads first: the single-threaded write
-        // below then finds them in memory.
-        let keys: Vec<_> = in_key_order.iter().map(|(key, _)| *key).collect();
-        self.held(&keys)?;
+        if read_first {
+            let keys: Vec<_> = in_key_order.iter().map(|(key, _)| *key).collect();
+            self.held(&keys)?;
+        }
         let txn = d.db.begin_write().map_err(|e| d.fail(e))?;
         {
             let mut names = txn.open_table(SOURCES).map_err(|e| d.fail(e))?;
@@ -356,7 +360,7 @@ impl HistoryIndex {
 impl Fill<'_> {
     /// Adds the records of the patients of `history`, which are all their records.
     pub(crate) fn add(&self, history: &History) -> Result<()> {
-        self.index.append(history, |_| Ok(()))
+        self.index.append(history, false, |_| Ok(()))
     }
 
     /// Records that the index holds all of `sources`, with these attributes.

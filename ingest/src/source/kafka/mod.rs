@@ -233,7 +233,6 @@ impl KafkaSource {
 impl Follow for KafkaSource {
     fn poll(&mut self, wait: Duration, room: usize) -> Result<Vec<Part>> {
         self.set_paused(room == 0)?;
-        let received_at = chrono::Utc::now().timestamp_micros();
         let mut parts: BTreeMap<i32, Part> = BTreeMap::new();
         let mut read = 0;
         let mut timeout = wait;
@@ -265,7 +264,7 @@ impl Follow for KafkaSource {
             // A message without a value is a record of zero bytes: silver quarantines it.
             part.records.push(Record {
                 line: offset,
-                received_at,
+                received_at: chrono::Utc::now().timestamp_micros(),
                 produced_at: message.timestamp().to_millis().map(|ms| ms * 1000),
                 raw: message.payload().unwrap_or_default().to_vec(),
             });
