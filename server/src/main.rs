@@ -71,8 +71,9 @@ fn log_panics() {
 /// the freeing thread's next allocation. Most of tokio's blocking-pool threads are idle at any
 /// moment, and what an idle thread freed stayed committed: a follower at 1,000 events/s grew to
 /// 1.7 GiB in 120 s, and to 1.0 GiB with this, for 5–15 % more CPU at the same freshness — on a
-/// root whose long log replays kept ~200 threads busy (BENCHMARKS.md; not re-measured on a
-/// maintained root). Every stream asks for it when it opens (`commands::follow::open`:
+/// root whose long log replays kept ~200 threads busy. On a maintained root it still halves
+/// the follower's memory (560–660 MiB against 1.1 GiB) for 20 % more CPU (BENCHMARKS.md).
+/// Every stream asks for it when it opens (`commands::follow::open`:
 /// `ingest --follow`, the stream jobs of `run` and `demo`).
 pub(crate) fn purge_freed_memory_at_once() {
     /// `mi_option_purge_delay` in mimalloc.h (v2), which libmimalloc-sys does not name.
