@@ -223,8 +223,8 @@ impl HistoryIndex {
 
     /// Appends `records` in one transaction, with what `also` writes in it. With `read_first`
     /// (a catch-up), the pages of the records held for those patients are read on several
-    /// threads first, so that the single-threaded write finds them in memory; a fill writes
-    /// patients the index does not hold.
+    /// threads first (and nothing kept), so that the single-threaded write finds them in
+    /// memory; a fill writes patients the index does not hold.
     fn append(
         &self,
         records: &History,
@@ -239,7 +239,7 @@ impl HistoryIndex {
         in_key_order.sort_unstable_by_key(|(key, _)| *key);
         if read_first {
             let keys: Vec<_> = in_key_order.iter().map(|(key, _)| *key).collect();
-            self.held(&keys)?;
+            self.read_held(&keys, |_| ())?;
         }
         let txn = d.db.begin_write().map_err(|e| d.fail(e))?;
         {
@@ -272,18 +272,22 @@ impl HistoryIndex {
         d.commit(txn)
     }
 
-    /// The encoded records the index holds under each of `keys` (in key order), read on
+    /// `f` of the encoded records the index holds under each of `keys` (in key order), read on
     /// several threads.
-    fn held(&self, keys: &[(u64, &str)]) -> Result<Vec<Option<Vec<u8>>>> {
+    fn read_held<R: Send>(
+        &self,
+        keys: &[(u64, &str)],
+        f: impl Fn(Option<&[u8]>) -> R + Sync,
+    ) -> Result<Vec<R>> {
         let d = &self.0;
         d.read_spread(keys, |txn, keys| {
             let Some(table) = d.table_in(txn, RECORDS)? else {
-                return Ok(vec![None; keys.len()]);
+                return Ok(keys.iter().map(|_| f(None)).collect());
             };
             keys.iter()
                 .map(|key| {
                     let held = table.get(*key).map_err(|e| d.fail(e))?;
-                    Ok(held.map(|h| h.value().to_vec()))
+                    Ok(f(held.as_ref().map(|h| h.value())))
                 })
                 .collect()
         })
@@ -303,7 +307,7 @@ impl HistoryIndex {
         }
         let mut keys: Vec<_> = patients.iter().map(|p| patient_key(p)).collect();
         keys.sort_unstable();
-        let held = self.held(&keys)?;
+        let held = self.read_held(&keys, |held| held.map(<[u8]>::to_vec))?;
         let mut history = History::new();
         for ((_, patient), held) in keys.iter().zip(held) {
             let Some(held) = held else {
