@@ -1,10 +1,15 @@
-//! Bounded fan-out: many reads of one kind, a few at a time.
+//! Bounded fan-out: many reads of one kind, a few at a time — futures on the runtime
+//! ([`at_most`]), or blocking reads on threads of their own ([`in_runs`]).
 
 use std::future::Future;
 
 use futures::{StreamExt, TryStreamExt};
 
 use crate::error::Result;
+
+/// Tables whose logs are read at once when many are opened (a gold refresh, the stream's
+/// start-up check): a few, so that tokio's blocking pool does not grow in a burst.
+pub(crate) const TABLES_OPENED_AT_ONCE: usize = 4;
 
 /// Runs `futures` at most `limit` at a time and returns their results in order; the first error
 /// ends it. Each local object-store read is a task on tokio's blocking pool, and a pool grown by
@@ -20,4 +25,72 @@ where
         .buffered(limit)
         .try_collect()
         .await
+}
+
+/// `read` over `items` cut into at most `threads` runs of neighbours (none shorter than
+/// `min_run`), each run on a thread of its own; the results in the order of `items`. For
+/// blocking reads that wait on the disk (reads in flight together finish sooner); a single run
+/// is read on the calling thread. A thread's panic is the caller's.
+pub(crate) fn in_runs<T: Sync, R: Send>(
+    items: &[T],
+    threads: usize,
+    min_run: usize,
+    read: impl Fn(&[T]) -> Result<Vec<R>> + Sync,
+) -> Result<Vec<R>> {
+    let run = items.len().div_ceil(threads).max(min_run);
+    if items.len() <= run {
+        return read(items);
+    }
+    let read = &read;
+    std::thread::scope(|scope| {
+        let runs: Vec<_> = items
+            .chunks(run)
+            .map(|items| scope.spawn(move || read(items)))
+            .collect();
+        let mut all = Vec::with_capacity(items.len());
+        for handle in runs {
+            let results = handle
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+            all.extend(results);
+        }
+        Ok(all)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Error;
+
+    #[test]
+    fn runs_on_threads_answer_in_the_order_of_the_items() {
+        let items: Vec<u64> = (0..10_000).collect();
+        let threads = std::sync::Mutex::new(std::collections::HashSet::new());
+        let doubled = in_runs(&items, 8, 256, |run| {
+            threads.lock().unwrap().insert(std::thread::current().id());
+            Ok(run.iter().map(|n| n * 2).collect())
+        })
+        .unwrap();
+        assert_eq!(doubled, items.iter().map(|n| n * 2).collect::<Vec<_>>());
+        assert_eq!(threads.lock().unwrap().len(), 8);
+
+        // A run no longer than the shortest is read on the calling thread.
+        let caller = std::thread::current().id();
+        let read = in_runs(&items[..256], 8, 256, |run| {
+            assert_eq!(std::thread::current().id(), caller);
+            Ok(run.to_vec())
+        });
+        assert_eq!(read.unwrap(), items[..256]);
+
+        // A failing run fails the whole.
+        let failed = in_runs(&items, 8, 256, |run| {
+            if run.contains(&9_999) {
+                Err(Error::Internal("broken".into()))
+            } else {
+                Ok(vec![(); run.len()])
+            }
+        });
+        assert!(failed.is_err());
+    }
 }

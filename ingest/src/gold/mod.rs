@@ -44,7 +44,7 @@ use self::history_index::HistoryIndex;
 use self::incremental::Incremental;
 use self::layout::partitioned_as_specified;
 use crate::batch::{self, Dataset};
-use crate::concurrency::at_most;
+use crate::concurrency::{TABLES_OPENED_AT_ONCE, at_most};
 use crate::error::Result;
 use crate::open_stays::StayLimits;
 use crate::storage::{TableRoot, column, scan, txn_version, update};
@@ -56,8 +56,6 @@ use crate::tables::{
 pub(crate) const HOUR: i64 = 3_600_000_000;
 pub(crate) const DAY: i64 = 24 * HOUR;
 
-/// Gold tables whose logs a refresh reads at once.
-const TABLES_OPENED_AT_ONCE: usize = 4;
 /// Application-transaction id under which gold tables record the as-of time (UTC micros).
 const AS_OF_APP: &str = "patientflow:gold:as_of";
 /// Application-transaction id under which gold tables record the EHR silver sequence consumed.

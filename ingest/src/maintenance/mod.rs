@@ -23,6 +23,7 @@ use deltalake::arrow::array::{ArrayRef, BooleanArray, Int64Array, RecordBatch, S
 use deltalake::logstore::object_store::ObjectStoreExt;
 use deltalake::operations::vacuum::VacuumMode;
 
+use crate::concurrency::{TABLES_OPENED_AT_ONCE, at_most};
 use crate::error::{Error, Result};
 use crate::storage::{
     CHECKPOINT_EVERY, CHECKPOINT_INTERVAL, TableRoot, commit_properties, writer_properties,
@@ -263,18 +264,16 @@ impl Maintenance {
 /// by hand. Every reader of such a table replays up to that many commit files, which a stream
 /// does for every batch; `maintain` sets the interval.
 pub(crate) async fn rarely_checkpointed(root: &TableRoot) -> Result<Vec<&'static str>> {
-    let mut rare = Vec::new();
-    for name in ALL_TABLES {
+    let opened = ALL_TABLES.map(|name| async move {
         let table = root.open(name).await?;
-        if table.version().is_some()
+        let rare = table.version().is_some()
             && checkpoint_interval(&table, name)?
                 .and_then(|v| v.parse::<u64>().ok())
-                .is_none_or(|n| n > CHECKPOINT_EVERY)
-        {
-            rare.push(name);
-        }
-    }
-    Ok(rare)
+                .is_none_or(|n| n > CHECKPOINT_EVERY);
+        Ok(rare.then_some(name))
+    });
+    let rare = at_most(TABLES_OPENED_AT_ONCE, opened.into_iter().collect()).await?;
+    Ok(rare.into_iter().flatten().collect())
 }
 
 /// The table's `delta.checkpointInterval` as written, if it has one.

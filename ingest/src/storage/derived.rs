@@ -20,6 +20,7 @@ use redb::{
 };
 
 use super::TableRoot;
+use crate::concurrency::in_runs;
 use crate::error::{Error, Result};
 
 const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
@@ -115,31 +116,9 @@ impl Derived {
         items: &[T],
         read: impl Fn(&redb::ReadTransaction, &[T]) -> Result<Vec<R>> + Sync,
     ) -> Result<Vec<R>> {
-        let run = items.len().div_ceil(READ_THREADS).max(MIN_RUN);
-        if items.len() <= run {
+        in_runs(items, READ_THREADS, MIN_RUN, |run| {
             let txn = self.db.begin_read().map_err(|e| self.fail(e))?;
-            return read(&txn, items);
-        }
-        let read = &read;
-        std::thread::scope(|scope| {
-            let runs: Vec<_> = items
-                .chunks(run)
-                .map(|items| {
-                    scope.spawn(move || {
-                        let txn = self.db.begin_read().map_err(|e| self.fail(e))?;
-                        read(&txn, items)
-                    })
-                })
-                .collect();
-            let mut all = Vec::with_capacity(items.len());
-            for handle in runs {
-                let results = handle.join().map_err(|_| Error::Index {
-                    path: self.path.clone(),
-                    message: "a thread reading the index panicked".into(),
-                })??;
-                all.extend(results);
-            }
-            Ok(all)
+            read(&txn, run)
         })
     }
 
