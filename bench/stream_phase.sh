@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One streaming phase on a copy of an existing table root, with the follower's memory, threads
-# and CPU sampled every 5 s (bench/stream.sh builds its own root and runs every phase; this one
-# re-measures a single phase quickly on a root kept from before).
+# and CPU and the consumer lag sampled every 5 s (bench/stream.sh builds its own root and runs
+# every phase; this one re-measures a single phase quickly on a root kept from before).
 #
 #   bench/stream_phase.sh ROOT folder|kafka RATE SECONDS [CONFIG_TOML]
 #
@@ -9,7 +9,7 @@
 # --out`; "kafka": nisshi on loopback (memory storage, a 3-partition topic), `produce --to`,
 # a follower in group "g". CONFIG_TOML (e.g. a `[kafka]` table) goes to both through
 # PATIENTFLOW_CONFIG. Prints the probe's row and shares, then "seconds RSS-MiB threads
-# broker-cpu-s" samples, the follower's peak RSS and CPU, the broker's and the producer's CPU.
+# lag broker-cpu-s" samples, the follower's peak RSS and CPU, the broker's and the producer's CPU.
 ROOT="$(realpath "$1")"; SOURCE="$2"; RATE="$3"; SECONDS_="$4"; CONF="${5:-}"
 source "$(dirname "$0")/common.sh"
 [ -n "$CONF" ] && export PATIENTFLOW_CONFIG="$(realpath "$CONF")"
@@ -42,7 +42,8 @@ PRODUCE_PID=$!
 (
   s=0
   while kill -0 "$FOLLOW_PID" 2>/dev/null; do
-    echo "$s $(awk '/VmRSS/ {print int($2 / 1024)}' "/proc/$FOLLOW_PID/status") $(awk '/Threads/ {print $2}' "/proc/$FOLLOW_PID/status") ${BROKER_PID:+$(cpu "$BROKER_PID")}"
+    lag=$(curl -s "http://$METRICS/metrics" | awk '/^patientflow_stream_consumer_lag/ {n += $2} END {print n + 0}')
+    echo "$s $(awk '/VmRSS/ {print int($2 / 1024)}' "/proc/$FOLLOW_PID/status") $(awk '/Threads/ {print $2}' "/proc/$FOLLOW_PID/status") $lag ${BROKER_PID:+$(cpu "$BROKER_PID")}"
     sleep 5; s=$((s + 5))
   done
 ) >"$WORK/samples" &
@@ -51,5 +52,5 @@ if [ -e "/proc/$PRODUCE_PID" ]; then echo "producer cpu s: $(cpu "$PRODUCE_PID")
 kill "$PRODUCE_PID" 2>/dev/null || true; wait "$PRODUCE_PID" 2>/dev/null || true
 echo "follower peak RSS MiB: $(awk '/VmHWM/ {print int($2 / 1024)}' "/proc/$FOLLOW_PID/status"), cpu s: $(cpu "$FOLLOW_PID")${BROKER_PID:+, broker cpu s: $(cpu "$BROKER_PID")}"
 kill -TERM "$FOLLOW_PID"; wait "$FOLLOW_PID" 2>/dev/null || true
-echo "samples (s, RSS MiB, threads${BROKER_PID:+, broker cpu s}):"
+echo "samples (s, RSS MiB, threads, consumer lag${BROKER_PID:+, broker cpu s}):"
 sed 's/ *$//' "$WORK/samples" | tr '\n' ';'; echo

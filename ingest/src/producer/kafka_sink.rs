@@ -7,11 +7,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use rdkafka::ClientContext;
+use rdkafka::config::ClientConfig;
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 
 use super::Sink;
 use crate::error::{Error, Result};
 use crate::source::kafka::Endpoint;
+
+/// A producer's settings unless the URL or configuration says otherwise: records wait up to
+/// 50 ms to be sent together. librdkafka's 5 ms makes a produce request of a few records at a
+/// time, and a broker stores (and a consumer fetches) each request's records as one batch.
+const PRODUCER_DEFAULTS: [(&str, &str); 1] = [("linger.ms", "50")];
 
 /// Counts deliveries that failed for good (after librdkafka's retries).
 #[derive(Debug, Default)]
@@ -52,11 +58,7 @@ impl std::fmt::Debug for KafkaSink {
 impl KafkaSink {
     /// A producer for `endpoint`'s topic; `overrides` are librdkafka properties.
     pub fn new(endpoint: &Endpoint, overrides: &BTreeMap<String, String>) -> Result<Self> {
-        let config = endpoint.client_config(
-            &[],
-            overrides,
-            &[("enable.idempotence", "true"), ("linger.ms", "5")],
-        );
+        let config = producer_config(endpoint, overrides);
         let deliveries = Deliveries::default();
         let failed = deliveries.failed.clone();
         let producer: BaseProducer<Deliveries> = config
@@ -69,6 +71,16 @@ impl KafkaSink {
             sent: 0,
         })
     }
+}
+
+/// The producer's client configuration: [`PRODUCER_DEFAULTS`], then the URL's and the
+/// configuration's properties, then idempotence (retries must never duplicate a record).
+fn producer_config(endpoint: &Endpoint, overrides: &BTreeMap<String, String>) -> ClientConfig {
+    endpoint.client_config(
+        &PRODUCER_DEFAULTS,
+        overrides,
+        &[("enable.idempotence", "true")],
+    )
 }
 
 /// The key that keeps a stay's events in one partition: `encounter_id`, else `patient_id`.
@@ -137,5 +149,20 @@ mod tests {
         );
         assert_eq!(key(br#"{"patient_id":"P1"}"#).as_deref(), Some("P1"));
         assert_eq!(key(b"{not json"), None);
+    }
+
+    #[test]
+    fn records_wait_50_ms_to_be_sent_together_unless_configured_otherwise() {
+        let endpoint = Endpoint::parse("kafka://127.0.0.1:9092/adt", |_| None).unwrap();
+        let config = producer_config(&endpoint, &BTreeMap::new());
+        assert_eq!(config.get("linger.ms"), Some("50"));
+        assert_eq!(config.get("enable.idempotence"), Some("true"));
+        let overrides = BTreeMap::from([
+            ("linger.ms".to_string(), "5".to_string()),
+            ("enable.idempotence".to_string(), "false".to_string()),
+        ]);
+        let config = producer_config(&endpoint, &overrides);
+        assert_eq!(config.get("linger.ms"), Some("5"));
+        assert_eq!(config.get("enable.idempotence"), Some("true"));
     }
 }
