@@ -1,11 +1,12 @@
-//! Bounded fan-out: many reads of one kind, a few at a time — futures on the runtime
-//! ([`at_most`]), or blocking reads on threads of their own ([`in_runs`]).
+//! Fan-out: many reads of one kind, a few at a time — futures on the runtime ([`at_most`]), or
+//! blocking reads on threads of their own ([`in_runs`]); a few jobs of work, each a task of its
+//! own so that they use every core ([`on_tasks`]).
 
 use std::future::Future;
 
 use futures::{StreamExt, TryStreamExt};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// Tables whose logs are read at once when many are opened (a gold refresh, the stream's
 /// start-up check): a few, so that tokio's blocking pool does not grow in a burst.
@@ -58,10 +59,56 @@ pub(crate) fn in_runs<T: Sync, R: Send>(
     })
 }
 
+/// Runs each of `jobs` as a task of its own (futures joined in one task take turns on one
+/// thread; tasks run on all of the runtime's) and returns their results in order once every
+/// one has finished, the first error if any failed: no job is still running when this returns.
+/// A job's panic is the caller's.
+pub(crate) async fn on_tasks<T, F>(jobs: Vec<F>) -> Result<Vec<T>>
+where
+    T: Send + 'static,
+    F: Future<Output = Result<T>> + Send + 'static,
+{
+    let handles: Vec<_> = jobs.into_iter().map(tokio::spawn).collect();
+    let mut results = Vec::with_capacity(handles.len());
+    for handle in handles {
+        match handle.await {
+            Ok(result) => results.push(result),
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => results.push(Err(Error::Internal(format!("a task was cancelled: {e}")))),
+        }
+    }
+    results.into_iter().collect()
+}
+
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
+
     use super::*;
-    use crate::error::Error;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn tasks_answer_in_order_and_all_finish_before_an_error_returns() {
+        let jobs: Vec<_> = (0..4u64).map(|n| async move { Ok(n * 2) }).collect();
+        assert_eq!(on_tasks(jobs).await.unwrap(), vec![0, 2, 4, 6]);
+
+        let slow_done = Arc::new(AtomicBool::new(false));
+        let done = slow_done.clone();
+        let failing = Box::pin(async { Err::<(), _>(Error::Internal("broken".into())) })
+            as std::pin::Pin<Box<dyn Future<Output = Result<()>> + Send>>;
+        let slow = Box::pin(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            done.store(true, Ordering::SeqCst);
+            Ok(())
+        });
+        let err = on_tasks(vec![failing, slow]).await.unwrap_err();
+        assert!(err.to_string().contains("broken"), "{err}");
+        assert!(
+            slow_done.load(Ordering::SeqCst),
+            "returned while a job still ran"
+        );
+    }
 
     #[test]
     fn runs_on_threads_answer_in_the_order_of_the_items() {

@@ -3,8 +3,8 @@
 //!
 //! The rebuilt patients' rows are compared with the rows they had (as multisets, the `as_of`
 //! stamp left out): rows only in the old set are removed, rows only in the new set added, the
-//! others left where they are, stamp and all. Removing a row rewrites the file holding it; the
-//! rows added go into new files. Files are kept apart by how likely their rows are to change
+//! others left where they are, stamp and all. Removing a row rewrites the file holding it, its
+//! other rows into a file of their own; the rows added go into new files. Files are kept apart by how likely their rows are to change
 //! again: rows still open (a stay not discharged, a segment not ended, an emergency patient
 //! waiting) go into one file and settled rows into another, so the next batch rewrites a file
 //! about the size of the census rather than a month of history. The small files a stream
@@ -278,25 +278,28 @@ impl Rewrite<'_> {
             );
             return Ok(false);
         }
-        let added_rows = added.num_rows();
-        kept.push(added);
-        let rows = concat_batches(&like, &kept).map_err(|e| Error::arrow(name, e))?;
+        let carried = concat_batches(&like, &kept).map_err(|e| Error::arrow(name, e))?;
         tracing::debug!(
             table = name,
             removed = removed.num_rows(),
-            added = added_rows,
+            added = added.num_rows(),
             files_rewritten = replaced.len(),
-            rows_written = rows.num_rows(),
+            rows_carried = carried.num_rows(),
             "rewriting the files holding changed rows"
         );
+        // The rows carried over and the rows added go into files of their own: a row that
+        // changed now is likely to change again soon, and the carried rows of a large file
+        // would otherwise be rewritten with it at every batch.
         let mut staged = StagedTable::new(self.root, name, like, self.partition_by)?;
-        match open_rows(name, &rows)? {
-            Some(open) => {
-                staged.write(filter(&rows, &open, name)?).await?;
-                let settled = not(&open).map_err(|e| Error::arrow(name, e))?;
-                staged.write(filter(&rows, &settled, name)?).await?;
+        for rows in [carried, added] {
+            match open_rows(name, &rows)? {
+                Some(open) => {
+                    staged.write(filter(&rows, &open, name)?).await?;
+                    let settled = not(&open).map_err(|e| Error::arrow(name, e))?;
+                    staged.write(filter(&rows, &settled, name)?).await?;
+                }
+                None => staged.write(rows).await?,
             }
-            None => staged.write(rows).await?,
         }
         staged
             .commit_replacing(self.table, Some(&replaced), txns.to_vec())

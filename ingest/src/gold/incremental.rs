@@ -5,6 +5,7 @@
 //! over.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use deltalake::arrow::array::RecordBatch;
 use deltalake::datafusion::prelude::{col, lit};
@@ -22,6 +23,7 @@ use super::rebuild::rebuild;
 use super::{
     DAY, GoldMetrics, Target, calendar, calendar_range, earliest, month_key, next_stale_txn,
 };
+use crate::concurrency::on_tasks;
 use crate::error::Result;
 use crate::storage::{TableRoot, WriteMode, write};
 use crate::tables::{
@@ -184,67 +186,93 @@ impl Incremental<'_> {
         // Write the census first, then the other tables at once, each in its own commit (a
         // refresh interrupted between them re-derives each table's previous rows from what that
         // table consumed, so the order is not needed for correctness).
+        // The others are tasks of their own: comparing, decoding and encoding rows is work
+        // for every core.
+        let (ids, txns) = (Arc::new(ids), Arc::<[Transaction]>::from(txns.as_slice()));
         let [census_write, others @ ..] = writes;
         for group in [vec![census_write], Vec::from(others)] {
             let jobs: Vec<_> = group
                 .into_iter()
                 .filter_map(|(name, batch, mode)| {
                     let target = targets.remove(name).filter(|t| !current(t))?;
-                    let before = previous_of(&target).and_then(|p| p.rows.get(name));
-                    Some(write_table(
-                        self.root, name, target, batch, mode, before, &ids, txns,
-                    ))
+                    let before = previous_of(&target).and_then(|p| p.rows.get(name)).cloned();
+                    let job = TableWrite {
+                        root: self.root.clone(),
+                        name,
+                        target,
+                        batch,
+                        mode,
+                        before,
+                        ids: ids.clone(),
+                        txns: txns.clone(),
+                    };
+                    Some(job.run())
                 })
                 .collect();
-            metrics.tables_written += futures::future::try_join_all(jobs).await?.len();
+            metrics.tables_written += on_tasks(jobs).await?.len();
         }
         Ok(())
     }
 }
 
-/// Writes the rebuilt rows of table `name`: of a patient-keyed table whose rebuilt patients'
-/// rows were `before`, the changed months; of any other table, as `mode` says.
-#[allow(clippy::too_many_arguments)]
-async fn write_table(
-    root: &TableRoot,
+/// The rebuilt rows of one table, to be written.
+struct TableWrite {
+    root: TableRoot,
     name: &'static str,
     target: Target,
     batch: RecordBatch,
     mode: WriteMode,
-    before: Option<&RecordBatch>,
-    ids: &BTreeSet<String>,
-    txns: &[Transaction],
-) -> Result<()> {
-    // A patient-keyed table is partitioned by its month column.
-    let (batches, mode) = match before.zip(partition_columns(name).first()) {
-        Some((before, month)) => {
-            let rewrite = Rewrite {
-                root,
-                table: &target.table,
-                name,
-                month,
-                partition_by: partition_columns(name),
-            };
-            if rewrite.run(before, batch.clone(), txns).await? {
-                return Ok(());
+    /// Of a patient-keyed table: the rebuilt patients' rows as the table holds them.
+    before: Option<RecordBatch>,
+    ids: Arc<BTreeSet<String>>,
+    txns: Arc<[Transaction]>,
+}
+
+impl TableWrite {
+    /// Writes the rows: of a patient-keyed table whose rebuilt patients' rows were `before`,
+    /// the changed months; of any other table, as `mode` says.
+    async fn run(self) -> Result<()> {
+        let Self {
+            root,
+            name,
+            target,
+            batch,
+            mode,
+            before,
+            ids,
+            txns,
+        } = self;
+        // A patient-keyed table is partitioned by its month column.
+        let (batches, mode) = match before.zip(partition_columns(name).first()) {
+            Some((before, month)) => {
+                let rewrite = Rewrite {
+                    root: &root,
+                    table: &target.table,
+                    name,
+                    month,
+                    partition_by: partition_columns(name),
+                };
+                if rewrite.run(&before, batch.clone(), &txns).await? {
+                    return Ok(());
+                }
+                replace_months(&target.table, name, month, &ids, &before, batch).await?
             }
-            replace_months(&target.table, name, month, ids, before, batch).await?
-        }
-        None => (vec![batch], mode),
-    };
-    tracing::debug!(
-        table = name,
-        rows = batches.iter().map(RecordBatch::num_rows).sum::<usize>(),
-        "writing"
-    );
-    write(
-        target.table,
-        name,
-        batches,
-        mode,
-        txns.to_vec(),
-        partition_columns(name),
-    )
-    .await?;
-    Ok(())
+            None => (vec![batch], mode),
+        };
+        tracing::debug!(
+            table = name,
+            rows = batches.iter().map(RecordBatch::num_rows).sum::<usize>(),
+            "writing"
+        );
+        write(
+            target.table,
+            name,
+            batches,
+            mode,
+            txns.to_vec(),
+            partition_columns(name),
+        )
+        .await?;
+        Ok(())
+    }
 }
