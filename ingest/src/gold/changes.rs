@@ -13,9 +13,11 @@
 use std::collections::{BTreeSet, HashMap};
 
 use deltalake::DeltaTable;
-use deltalake::arrow::array::{Array, BooleanArray, Int32Array, RecordBatch, StringArray};
+use deltalake::arrow::array::{
+    Array, BooleanArray, Int32Array, RecordBatch, StringArray, UInt32Array,
+};
 use deltalake::arrow::compute::kernels::boolean::not;
-use deltalake::arrow::compute::{concat_batches, is_null};
+use deltalake::arrow::compute::{concat_batches, is_null, take_record_batch};
 
 use super::carry::filter;
 use deltalake::arrow::datatypes::{Schema, SchemaRef};
@@ -154,6 +156,38 @@ pub(super) fn changed_months(
     Ok(months)
 }
 
+/// Which rows of `content` stay: each row equal to one in `unmatched` goes (and is taken out of
+/// it). Only the rows of `patients` (those of the rows in `unmatched`) can be equal to one, so
+/// only they are compared: a rewritten month file holds thousands of other patients' rows.
+fn staying(
+    comparer: &Comparer,
+    name: &str,
+    content: &RecordBatch,
+    patients: &BTreeSet<&str>,
+    unmatched: &mut Multiset,
+) -> Result<BooleanArray> {
+    let ids = column::<StringArray>(content, name, "patient_id")?;
+    let candidates: Vec<u32> = (0..content.num_rows())
+        .filter(|i| ids.is_valid(*i) && patients.contains(ids.value(*i)))
+        .filter_map(|i| u32::try_from(i).ok())
+        .collect();
+    let mut stays = vec![true; content.num_rows()];
+    if !candidates.is_empty() {
+        let indices = UInt32Array::from(candidates);
+        let subset = take_record_batch(content, &indices).map_err(|e| Error::arrow(name, e))?;
+        for (i, row) in indices
+            .values()
+            .iter()
+            .zip(comparer.rows(&subset, name)?.iter())
+        {
+            if take(unmatched, row.as_ref()) {
+                stays[*i as usize] = false;
+            }
+        }
+    }
+    Ok(BooleanArray::from(stays))
+}
+
 /// Which rows of a patient-keyed table are still open, likely to change with the next events.
 fn open_rows(name: &str, batch: &RecordBatch) -> Result<Option<BooleanArray>> {
     let null_in = |c: &str| -> Result<BooleanArray> {
@@ -260,11 +294,7 @@ impl Rewrite<'_> {
         let mut replaced: Vec<DataFile> = Vec::new();
         let mut kept: Vec<RecordBatch> = Vec::new();
         for (file, content) in read.into_iter().flatten() {
-            let rows = comparer.rows(&content, name)?;
-            let stays: BooleanArray = rows
-                .iter()
-                .map(|r| Some(!take(&mut unmatched, r.as_ref())))
-                .collect();
+            let stays = staying(&comparer, name, &content, &patients, &mut unmatched)?;
             if stays.true_count() < content.num_rows() || merged.contains(file.path().as_ref()) {
                 kept.push(filter(&content, &stays, name)?);
                 replaced.push(file.clone());
@@ -362,6 +392,24 @@ mod tests {
         assert_eq!(set(&changes.removed), vec![2, 3]);
         let changed = changed_months("t", "admission_month", &new, &old).unwrap();
         assert_eq!(changed, BTreeSet::from([202602, 202603, 202604, 202605]));
+        // A file's rows leave only where equal to a removed row, and only the removed rows'
+        // patients are compared.
+        let file = rows(&[202601, 202602, 202602], &[1, 2, 2], 10);
+        let removed = comparer.rows(&rows(&[202602], &[2], 30), "t").unwrap();
+        let mut unmatched = multiset(&removed);
+        let stays = staying(&comparer, "t", &file, &BTreeSet::new(), &mut unmatched).unwrap();
+        assert_eq!(stays.true_count(), 3);
+        assert_eq!(unmatched.len(), 1);
+        let stays = staying(
+            &comparer,
+            "t",
+            &file,
+            &BTreeSet::from(["p"]),
+            &mut unmatched,
+        )
+        .unwrap();
+        assert_eq!(set(&not(&stays).unwrap()), vec![1]);
+        assert!(unmatched.is_empty());
         assert!(
             changed_months("t", "admission_month", &old, &old)
                 .unwrap()
