@@ -183,11 +183,10 @@ impl Incremental<'_> {
             ),
             (DIM_DATE, calendar, WriteMode::Overwrite),
         ];
-        // Write the census first, then the other tables at once, each in its own commit (a
-        // refresh interrupted between them re-derives each table's previous rows from what that
-        // table consumed, so the order is not needed for correctness).
-        // The others are tasks of their own: comparing, decoding and encoding rows is work
-        // for every core.
+        // Write the census first, then the other tables at once, each a task of its own (their
+        // comparing, decoding and encoding is work for every core) and each in its own commit
+        // (a refresh interrupted between them re-derives each table's previous rows from what
+        // that table consumed, so the order is not needed for correctness).
         let (ids, txns) = (Arc::new(ids), Arc::<[Transaction]>::from(txns.as_slice()));
         let [census_write, others @ ..] = writes;
         for group in [vec![census_write], Vec::from(others)] {
