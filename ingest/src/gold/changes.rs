@@ -4,17 +4,18 @@
 //! The rebuilt patients' rows are compared with the rows they had (as multisets, the `as_of`
 //! stamp left out): rows only in the old set are removed, rows only in the new set added, the
 //! others left where they are, stamp and all. Removing a row rewrites the file holding it, its
-//! other rows into a file of their own; the rows added go into new files. Files are kept apart by how likely their rows are to change
-//! again: rows still open (a stay not discharged, a segment not ended, an emergency patient
-//! waiting) go into one file and settled rows into another, so the next batch rewrites a file
-//! about the size of the census rather than a month of history. The small files a stream
-//! leaves behind are merged when a partition holds more than [`MAX_SMALL_FILES`] of them.
+//! other rows into a file of their own; the rows added go into new files. Files are kept apart
+//! by how likely their rows are to change again: rows still open (a stay not discharged, a
+//! segment not ended, an emergency patient waiting) go into one file and settled rows into
+//! another, so the next batch rewrites a file about the size of the census rather than a month
+//! of history. The small files a stream leaves behind are merged when a partition holds more
+//! than [`MAX_SMALL_FILES`] of them.
 
 use std::collections::{BTreeSet, HashMap};
 
 use deltalake::DeltaTable;
 use deltalake::arrow::array::{
-    Array, BooleanArray, Int32Array, RecordBatch, StringArray, UInt32Array,
+    Array, BooleanArray, Int32Array, RecordBatch, StringArray, UInt64Array,
 };
 use deltalake::arrow::compute::kernels::boolean::not;
 use deltalake::arrow::compute::{concat_batches, is_null, take_record_batch};
@@ -167,13 +168,13 @@ fn staying(
     unmatched: &mut Multiset,
 ) -> Result<BooleanArray> {
     let ids = column::<StringArray>(content, name, "patient_id")?;
-    let candidates: Vec<u32> = (0..content.num_rows())
+    let candidates: Vec<u64> = (0..content.num_rows())
         .filter(|i| ids.is_valid(*i) && patients.contains(ids.value(*i)))
-        .filter_map(|i| u32::try_from(i).ok())
+        .map(|i| i as u64)
         .collect();
     let mut stays = vec![true; content.num_rows()];
     if !candidates.is_empty() {
-        let indices = UInt32Array::from(candidates);
+        let indices = UInt64Array::from(candidates);
         let subset = take_record_batch(content, &indices).map_err(|e| Error::arrow(name, e))?;
         for (i, row) in indices
             .values()
