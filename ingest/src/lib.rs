@@ -64,5 +64,5 @@ pub use pipeline::{Ingest, IngestMetrics, Progress, ProgressFn};
 pub use producer::{FileSink, Ledger, Producer, Shape, Sink};
 pub use quality::{OpenStays, QualityReport, ReportCounts};
 pub use reference::ReferenceData;
-pub use storage::{TableRoot, WriterLock};
+pub use storage::{TableRoot, WriterLock, update_table};
 pub use stream::{StopHandle, Stream, StreamMetrics, StreamStatus};

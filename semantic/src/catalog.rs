@@ -178,7 +178,7 @@ impl DeltaSchema {
         let (table, previous) = match cached {
             Some(loaded) if !has_next_commit(&loaded.table).await? => return Ok(Some(loaded)),
             Some(Loaded { mut table, scan }) => {
-                table.update_incremental(None).await?;
+                patientflow_ingest::update_table(&mut table).await?;
                 let files = match scan {
                     Scan::Files(files) => Some(files),
                     Scan::Delta(_) => None,

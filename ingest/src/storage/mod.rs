@@ -259,7 +259,7 @@ pub(crate) async fn row_count(table: &DeltaTable, name: &str) -> Result<usize> {
 /// writer creates it.
 pub(crate) async fn update(table: &mut DeltaTable, name: &str) -> Result<()> {
     let updated = match table.version() {
-        Some(_) => table.update_incremental(None).await,
+        Some(_) => update_table(table).await,
         // One listing of the log folder instead of a failed load (which the Delta kernel also
         // logs as an error) each time a table not created yet is brought up to date.
         None => match table.log_store().is_delta_table_location().await {
@@ -272,6 +272,52 @@ pub(crate) async fn update(table: &mut DeltaTable, name: &str) -> Result<()> {
         Ok(()) | Err(DeltaTableError::NotATable(_)) => Ok(()),
         Err(e) => Err(Error::delta(name, e)),
     }
+}
+
+/// Brings a loaded `table` up to its latest commit: from the commits since it was loaded, or
+/// afresh from a checkpoint written since.
+///
+/// delta-rs 1.1 keeps a table's files as one Arrow batch per commit it replayed since the table
+/// was loaded, and runs every one of those batches through its log replay again at each update.
+/// A table brought forward after each of a stream's commits got slower with every commit (a
+/// follower's landing took 5× as long after five minutes at a commit or two a second). A
+/// checkpoint holds the same files in a few large batches, so a table whose update passes one
+/// is loaded from it.
+pub async fn update_table(table: &mut DeltaTable) -> std::result::Result<(), DeltaTableError> {
+    let before = table.version();
+    table.update_incremental(None).await?;
+    reload_past_checkpoint(table, before).await
+}
+
+/// Loads `table` afresh when a checkpoint was due between version `before` (excluded) and its
+/// version now (included): after a commit or an update that passed one (see [`update_table`]).
+pub(crate) async fn reload_past_checkpoint(
+    table: &mut DeltaTable,
+    before: Option<u64>,
+) -> std::result::Result<(), DeltaTableError> {
+    let (Some(before), Some(now)) = (before, table.version()) else {
+        return Ok(());
+    };
+    let every = table
+        .snapshot()?
+        .table_config()
+        .checkpoint_interval
+        .map_or(DELTA_RS_CHECKPOINT_EVERY, |n| n.get());
+    // delta-rs writes a checkpoint at each version v with (v + 1) a multiple of the interval.
+    if crossed_checkpoint(before, now, every) {
+        table.state = None;
+        table.load_version(now).await?;
+    }
+    Ok(())
+}
+
+/// The checkpoint interval delta-rs uses for a table that does not set one.
+const DELTA_RS_CHECKPOINT_EVERY: u64 = 100;
+
+/// Whether a version `v` with `(v + 1) % every == 0` (one delta-rs writes a checkpoint at) lies
+/// in `(before, now]`.
+fn crossed_checkpoint(before: u64, now: u64, every: u64) -> bool {
+    (now + 1) / every > (before + 1) / every
 }
 
 #[cfg(test)]
@@ -305,6 +351,51 @@ mod tests {
         update(&mut early, "bronze/t").await.unwrap();
         assert_eq!(early.version(), Some(0));
         assert_eq!(row_count(&early, "bronze/t").await.unwrap(), 3);
+    }
+
+    #[test]
+    fn a_checkpoint_is_passed_when_a_version_before_a_multiple_of_the_interval_is_reached() {
+        // Checkpoints at versions 9, 19, 29, … for an interval of 10.
+        assert!(crossed_checkpoint(8, 9, 10));
+        assert!(crossed_checkpoint(0, 19, 10));
+        assert!(crossed_checkpoint(5, 25, 10));
+        assert!(!crossed_checkpoint(9, 10, 10));
+        assert!(!crossed_checkpoint(10, 18, 10));
+        assert!(!crossed_checkpoint(9, 9, 10));
+    }
+
+    #[tokio::test]
+    async fn tables_written_and_followed_across_checkpoints_keep_every_file_and_position() {
+        use deltalake::arrow::array::Int64Array;
+        use deltalake::arrow::datatypes::{DataType, Field, Schema};
+        use deltalake::kernel::Transaction;
+        let dir = tempfile::tempdir().unwrap();
+        let root = TableRoot::parse(dir.path().to_str().unwrap()).unwrap();
+        let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
+        let mut writer = root.open("bronze/t").await.unwrap();
+        let mut reader: Option<DeltaTable> = None;
+        for i in 0..25_i64 {
+            let rows =
+                RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(vec![i, i]))])
+                    .unwrap();
+            let txns = vec![Transaction::new("source", i)];
+            writer = append(writer, "bronze/t", vec![rows], txns, &[])
+                .await
+                .unwrap();
+            match reader.as_mut() {
+                Some(reader) => update_table(reader).await.unwrap(),
+                None => reader = Some(root.open("bronze/t").await.unwrap()),
+            }
+        }
+        for table in [&writer, reader.as_ref().unwrap()] {
+            assert_eq!(table.version(), Some(24));
+            assert_eq!(row_count(table, "bronze/t").await.unwrap(), 50);
+            assert_eq!(table.snapshot().unwrap().log_data().num_files(), 25);
+            assert_eq!(
+                txn_version(table, "bronze/t", "source").await.unwrap(),
+                Some(24)
+            );
+        }
     }
 
     #[test]

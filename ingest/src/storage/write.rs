@@ -59,6 +59,7 @@ pub(crate) async fn write(
     partition_by: &[&str],
 ) -> Result<DeltaTable> {
     let table = create_if_remote(table, name, &batches, partition_by).await?;
+    let before = table.version();
     let props = writer_properties();
     let save_mode = match mode {
         WriteMode::Append => SaveMode::Append,
@@ -81,9 +82,12 @@ pub(crate) async fn write(
     if !partition_by.is_empty() {
         builder = builder.with_partition_columns(partition_by.iter().map(|c| c.to_string()));
     }
-    builder
+    let delta = |e: DeltaTableError| Error::delta(name, e);
+    let mut table = builder.await.map_err(delta)?;
+    super::reload_past_checkpoint(&mut table, before)
         .await
-        .map_err(|e: DeltaTableError| Error::delta(name, e))
+        .map_err(delta)?;
+    Ok(table)
 }
 
 /// A table of a remote root that does not exist yet, created empty first, so that two
