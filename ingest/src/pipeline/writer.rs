@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::quality::QualityRun;
 use crate::reference::ReferenceData;
 use crate::silver::{self, Counts, Outputs, Refiner};
-use crate::storage::TableRoot;
+use crate::storage::{Merged, TableRoot, merge_small_files, update};
 use crate::tables::BRONZE_EVENTS;
 
 /// Bronze, silver's outputs and the refiner, as one writer sees them.
@@ -77,6 +77,28 @@ impl Writer {
             recovered += 1;
         }
         Ok(recovered)
+    }
+
+    /// Merges the small files of the table `name` (bronze or one of silver's outputs) and
+    /// brings this writer's copy of it up to date. The caller holds the writer lock.
+    pub(crate) async fn merge_small_files(
+        &mut self,
+        root: &TableRoot,
+        name: &'static str,
+    ) -> Result<Option<Merged>> {
+        let table = if name == BRONZE_EVENTS {
+            &mut self.bronze.table
+        } else {
+            self.outputs
+                .as_mut()
+                .and_then(|o| o.table_mut(name))
+                .ok_or_else(|| {
+                    Error::Internal(format!("{name} is not a table this writer writes"))
+                })?
+        };
+        let merged = merge_small_files(root, table, name).await?;
+        update(table, name).await?;
+        Ok(merged)
     }
 
     /// Lands one chunk in bronze and refines it into silver, one after the other.

@@ -120,6 +120,14 @@ impl Outputs {
         })
     }
 
+    /// The output table `name`, if it is one of the three.
+    pub(crate) fn table_mut(&mut self, name: &str) -> Option<&mut DeltaTable> {
+        [&mut self.events, &mut self.quarantine, &mut self.quality]
+            .into_iter()
+            .find(|o| o.name == name)
+            .map(|o| &mut o.table)
+    }
+
     /// The last bronze sequence that every output holds.
     pub(crate) fn done(&self) -> i64 {
         self.events

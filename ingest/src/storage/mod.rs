@@ -16,12 +16,14 @@ use url::Url;
 
 use crate::error::{Error, Result};
 
+mod compact;
 pub(crate) mod derived;
 mod files;
 mod read;
 mod staged;
 mod write;
 
+pub(crate) use compact::{Merged, merge_small_files};
 pub(crate) use files::{DataFile, conform, decode_file, fetch_file, files_in, partition_value};
 pub(crate) use read::{Keys, column, scan, scan_keyed, scan_stream};
 pub(crate) use staged::StagedTable;

@@ -14,6 +14,7 @@ use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 use futures::TryStreamExt;
 
+use super::compact::SMALL_FILE_BYTES;
 use super::write::created_with;
 use super::{DataFile, TableRoot, commit_properties, writer_properties};
 use crate::error::{Error, Result};
@@ -98,11 +99,35 @@ impl StagedTable {
     /// in one commit that also records `txns`. The table's schema and partitioning become the
     /// staged ones.
     pub(crate) async fn commit_replacing(
-        mut self,
+        self,
         table: &DeltaTable,
         replaced: Option<&[DataFile]>,
         txns: Vec<Transaction>,
     ) -> Result<()> {
+        self.commit_files(table, replaced, txns, Change::Rows)
+            .await
+            .map(|_| ())
+    }
+
+    /// Replaces the table's files `replaced` with the files written, which hold the same rows,
+    /// in one commit marked as changing no data (a compaction). Returns the files added.
+    pub(crate) async fn commit_compaction(
+        self,
+        table: &DeltaTable,
+        replaced: &[DataFile],
+    ) -> Result<usize> {
+        self.commit_files(table, Some(replaced), vec![], Change::Layout)
+            .await
+    }
+
+    async fn commit_files(
+        mut self,
+        table: &DeltaTable,
+        replaced: Option<&[DataFile]>,
+        txns: Vec<Transaction>,
+        change: Change,
+    ) -> Result<usize> {
+        let data_change = matches!(change, Change::Rows);
         self.flush().await?;
         let name = self.name;
         let delta = |e: deltalake::DeltaTableError| Error::delta(name, e);
@@ -142,7 +167,7 @@ impl StagedTable {
                 let removes: Vec<Action> = match replaced {
                     Some(files) => files
                         .iter()
-                        .map(|f| Action::Remove(f.remove_action(true)))
+                        .map(|f| Action::Remove(f.remove_action(data_change)))
                         .collect(),
                     None => state
                         .snapshot()
@@ -155,11 +180,20 @@ impl StagedTable {
                 actions.extend(removes);
             }
         }
-        actions.extend(self.adds.into_iter().map(Action::Add));
+        let added = self.adds.len();
+        actions.extend(
+            self.adds
+                .into_iter()
+                .map(|add| Action::Add(Add { data_change, ..add })),
+        );
         // Rewriting some files is how an update is committed (copy on write).
-        let operation = match replaced {
-            Some(_) => DeltaOperation::Update { predicate: None },
-            None => DeltaOperation::Write {
+        let operation = match (replaced, change) {
+            (Some(_), Change::Layout) => DeltaOperation::Optimize {
+                predicate: None,
+                target_size: SMALL_FILE_BYTES as i64,
+            },
+            (Some(_), Change::Rows) => DeltaOperation::Update { predicate: None },
+            (None, _) => DeltaOperation::Write {
                 mode: SaveMode::Overwrite,
                 partition_by: Some(self.partition_by.clone()).filter(|p| !p.is_empty()),
                 predicate: None,
@@ -174,8 +208,17 @@ impl StagedTable {
             )
             .await
             .map_err(delta)?;
-        Ok(())
+        Ok(added)
     }
+}
+
+/// What a staged commit changes.
+#[derive(Debug, Clone, Copy)]
+enum Change {
+    /// The rows: an update or an overwrite.
+    Rows,
+    /// Only the files holding the same rows: a compaction.
+    Layout,
 }
 
 /// The rows of `batch` grouped by their values of the `partition_by` columns (all of them

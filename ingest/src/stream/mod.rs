@@ -13,6 +13,7 @@
 //! write to one root: each landing first catches up with what the others committed and keeps
 //! only the parts the Delta log does not hold yet.
 
+mod merges;
 mod pump;
 mod status;
 mod visible;
@@ -35,6 +36,7 @@ use crate::silver::{self, Counts};
 use crate::source::{Follow, Ownership, Part, Settled};
 use crate::storage::CHECKPOINT_EVERY;
 use crate::storage::TableRoot;
+use merges::Rotation;
 use status::seconds_between;
 use visible::{InFlight, Landed};
 
@@ -227,6 +229,7 @@ impl Stream {
             Batch(std::result::Result<Option<Result<Vec<Part>>>, tokio::time::error::Elapsed>),
         }
         let mut gold: Option<InFlight> = None;
+        let (mut landing_merges, mut gold_merges) = (Rotation::landing(), Rotation::gold());
         let result: Result<()> = async {
             loop {
                 let next = tokio::select! {
@@ -269,10 +272,23 @@ impl Stream {
                             previous.finish().await?;
                         }
                         let status = self.status.clone();
-                        gold = Some(InFlight::start(refresh, lock, landed, status));
+                        let merge = gold_merges.after_batch();
+                        gold = Some(InFlight::start(
+                            refresh,
+                            lock.clone(),
+                            landed,
+                            status,
+                            merge,
+                        ));
                     }
                     None => landed.visible(&self.status, Duration::ZERO),
                 }
+                // While gold refreshes the batch, now and then a landing table's small files
+                // are merged (under the lock, which the refresh shares).
+                if let (Some(name), Some(w)) = (landing_merges.after_batch(), writer.as_mut()) {
+                    merges::landing(w, &self.root, name).await;
+                }
+                drop(lock);
             }
         }
         .await;
