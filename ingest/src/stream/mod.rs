@@ -11,7 +11,8 @@
 //! a batch lands or refreshes and released when neither does, so batches, one-shot ingests,
 //! gold refreshes and maintenance can take turns, and several consumers of one group can
 //! write to one root: each landing first catches up with what the others committed and keeps
-//! only the parts the Delta log does not hold yet.
+//! only the parts the Delta log does not hold yet. Every few batches one table's small files
+//! are merged, so a stream does not slow down by the hour (`merges.rs`).
 
 mod merges;
 mod pump;
