@@ -16,9 +16,10 @@ use crate::error::{Error, Result};
 /// Files smaller than this are merged as a stream goes; larger ones wait for `maintain`.
 pub(crate) const SMALL_FILE_BYTES: u64 = 1 << 20;
 
-/// At most this many bytes of small files are merged at once (the rest the next time), so
-/// that no merge holds a stream up for long.
-const MERGED_AT_ONCE_BYTES: u64 = 32 << 20;
+/// At most this many bytes of small files are merged at once (the rest at the table's next
+/// turn), so that no merge holds a stream up for long, also on a root whose tables were left
+/// in small files.
+const MERGED_AT_ONCE_BYTES: u64 = 8 << 20;
 
 /// What a merge did to one table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
