@@ -54,13 +54,22 @@ pub(crate) async fn merge_small_files(
         partitions.entry(key).or_default().push(file);
     }
     let mut chosen: Vec<Vec<DataFile>> = Vec::new();
-    let mut bytes = 0;
+    let mut budget = MERGED_AT_ONCE_BYTES;
     for files in partitions.into_values().filter(|files| files.len() > 1) {
-        if bytes >= MERGED_AT_ONCE_BYTES {
+        let mut taken = Vec::new();
+        for file in files {
+            if budget == 0 {
+                break;
+            }
+            budget = budget.saturating_sub(file.size() as u64);
+            taken.push(file);
+        }
+        if taken.len() > 1 {
+            chosen.push(taken);
+        }
+        if budget == 0 {
             break;
         }
-        bytes += files.iter().map(|f| f.size() as u64).sum::<u64>();
-        chosen.push(files);
     }
     if chosen.is_empty() {
         return Ok(None);
@@ -221,5 +230,34 @@ mod tests {
 
         // Nothing is left to merge.
         assert_eq!(merge_small_files(&root, &table, NAME).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn a_merge_takes_at_most_its_budget_and_leaves_the_rest_to_the_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = TableRoot::parse(dir.path().to_str().unwrap()).unwrap();
+        let mut table = root.open(NAME).await.unwrap();
+        // Twelve small files of ~0.9 MB in one partition: ~10.8 MB, over one merge's 8 MiB.
+        let size = 9 * SMALL_FILE_BYTES as usize / 10;
+        for i in 0..12 {
+            let txns = vec![Transaction::new("source", i)];
+            table = append(table, NAME, vec![rows(1, i, 1, size)], txns, &["month"])
+                .await
+                .unwrap();
+        }
+        let mut merges = Vec::new();
+        while let Some(merged) = merge_small_files(&root, &table, NAME).await.unwrap() {
+            merges.push(merged);
+            update(&mut table, NAME).await.unwrap();
+        }
+        // Eight files stay within the first merge's budget and the ninth exhausts it; the
+        // three left go at the next.
+        let merged = |files_removed| Merged {
+            files_removed,
+            files_added: 1,
+        };
+        assert_eq!(merges, [merged(9), merged(3)]);
+        assert_eq!(table.snapshot().unwrap().log_data().num_files(), 2);
+        assert_eq!(row_count(&table, NAME).await.unwrap(), 12);
     }
 }
