@@ -23,7 +23,7 @@ STAYS="$("$PY" -c 'import sys; from deltalake import DeltaTable; print(DeltaTabl
 export PATIENTFLOW_TOKEN="$("$TREE_BIN" --log off token --role network_admin --dev-key "$WORK/dev-key.pem")"
 
 PID=""
-trap '[ -n "$PID" ] && kill "$PID" 2>/dev/null; rm -rf "$WORK"' EXIT
+trap '{ [ -n "$PID" ] && kill "$PID" 2>/dev/null; } || true; rm -rf "$WORK"' EXIT
 measure() { # binary label clients seconds
   "$1" --log warn serve --data "$WORK/data" --http-addr 127.0.0.1:0 --flight-addr 127.0.0.1:0 \
     --dev-tokens --dev-key "$WORK/dev-key.pem" > "$WORK/serve.out" 2> "$WORK/serve-$2-$3.log" &

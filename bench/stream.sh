@@ -18,7 +18,7 @@ BROKER="127.0.0.1:$(free_port)"
 "$NISSHI" broker --kafka-listener-url "tcp://$BROKER" --kafka-advertised-listener-url "tcp://$BROKER" \
   --storage-engine memory://nisshi/ >"$WORK/broker.log" 2>&1 &
 BROKER_PID=$!
-trap 'kill $BROKER_PID $FOLLOW_PID 2>/dev/null; rm -rf "$WORK"' EXIT
+trap 'kill $BROKER_PID $FOLLOW_PID 2>/dev/null || true; rm -rf "$WORK"' EXIT
 sleep 2
 "$NISSHI" topic create adt --partitions 3 --broker "tcp://$BROKER" >/dev/null
 

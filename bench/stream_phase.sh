@@ -34,7 +34,8 @@ METRICS="127.0.0.1:$(free_port)"
 "$BIN" ingest --follow "${FROM[@]}" --data "$WORK/data" --metrics-addr "$METRICS" --log warn \
   >/dev/null 2>"$WORK/follow.log" &
 FOLLOW_PID=$!
-trap 'kill $FOLLOW_PID $BROKER_PID 2>/dev/null; rm -rf "$WORK"' EXIT
+# (`|| true`: a failing command in an EXIT trap under `set -e` ends it before the clean-up.)
+trap 'kill $FOLLOW_PID $BROKER_PID 2>/dev/null || true; rm -rf "$WORK"' EXIT
 sleep 3
 "$TREE_BIN" produce "${TO[@]}" --events "$((RATE * SECONDS_))" --rate "$RATE" --seed "$RATE" \
   --ledger "$WORK/ledger.json" >/dev/null 2>&1 &
