@@ -47,7 +47,7 @@ use crate::batch::{self, Dataset};
 use crate::concurrency::{TABLES_OPENED_AT_ONCE, at_most};
 use crate::error::Result;
 use crate::open_stays::StayLimits;
-use crate::storage::{Merged, TableRoot, column, merge_small_files, scan, txn_version, update};
+use crate::storage::{TableRoot, column, scan, txn_version, update};
 use crate::tables::{
     DIM_DATE, FACT_ADMISSION, FACT_CENSUS_HOURLY, GOLD_APP, GOLD_TABLES, SILVER_APP, SILVER_EHR,
     SILVER_EVENTS,
@@ -262,17 +262,6 @@ impl GoldRefresh {
             held.tables.insert(name.to_string(), table.clone());
         }
         Ok(table)
-    }
-
-    /// Merges the small files of the gold table `name` (see `storage::merge_small_files`), a
-    /// held table brought up to date after. The caller holds the writer lock.
-    pub(crate) async fn merge_small_files(&self, name: &'static str) -> Result<Option<Merged>> {
-        let table = self.open(name).await?;
-        let merged = merge_small_files(&self.root, &table, name).await?;
-        if merged.is_some() {
-            self.open(name).await?;
-        }
-        Ok(merged)
     }
 
     /// Open-stay limits by department name (contract §5.1), over the contract's defaults; a

@@ -11,8 +11,8 @@
 //! a batch lands or refreshes and released when neither does, so batches, one-shot ingests,
 //! gold refreshes and maintenance can take turns, and several consumers of one group can
 //! write to one root: each landing first catches up with what the others committed and keeps
-//! only the parts the Delta log does not hold yet. Every few batches one table's small files
-//! are merged, so a stream does not slow down by the hour (`merges.rs`).
+//! only the parts the Delta log does not hold yet. Every few batches one landing table's small
+//! files are merged, so a stream does not slow down by the hour (`merges.rs`).
 
 mod merges;
 mod pump;
@@ -230,7 +230,7 @@ impl Stream {
             Batch(std::result::Result<Option<Result<Vec<Part>>>, tokio::time::error::Elapsed>),
         }
         let mut gold: Option<InFlight> = None;
-        let (mut landing_merges, mut gold_merges) = (Rotation::landing(), Rotation::gold());
+        let mut merges = Rotation::default();
         let result: Result<()> = async {
             loop {
                 let next = tokio::select! {
@@ -273,21 +273,14 @@ impl Stream {
                             previous.finish().await?;
                         }
                         let status = self.status.clone();
-                        let merge = gold_merges.after_batch();
-                        gold = Some(InFlight::start(
-                            refresh,
-                            lock.clone(),
-                            landed,
-                            status,
-                            merge,
-                        ));
+                        gold = Some(InFlight::start(refresh, lock.clone(), landed, status));
                     }
                     None => landed.visible(&self.status, Duration::ZERO),
                 }
                 // While gold refreshes the batch, now and then a landing table's small files
                 // are merged (under the lock, which the refresh shares).
-                if let (Some(name), Some(w)) = (landing_merges.after_batch(), writer.as_mut()) {
-                    merges::landing(w, &self.root, name).await;
+                if let (Some(name), Some(w)) = (merges.after_batch(), writer.as_mut()) {
+                    merges::merge(w, &self.root, name).await;
                 }
                 drop(lock);
             }

@@ -70,25 +70,20 @@ pub(super) struct InFlight {
 
 impl InFlight {
     /// Starts refreshing gold for `landed` under `lock`; the batch is recorded as visible in
-    /// `status` as soon as gold commits, and the small files of the gold table `merge` are
-    /// merged after.
+    /// `status` as soon as gold commits.
     pub(super) fn start(
         refresh: &GoldRefresh,
         lock: Arc<WriterLock>,
         landed: Landed,
         status: Arc<StreamStatus>,
-        merge: Option<&'static str>,
     ) -> Self {
         let refresh = refresh.clone();
         let held = lock.clone();
         let task = tokio::spawn(async move {
             let _lock = held;
             let started = Instant::now();
-            refresh.clone().run_locked().await?;
+            refresh.run_locked().await?;
             landed.visible(&status, started.elapsed());
-            if let Some(name) = merge {
-                super::merges::gold(&refresh, name).await;
-            }
             Ok(())
         });
         Self { lock, task }
