@@ -76,7 +76,7 @@ impl FullBuild<'_> {
         }
         // The patient history index is filled from the slices, each patient written once.
         let fill = match self.history_index {
-            Some(index) => index.fill(&self.sources, self.tracked)?,
+            Some(index) => index.fill(&self.sources, self.tracked).await?,
             None => None,
         };
         let mut census = MonthlyCensus::new(as_of, self.departments, &scratch)?;

@@ -45,7 +45,7 @@ use self::incremental::Incremental;
 use self::layout::partitioned_as_specified;
 use crate::batch::{self, Dataset};
 use crate::concurrency::{TABLES_OPENED_AT_ONCE, at_most};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::open_stays::StayLimits;
 use crate::storage::{TableRoot, column, scan, txn_version, update};
 use crate::tables::{
@@ -179,6 +179,12 @@ struct Held {
 
 /// Silver records per slice of a full build (about 1 GiB of working memory).
 pub const DEFAULT_ROWS_PER_SLICE: usize = 1_000_000;
+
+/// A silver table and the bronze sequence it holds records up to.
+struct Silver {
+    table: DeltaTable,
+    upto: i64,
+}
 
 /// A gold table and what it holds.
 #[derive(Debug)]
@@ -318,6 +324,38 @@ impl GoldRefresh {
         })
     }
 
+    /// Opens the silver tables a refresh reads: events and EHR extracts, each with the bronze
+    /// sequence it holds records up to.
+    async fn silver(&self) -> Result<(Silver, Silver)> {
+        let open = |name, app| async move {
+            let table = self.open(name).await?;
+            let upto = txn_version(&table, name, app).await?.unwrap_or(0);
+            Ok::<_, Error>(Silver { table, upto })
+        };
+        futures::try_join!(
+            open(SILVER_EVENTS, SILVER_APP),
+            open(SILVER_EHR, Dataset::Ehr.silver_app())
+        )
+    }
+
+    /// Brings the patient history index up to silver as it is now, ahead of the next refresh,
+    /// which then finds its patients' histories at hand. A stream calls this once a batch is in
+    /// silver, while gold still refreshes the batch before. Does nothing unless the refresh
+    /// keeps the index open ([`GoldRefresh::keeping_open`]) and has opened it.
+    pub async fn catch_up_index(&self) -> Result<()> {
+        let Some(index) = self.held().and_then(|held| held.index.clone()) else {
+            return Ok(());
+        };
+        let (events, ehr) = self.silver().await?;
+        let sources = history::Sources {
+            events: &events.table,
+            events_upto: events.upto,
+            ehr: &ehr.table,
+            ehr_upto: ehr.upto,
+        };
+        index.catch_up(&sources, &self.tracked).await
+    }
+
     /// Takes the writer lock and refreshes.
     pub async fn run(self) -> Result<GoldMetrics> {
         let _lock = self.root.lock_writer()?;
@@ -335,14 +373,16 @@ impl GoldRefresh {
         let department_batch = departments.to_batch()?;
         let fingerprint = fingerprint(&department_batch);
 
-        let silver = self.open(SILVER_EVENTS).await?;
-        let upto = txn_version(&silver, SILVER_EVENTS, SILVER_APP)
-            .await?
-            .unwrap_or(0);
-        let ehr = self.open(SILVER_EHR).await?;
-        let ehr_upto = txn_version(&ehr, SILVER_EHR, Dataset::Ehr.silver_app())
-            .await?
-            .unwrap_or(0);
+        let (
+            Silver {
+                table: silver,
+                upto,
+            },
+            Silver {
+                table: ehr,
+                upto: ehr_upto,
+            },
+        ) = self.silver().await?;
         // Each table's log is read on its own, four tables at a time: all eleven at once (each
         // reading its log several files at a time) grew tokio's blocking pool by tens of threads
         // a burst, and a stream kept them (BENCHMARKS.md, thread count and memory).

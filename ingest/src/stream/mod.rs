@@ -7,7 +7,9 @@
 //! (a busy stream takes larger batches), and once that one holds `max_records` the source is
 //! paused (no unbounded buffering). A batch is settled with the source once it is in bronze
 //! and silver (the Delta log holds its position); gold then refreshes it on a task of its own
-//! while the next batch lands, one refresh at a time. The root's writer lock is held while
+//! while the next batch lands, one refresh at a time. A landed batch's records also go into
+//! gold's patient history index before the refresh of the batch before ends, so that the
+//! refresh of this one starts with its patients' histories at hand. The root's writer lock is held while
 //! a batch lands or refreshes and released when neither does, so batches, one-shot ingests,
 //! gold refreshes and maintenance can take turns, and several consumers of one group can
 //! write to one root: each landing first catches up with what the others committed and keeps
@@ -269,6 +271,11 @@ impl Stream {
                 let _ = batches.settle.send(settled);
                 match &self.gold {
                     Some(refresh) => {
+                        // The next refresh's first step, taken while gold refreshes the batch
+                        // before: it only saves that refresh work, which it does if this fails.
+                        if let Err(e) = refresh.catch_up_index().await {
+                            tracing::warn!(error = %e, "the patient history index was not caught up ahead of gold");
+                        }
                         if let Some(previous) = gold.take() {
                             previous.finish().await?;
                         }

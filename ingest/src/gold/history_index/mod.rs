@@ -10,6 +10,10 @@
 //! when the tracked attributes or the encoding change. A catch-up interrupted part way only
 //! repeats records, which reading drops (a record is identified by its receipt: bronze
 //! sequence, source, line); a fill interrupted part way leaves an index that is rebuilt.
+//!
+//! It may run ahead of a refresh: a stream catches it up with the batch it has just landed
+//! while gold still refreshes the batch before, whose histories then end at that refresh's
+//! sequences. One catch-up or fill at a time.
 
 mod codec;
 
@@ -25,10 +29,11 @@ use super::history::{
     History, Interner, Sources, attribute_columns, ehr_columns, event_columns, in_receipt_order,
     read_batch, read_ehr_batch,
 };
+use crate::batch::Dataset;
 use crate::error::{Error, Result};
 use crate::storage::derived::{Derived, table_id};
-use crate::storage::{TableRoot, scan_stream};
-use crate::tables::{SILVER_EHR, SILVER_EVENTS};
+use crate::storage::{TableRoot, scan_stream, txn_version, update};
+use crate::tables::{SILVER_APP, SILVER_EHR, SILVER_EVENTS};
 
 /// Each patient's records, encoded one after another, keyed by [`patient_key`].
 const RECORDS: TableDefinition<(u64, &str), &[u8]> = TableDefinition::new("patient_records");
@@ -62,6 +67,8 @@ struct Followed<'a> {
     name: &'static str,
     table: &'a DeltaTable,
     upto: i64,
+    /// The application id whose transaction version is the table's sequence.
+    app: &'static str,
     /// Metadata keys of its table id and covered sequence.
     id_key: &'static str,
     covered_key: &'static str,
@@ -74,6 +81,7 @@ fn followed<'a>(sources: &Sources<'a>) -> [Followed<'a>; 2] {
             name: SILVER_EVENTS,
             table: sources.events,
             upto: sources.events_upto,
+            app: SILVER_APP,
             id_key: "events_table_id",
             covered_key: "events_covered",
         },
@@ -81,6 +89,7 @@ fn followed<'a>(sources: &Sources<'a>) -> [Followed<'a>; 2] {
             name: SILVER_EHR,
             table: sources.ehr,
             upto: sources.ehr_upto,
+            app: Dataset::Ehr.silver_app(),
             id_key: "ehr_table_id",
             covered_key: "ehr_covered",
         },
@@ -89,7 +98,11 @@ fn followed<'a>(sources: &Sources<'a>) -> [Followed<'a>; 2] {
 
 /// The silver records of every patient.
 #[derive(Debug)]
-pub(crate) struct HistoryIndex(Derived);
+pub(crate) struct HistoryIndex {
+    derived: Derived,
+    /// Taken by a catch-up or a fill, which write the index.
+    writing: tokio::sync::Mutex<()>,
+}
 
 impl HistoryIndex {
     /// Opens the index of `root`; `None` when another process has it open (the refresh then
@@ -101,7 +114,10 @@ impl HistoryIndex {
             "patient history index",
             CACHE_BYTES,
         )?;
-        Ok(derived.map(Self))
+        Ok(derived.map(|derived| Self {
+            derived,
+            writing: tokio::sync::Mutex::default(),
+        }))
     }
 
     /// The records of `patients` up to the sources' sequences, each patient's in receipt
@@ -112,27 +128,42 @@ impl HistoryIndex {
         patients: &BTreeSet<String>,
         tracked: &[String],
     ) -> Result<History> {
+        self.catch_up(sources, tracked).await?;
+        self.read(patients, sources)
+    }
+
+    /// Brings the index up to the sources' sequences, rebuilding it from silver when it is
+    /// not [usable](Self::usable).
+    pub(crate) async fn catch_up(&self, sources: &Sources<'_>, tracked: &[String]) -> Result<()> {
+        let _writing = self.writing.lock().await;
         let followed = followed(sources);
-        if !self.usable(&followed, tracked)? {
-            tracing::info!(index = %self.0.path.display(), "the patient history index is empty, of other silver tables, attributes or encoding, or ahead of silver; rebuilding it from silver");
+        if !self.usable(&followed, tracked).await? {
+            tracing::info!(index = %self.derived.path.display(), "the patient history index is empty, of other silver tables, attributes or encoding, or ahead of silver; rebuilding it from silver");
             self.empty(&followed, Some(tracked))?;
         }
         for source in &followed {
-            self.catch_up(source, tracked).await?;
+            self.catch_up_with(source, tracked).await?;
         }
-        self.read(patients)
+        Ok(())
     }
 
     /// Whether the index holds these tables' records with these attributes and encoding, up
-    /// to a sequence no later than the tables'.
-    fn usable(&self, followed: &[Followed<'_>], tracked: &[String]) -> Result<bool> {
-        let d = &self.0;
+    /// to a sequence the tables have reached: the sources' own, or one after it that a table's
+    /// latest commit records (the index ran ahead of this refresh). An index ahead of its table
+    /// (one restored from an older copy) is not.
+    async fn usable(&self, followed: &[Followed<'_>], tracked: &[String]) -> Result<bool> {
+        let d = &self.derived;
         let mut usable = d.meta(TRACKED)? == Some(tracked.join("\u{1f}"))
             && d.meta(FORMAT)?.as_deref() == Some(FORMAT_VERSION);
         for f in followed {
             let id = d.meta(f.id_key)?;
             usable &= id.is_none() || id == table_id(f.table);
-            usable &= d.meta_seq(f.covered_key)? <= f.upto;
+            let covered = d.meta_seq(f.covered_key)?;
+            if usable && covered > f.upto {
+                let mut latest = f.table.clone();
+                update(&mut latest, f.name).await?;
+                usable &= txn_version(&latest, f.name, f.app).await?.unwrap_or(0) >= covered;
+            }
         }
         Ok(usable)
     }
@@ -140,7 +171,7 @@ impl HistoryIndex {
     /// Empties the index and records that it holds no record yet of these attributes, or
     /// (`tracked` `None`) of none: an index left so is rebuilt when next used.
     fn empty(&self, followed: &[Followed<'_>], tracked: Option<&[String]>) -> Result<()> {
-        let d = &self.0;
+        let d = &self.derived;
         let txn = d.db.begin_write().map_err(|e| d.fail(e))?;
         txn.delete_table(RECORDS).map_err(|e| d.fail(e))?;
         txn.delete_table(SOURCES).map_err(|e| d.fail(e))?;
@@ -155,8 +186,8 @@ impl HistoryIndex {
     }
 
     /// Adds the records of `source` after its covered sequence, up to its `upto`.
-    async fn catch_up(&self, source: &Followed<'_>, tracked: &[String]) -> Result<()> {
-        let covered = self.0.meta_seq(source.covered_key)?;
+    async fn catch_up_with(&self, source: &Followed<'_>, tracked: &[String]) -> Result<()> {
+        let covered = self.derived.meta_seq(source.covered_key)?;
         let Some(attributes) = attribute_columns(source.table, tracked) else {
             return Ok(());
         };
@@ -164,7 +195,7 @@ impl HistoryIndex {
             return Ok(());
         }
         if covered == 0 {
-            tracing::info!(index = %self.0.path.display(), table = source.name, "building the patient history index from silver");
+            tracing::info!(index = %self.derived.path.display(), table = source.name, "building the patient history index from silver");
         }
         let ehr = source.name == SILVER_EHR;
         let columns = if ehr {
@@ -218,7 +249,7 @@ impl HistoryIndex {
                 ]
             })
             .collect();
-        self.0.set_meta(txn, &values)
+        self.derived.set_meta(txn, &values)
     }
 
     /// Appends `records` in one transaction, with what `also` writes in it. With `read_first`
@@ -231,7 +262,7 @@ impl HistoryIndex {
         read_first: bool,
         also: impl FnOnce(&WriteTransaction) -> Result<()>,
     ) -> Result<()> {
-        let d = &self.0;
+        let d = &self.derived;
         let mut in_key_order: Vec<_> = records
             .iter()
             .map(|(patient, observations)| (patient_key(patient), observations))
@@ -279,7 +310,7 @@ impl HistoryIndex {
         keys: &[(u64, &str)],
         f: impl Fn(Option<&[u8]>) -> R + Sync,
     ) -> Result<Vec<R>> {
-        let d = &self.0;
+        let d = &self.derived;
         d.read_spread(keys, |txn, keys| {
             let Some(table) = d.table_in(txn, RECORDS)? else {
                 return Ok(keys.iter().map(|_| f(None)).collect());
@@ -293,9 +324,9 @@ impl HistoryIndex {
         })
     }
 
-    /// The held records of `patients`.
-    fn read(&self, patients: &BTreeSet<String>) -> Result<History> {
-        let d = &self.0;
+    /// The held records of `patients` up to the sources' sequences (the index may be ahead).
+    fn read(&self, patients: &BTreeSet<String>, upto: &Sources<'_>) -> Result<History> {
+        let d = &self.derived;
         let Some(names) = d.read_table(SOURCES)? else {
             return Ok(History::new());
         };
@@ -316,13 +347,23 @@ impl HistoryIndex {
             let mut reader = Reader(&held);
             let mut observations = Vec::new();
             while !reader.0.is_empty() {
-                let record = decode(&mut reader, &sources, &mut interner);
-                observations.push(record.ok_or_else(|| Error::Index {
-                    path: d.path.clone(),
-                    message: format!("the records of patient {patient} do not decode"),
-                })?);
+                let record =
+                    decode(&mut reader, &sources, &mut interner).ok_or_else(|| Error::Index {
+                        path: d.path.clone(),
+                        message: format!("the records of patient {patient} do not decode"),
+                    })?;
+                let seq = if record.from_ehr {
+                    upto.ehr_upto
+                } else {
+                    upto.events_upto
+                };
+                if record.received.0 <= seq {
+                    observations.push(record);
+                }
             }
-            history.insert(patient.to_string(), observations);
+            if !observations.is_empty() {
+                history.insert(patient.to_string(), observations);
+            }
         }
         in_receipt_order(&mut history);
         for observations in history.values_mut() {
@@ -338,26 +379,31 @@ impl HistoryIndex {
 #[derive(Debug)]
 pub(crate) struct Fill<'a> {
     index: &'a HistoryIndex,
+    _writing: tokio::sync::MutexGuard<'a, ()>,
 }
 
 impl HistoryIndex {
     /// Starts filling the index with all of `sources`; `None` when it already holds exactly
-    /// them (then it is left as it is).
-    pub(crate) fn fill(
+    /// them (then it is left as it is). No catch-up writes the index until the fill ends.
+    pub(crate) async fn fill(
         &self,
         sources: &Sources<'_>,
         tracked: &[String],
     ) -> Result<Option<Fill<'_>>> {
+        let writing = self.writing.lock().await;
         let followed = followed(sources);
-        let mut current = self.usable(&followed, tracked)?;
+        let mut current = self.usable(&followed, tracked).await?;
         for f in &followed {
-            current &= self.0.meta_seq(f.covered_key)? == f.upto;
+            current &= self.derived.meta_seq(f.covered_key)? == f.upto;
         }
         if current {
             return Ok(None);
         }
         self.empty(&followed, None)?;
-        Ok(Some(Fill { index: self }))
+        Ok(Some(Fill {
+            index: self,
+            _writing: writing,
+        }))
     }
 }
 
@@ -369,7 +415,7 @@ impl Fill<'_> {
 
     /// Records that the index holds all of `sources`, with these attributes.
     pub(crate) fn finish(self, sources: &Sources<'_>, tracked: &[String]) -> Result<()> {
-        let d = &self.index.0;
+        let d = &self.index.derived;
         let txn = d.db.begin_write().map_err(|e| d.fail(e))?;
         let tracked = tracked.join("\u{1f}");
         d.set_meta(
@@ -386,7 +432,7 @@ impl Fill<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::history::{Kind, Observation};
+    use super::super::history::{self, Kind, Observation};
     use super::*;
 
     fn record(interner: &mut Interner, source: &str, line: i64) -> Observation {
@@ -438,11 +484,11 @@ mod tests {
         filled.insert("P2".into(), vec![record(&mut interner, "a.ndjson", 2)]);
         let index = HistoryIndex::open(&root).unwrap().unwrap();
 
-        let fill = index.fill(&sources, &tracked).unwrap().unwrap();
+        let fill = index.fill(&sources, &tracked).await.unwrap().unwrap();
         fill.add(&filled).unwrap();
         fill.finish(&sources, &tracked).unwrap();
         // Holding all of silver already, the next full build leaves it.
-        assert!(index.fill(&sources, &tracked).unwrap().is_none());
+        assert!(index.fill(&sources, &tracked).await.unwrap().is_none());
         let read = index
             .load(&sources, &patients(&["P1", "P2", "P3"]), &tracked)
             .await;
@@ -450,17 +496,147 @@ mod tests {
 
         // Another encoding, or a fill that did not finish: emptied and rebuilt from silver.
         {
-            let d = &index.0;
+            let d = &index.derived;
             let txn = d.db.begin_write().unwrap();
             d.set_meta(&txn, &[(FORMAT, Some("1"))]).unwrap();
             txn.commit().unwrap();
         }
         let read = index.load(&sources, &patients(&["P1"]), &tracked).await;
         assert!(read.unwrap().is_empty());
-        let fill = index.fill(&sources, &tracked).unwrap().unwrap();
+        let fill = index.fill(&sources, &tracked).await.unwrap().unwrap();
         // Not finished: the process stopped here.
         fill.add(&filled).unwrap();
+        drop(fill);
         let read = index.load(&sources, &patients(&["P1"]), &tracked).await;
         assert!(read.unwrap().is_empty());
+    }
+
+    /// The observations of `history`, as the index and silver both give them.
+    fn shown(history: &History) -> (usize, String) {
+        (history.values().map(Vec::len).sum(), format!("{history:?}"))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_index_ahead_of_a_refresh_answers_up_to_its_sequences_but_one_ahead_of_silver_is_rebuilt()
+     {
+        use crate::producer::{FileSink, Producer, Shape};
+        use crate::storage::txn_version;
+
+        let dir = tempfile::tempdir().unwrap();
+        let landing = dir.path().join("landing");
+        let mut sink = FileSink::new(&landing, "events", 300).unwrap();
+        Producer::new(900, Shape::Adt)
+            .with_seed(7)
+            .run(&mut sink)
+            .unwrap();
+        let data = dir.path().join("data");
+        let root = TableRoot::parse(data.to_str().unwrap()).unwrap();
+        crate::Ingest::new(root.clone(), &landing)
+            .with_batch_records(300)
+            .run()
+            .await
+            .unwrap();
+        let tracked = ["insurance_type".to_string()];
+        let ehr = root.open(SILVER_EHR).await.unwrap();
+        let upto = |t: &DeltaTable| {
+            let t = t.clone();
+            async move {
+                txn_version(&t, SILVER_EVENTS, SILVER_APP)
+                    .await
+                    .unwrap()
+                    .unwrap()
+            }
+        };
+        let sources = |events, events_upto| Sources {
+            events,
+            events_upto,
+            ehr: &ehr,
+            ehr_upto: 0,
+        };
+        // Silver as a refresh saw it after its first batch, and as it is now.
+        let latest = root.open(SILVER_EVENTS).await.unwrap();
+        let mut earlier = latest.clone();
+        let mut version = 0;
+        loop {
+            earlier.load_version(version).await.unwrap();
+            if txn_version(&earlier, SILVER_EVENTS, SILVER_APP)
+                .await
+                .unwrap()
+                .is_some()
+            {
+                break;
+            }
+            version += 1;
+        }
+        let (latest_upto, earlier_upto) = (upto(&latest).await, upto(&earlier).await);
+        assert!(0 < earlier_upto && earlier_upto < latest_upto);
+        let everyone: BTreeSet<String> =
+            history::load(&sources(&latest, latest_upto), None, &tracked)
+                .await
+                .unwrap()
+                .into_keys()
+                .collect();
+
+        // Caught up with the latest commit (a stream's next batch), then read by the refresh
+        // of the batch before: its histories end where its silver did, and the index is kept.
+        let index = HistoryIndex::open(&root).unwrap().unwrap();
+        index
+            .catch_up(&sources(&latest, latest_upto), &tracked)
+            .await
+            .unwrap();
+        let read = index
+            .load(&sources(&earlier, earlier_upto), &everyone, &tracked)
+            .await
+            .unwrap();
+        let from_silver =
+            history::load(&sources(&earlier, earlier_upto), Some(&everyone), &tracked)
+                .await
+                .unwrap();
+        let all = history::load(&sources(&latest, latest_upto), Some(&everyone), &tracked)
+            .await
+            .unwrap();
+        assert_eq!(shown(&read), shown(&from_silver));
+        assert!(shown(&read).0 < shown(&all).0);
+        assert_eq!(
+            index.derived.meta_seq("events_covered").unwrap(),
+            latest_upto
+        );
+        let read = index
+            .load(&sources(&latest, latest_upto), &everyone, &tracked)
+            .await
+            .unwrap();
+        assert_eq!(shown(&read), shown(&all));
+
+        // The same index over silver restored from a copy taken after its first batch: ahead
+        // of the table, so rebuilt from it.
+        let restored = dir.path().join("restored");
+        let copied = std::process::Command::new("cp")
+            .args(["-a"])
+            .arg(&data)
+            .arg(&restored)
+            .status()
+            .unwrap();
+        assert!(copied.success());
+        let log = restored.join(SILVER_EVENTS).join("_delta_log");
+        for later in version + 1..=latest.version().unwrap() {
+            std::fs::remove_file(log.join(format!("{later:020}.json"))).unwrap();
+        }
+        let root = TableRoot::parse(restored.to_str().unwrap()).unwrap();
+        let index = HistoryIndex::open(&root).unwrap().unwrap();
+        index
+            .catch_up(&sources(&latest, latest_upto), &tracked)
+            .await
+            .unwrap();
+        let silver = root.open(SILVER_EVENTS).await.unwrap();
+        assert_eq!(upto(&silver).await, earlier_upto);
+        let read = index
+            .load(&sources(&silver, earlier_upto), &everyone, &tracked)
+            .await
+            .unwrap();
+        assert_eq!(shown(&read), shown(&from_silver));
+        assert_eq!(
+            index.derived.meta_seq("events_covered").unwrap(),
+            earlier_upto
+        );
     }
 }
