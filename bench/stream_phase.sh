@@ -10,6 +10,8 @@
 # a follower in group "g". CONFIG_TOML (e.g. a `[kafka]` table) goes to both through
 # PATIENTFLOW_CONFIG. Prints the probe's row and shares, then "seconds RSS-MiB threads
 # lag broker-cpu-s" samples, the follower's peak RSS and CPU, the broker's and the producer's CPU.
+# PRODUCE_ARGS adds options to `produce` (e.g. `--evolve-at 1` for traffic without the new
+# attribute half-way, which gives every returning patient a new `dim_patient` version).
 ROOT="$(realpath "$1")"; SOURCE="$2"; RATE="$3"; SECONDS_="$4"; CONF="${5:-}"
 source "$(dirname "$0")/common.sh"
 [ -n "$CONF" ] && export PATIENTFLOW_CONFIG="$(realpath "$CONF")"
@@ -38,7 +40,7 @@ FOLLOW_PID=$!
 trap 'kill $FOLLOW_PID $BROKER_PID 2>/dev/null || true; rm -rf "$WORK"' EXIT
 sleep 3
 "$TREE_BIN" produce "${TO[@]}" --events "$((RATE * SECONDS_))" --rate "$RATE" --seed "$RATE" \
-  --ledger "$WORK/ledger.json" >/dev/null 2>&1 &
+  --ledger "$WORK/ledger.json" ${PRODUCE_ARGS:-} >/dev/null 2>&1 &
 PRODUCE_PID=$!
 (
   s=0

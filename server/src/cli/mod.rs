@@ -23,7 +23,7 @@ pub(crate) use synapse::{
 ///   patientflow serve --data data                      (dashboard, REST, Flight SQL)
 ///   patientflow maintain --data data                   (compaction, checkpoints, VACUUM)
 #[derive(Debug, Parser)]
-#[command(name = "patientflow", version, about, long_about)]
+#[command(name = "patientflow", version, verbatim_doc_comment)]
 pub(crate) struct Cli {
     /// Config file (TOML). Default: ./patientflow.toml when present.
     #[arg(long, global = true, env = "PATIENTFLOW_CONFIG")]
