@@ -180,10 +180,24 @@ struct Held {
 /// Silver records per slice of a full build (about 1 GiB of working memory).
 pub const DEFAULT_ROWS_PER_SLICE: usize = 1_000_000;
 
-/// A silver table and the bronze sequence it holds records up to.
+/// The silver tables a refresh reads, each with the bronze sequence it holds records up to.
 struct Silver {
-    table: DeltaTable,
-    upto: i64,
+    events: DeltaTable,
+    events_upto: i64,
+    ehr: DeltaTable,
+    ehr_upto: i64,
+}
+
+impl Silver {
+    /// The tables as the patient histories are read from them.
+    fn sources(&self) -> history::Sources<'_> {
+        history::Sources {
+            events: &self.events,
+            events_upto: self.events_upto,
+            ehr: &self.ehr,
+            ehr_upto: self.ehr_upto,
+        }
+    }
 }
 
 /// A gold table and what it holds.
@@ -324,18 +338,23 @@ impl GoldRefresh {
         })
     }
 
-    /// Opens the silver tables a refresh reads: events and EHR extracts, each with the bronze
-    /// sequence it holds records up to.
-    async fn silver(&self) -> Result<(Silver, Silver)> {
+    /// Opens the silver tables a refresh reads: events and EHR extracts.
+    async fn silver(&self) -> Result<Silver> {
         let open = |name, app| async move {
             let table = self.open(name).await?;
             let upto = txn_version(&table, name, app).await?.unwrap_or(0);
-            Ok::<_, Error>(Silver { table, upto })
+            Ok::<_, Error>((table, upto))
         };
-        futures::try_join!(
+        let ((events, events_upto), (ehr, ehr_upto)) = futures::try_join!(
             open(SILVER_EVENTS, SILVER_APP),
             open(SILVER_EHR, Dataset::Ehr.silver_app())
-        )
+        )?;
+        Ok(Silver {
+            events,
+            events_upto,
+            ehr,
+            ehr_upto,
+        })
     }
 
     /// Brings the patient history index up to silver as it is now, ahead of the next refresh,
@@ -346,14 +365,8 @@ impl GoldRefresh {
         let Some(index) = self.held().and_then(|held| held.index.clone()) else {
             return Ok(());
         };
-        let (events, ehr) = self.silver().await?;
-        let sources = history::Sources {
-            events: &events.table,
-            events_upto: events.upto,
-            ehr: &ehr.table,
-            ehr_upto: ehr.upto,
-        };
-        index.catch_up(&sources, &self.tracked).await
+        let silver = self.silver().await?;
+        index.catch_up(&silver.sources(), &self.tracked).await
     }
 
     /// Takes the writer lock and refreshes.
@@ -373,16 +386,8 @@ impl GoldRefresh {
         let department_batch = departments.to_batch()?;
         let fingerprint = fingerprint(&department_batch);
 
-        let (
-            Silver {
-                table: silver,
-                upto,
-            },
-            Silver {
-                table: ehr,
-                upto: ehr_upto,
-            },
-        ) = self.silver().await?;
+        let silver = self.silver().await?;
+        let (upto, ehr_upto) = (silver.events_upto, silver.ehr_upto);
         // Each table's log is read on its own, four tables at a time: all eleven at once (each
         // reading its log several files at a time) grew tokio's blocking pool by tens of threads
         // a burst, and a stream kept them (BENCHMARKS.md, thread count and memory).
@@ -418,12 +423,7 @@ impl GoldRefresh {
                 .values()
                 .any(|t| t.departments != Some(fingerprint) || !t.laid_out);
         metrics.full = full;
-        let sources = history::Sources {
-            events: &silver,
-            events_upto: upto,
-            ehr: &ehr,
-            ehr_upto,
-        };
+        let sources = silver.sources();
         let txns = vec![
             Transaction::new(GOLD_APP, upto),
             Transaction::new(EHR_APP, ehr_upto),

@@ -9,11 +9,11 @@
 //! and silver (the Delta log holds its position); gold then refreshes it on a task of its own
 //! while the next batch lands, one refresh at a time. A landed batch's records also go into
 //! gold's patient history index before the refresh of the batch before ends, so that the
-//! refresh of this one starts with its patients' histories at hand. The root's writer lock is held while
-//! a batch lands or refreshes and released when neither does, so batches, one-shot ingests,
-//! gold refreshes and maintenance can take turns, and several consumers of one group can
-//! write to one root: each landing first catches up with what the others committed and keeps
-//! only the parts the Delta log does not hold yet. Every few batches one landing table's small
+//! refresh of this one starts with its patients' histories at hand. The root's writer lock is
+//! held while a batch lands or refreshes and released when neither does, so batches, one-shot
+//! ingests, gold refreshes and maintenance can take turns, and several consumers of one group
+//! can write to one root: each landing first catches up with what the others committed and
+//! keeps only the parts the Delta log does not hold yet. Every few batches one landing table's small
 //! files are merged, so a stream does not slow down by the hour (`merges.rs`).
 
 mod merges;

@@ -325,7 +325,7 @@ impl HistoryIndex {
     }
 
     /// The held records of `patients` up to the sources' sequences (the index may be ahead).
-    fn read(&self, patients: &BTreeSet<String>, upto: &Sources<'_>) -> Result<History> {
+    fn read(&self, patients: &BTreeSet<String>, silver: &Sources<'_>) -> Result<History> {
         let d = &self.derived;
         let Some(names) = d.read_table(SOURCES)? else {
             return Ok(History::new());
@@ -353,9 +353,9 @@ impl HistoryIndex {
                         message: format!("the records of patient {patient} do not decode"),
                     })?;
                 let seq = if record.from_ehr {
-                    upto.ehr_upto
+                    silver.ehr_upto
                 } else {
-                    upto.events_upto
+                    silver.events_upto
                 };
                 if record.received.0 <= seq {
                     observations.push(record);
