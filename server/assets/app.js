@@ -77,8 +77,9 @@ function hbars(el, items, { max, fmt = (v) => v.toFixed(1) } = {}) {
   el.replaceChildren(root);
 }
 
-// Hospital × department grid of point occupancy; bottlenecks marked.
-function heatmap(el, rows) {
+// Hospital × department grid of point occupancy; bottlenecks marked. `longOpen(r)`: the
+// ward's long-open stays, named on hover.
+function heatmap(el, rows, longOpen) {
   if (!rows.length) return empty(el, "no census at the as-of hour");
   const hospitals = [...new Set(rows.map((r) => r.hospital))].sort((a, b) => a - b);
   const departments = [...new Set(rows.map((r) => r.department))].sort();
@@ -98,7 +99,7 @@ function heatmap(el, rows) {
       if (!r || r.occupancy_rate_point === undefined) { td.textContent = "–"; continue; }
       const v = r.occupancy_rate_point;
       td.textContent = `${(v * 100).toFixed(0)}%`;
-      td.title = `${r.census} patients`;
+      td.title = patients(r, longOpen(r));
       const hue = Math.max(0, 120 - 120 * Math.min(v / 1.2, 1));
       td.style.background = `hsl(${hue}, 70%, 85%)`;
       if (r.bottleneck) td.className = "hot";
@@ -187,6 +188,19 @@ function edNow(el, waiting, left) {
   el.replaceChildren(table);
 }
 
+// "16 patients" and, when some of them are long-open (still counted, contract §5.1), how
+// many: a ward over 100 % of its beds usually holds discharges that never arrived.
+function patients(r, longOpen) {
+  return longOpen ? `${r.census} patients (${longOpen} long-open: no news past the ward's warning)`
+    : `${r.census} patients`;
+}
+
+// The long-open stays of a hospital's department, from the quality report.
+function longOpenOf(quality) {
+  const n = new Map((quality.open_stays || []).map((o) => [`${o.hospital_id}|${o.department}`, o.long_open]));
+  return (r) => n.get(`${r.hospital}|${r.department}`) || 0;
+}
+
 // Open stays that stopped reporting (contract §5.1), from the quality report.
 function openStays(quality) {
   const rows = (quality.open_stays || []).filter((o) => o.long_open + o.stale > 0);
@@ -212,7 +226,7 @@ function range(days) {
 
 // Arrow JSON timestamps may come without an offset; they are UTC.
 const toDate = (s) => new Date(/(Z|[+-]\d\d:?\d\d)$/.test(s) ? s : s + "Z");
-const label = (r) => `${r.hospital} · ${r.department}`;
+const label = (r) => `Hospital ${r.hospital} · ${r.department}`;
 
 async function refresh() {
   document.body.dataset.status = "loading";
@@ -253,11 +267,12 @@ async function refresh() {
   }
   const hot = now.rows.filter((r) => r.bottleneck).slice(0, 10);
   $("threshold").textContent = `(bottleneck at ≥ ${Math.round(state.threshold * 100)}% of beds; top ${hot.length} listed)`;
-  heatmap($("now"), now.rows);
+  const longOpen = longOpenOf(quality);
+  heatmap($("now"), now.rows, longOpen);
   $("bottlenecks").innerHTML = "";
   for (const r of hot) {
     const li = document.createElement("li");
-    li.textContent = `${label(r)}: ${r.census} patients, ${(r.occupancy_rate_point * 100).toFixed(0)}% of beds`;
+    li.textContent = `${label(r)}: ${patients(r, longOpen(r))}, ${(r.occupancy_rate_point * 100).toFixed(0)}% of beds`;
     $("bottlenecks").append(li);
   }
 

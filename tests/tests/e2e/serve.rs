@@ -522,6 +522,45 @@ fn the_dashboard_renders_live_data_in_headless_chromium() {
         !waits.is_empty() && waits.iter().all(|m| *m < 60),
         "emergency waits: {waits:?}"
     );
+    // Each listed bottleneck names its long-open stays exactly when the quality report has
+    // them for that ward (a ward over its beds usually holds discharges that never came).
+    let (_, quality) = get(&server.client(), &server.url("/api/v1/quality/latest"));
+    let long_open: BTreeMap<String, u64> = quality["open_stays"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            let ward = format!(
+                "Hospital {} · {}",
+                o["hospital_id"],
+                o["department"].as_str().unwrap()
+            );
+            (ward, o["long_open"].as_u64().unwrap())
+        })
+        .collect();
+    let listed: Vec<&str> = html
+        .split(r#"<ul id="bottlenecks">"#)
+        .nth(1)
+        .and_then(|s| s.split("</ul>").next())
+        .expect("the bottleneck list")
+        .split("<li>")
+        .skip(1)
+        .filter_map(|li| li.split("</li>").next())
+        .collect();
+    assert!(!listed.is_empty(), "no bottleneck listed: {html}");
+    for li in listed {
+        let (ward, text) = li.split_once(": ").expect("ward: patients");
+        match long_open.get(ward).copied().unwrap_or(0) {
+            0 => assert!(
+                !text.contains("long-open"),
+                "{li}: none in the quality report"
+            ),
+            n => assert!(
+                text.contains(&format!("({n} long-open")),
+                "{li}: {n} in the quality report"
+            ),
+        }
+    }
     let console_errors: Vec<&str> = console
         .lines()
         .filter(|l| l.contains("CONSOLE") && (l.contains("Uncaught") || l.contains("rror")))
