@@ -125,7 +125,7 @@ function lines(el, series, { fmt = (v) => v.toFixed(2) } = {}) {
   }
   for (const t of [t0, t1]) {
     root.append(svg("text", { x: x(t), y: height - 6, "text-anchor": t === t0 ? "start" : "end" },
-      new Date(t).toISOString().slice(0, 16).replace("T", " ")));
+      minute(new Date(t))));
   }
   names.forEach((name, i) => {
     const d = series[name].sort((a, b) => a[0] - b[0]).map((p, j) => `${j ? "L" : "M"}${x(p[0]).toFixed(1)},${y(p[1]).toFixed(1)}`).join("");
@@ -226,6 +226,7 @@ function range(days) {
 
 // Arrow JSON timestamps may come without an offset; they are UTC.
 const toDate = (s) => new Date(/(Z|[+-]\d\d:?\d\d)$/.test(s) ? s : s + "Z");
+const minute = (d) => d.toISOString().slice(0, 16).replace("T", " ");
 const label = (r) => `Hospital ${r.hospital} · ${r.department}`;
 
 async function refresh() {
@@ -314,7 +315,7 @@ function showAlerts(response) {
   for (const a of alerts) {
     const li = document.createElement("li");
     li.className = a.severity === "critical" ? "red" : "amber";
-    const since = `since ${toDate(a.starts_at).toISOString().slice(0, 16).replace("T", " ")} UTC`;
+    const since = `since ${minute(toDate(a.starts_at))} UTC`;
     if (a.department) {
       li.classList.add("chip");
       const what = a.condition === "bottleneck" ? `${Math.round(a.value * 100)}%` : `${a.value} stale`;
@@ -340,19 +341,27 @@ function alertsNote(alerts, response) {
 
 const utcTime = (s) => `${toDate(s).toISOString().slice(11, 19)} UTC`;
 
-// "data as of …, N s behind", amber once the data is later than the server's threshold.
+// "12 s", "14 min", "11 h".
+const span = (seconds) => {
+  const s = Math.round(seconds);
+  return s < 120 ? `${s} s` : s < 7200 ? `${Math.round(s / 60)} min` : `${Math.round(s / 3600)} h`;
+};
+
+// "data as of …, N s behind", amber once the data is later than the server's threshold, or
+// once its newest event lies well before the census time (a backlog or replay arriving now:
+// the figures "now" lack the events since).
 async function showFreshness() {
   const f = await api("/api/v1/freshness");
   const el = $("asof");
   if (!f.data_as_of) {
-    el.textContent = `census as of ${state.asOf.toISOString().slice(0, 16).replace("T", " ")} UTC`;
+    el.textContent = `census as of ${minute(state.asOf)} UTC`;
     return;
   }
-  const behind = Math.round(f.seconds_behind);
-  const ago = behind < 120 ? `${behind} s` : behind < 7200 ? `${Math.round(behind / 60)} min` : `${Math.round(behind / 3600)} h`;
-  el.textContent = `data as of ${toDate(f.data_as_of).toISOString().slice(0, 19).replace("T", " ")} UTC, ${ago} behind`;
-  el.classList.toggle("late", f.seconds_behind > f.warn_after_seconds);
-  el.title = `gold refreshed ${f.refreshed_at}`;
+  const catchingUp = f.events_behind_seconds > f.events_warn_after_seconds;
+  el.textContent = `data as of ${toDate(f.data_as_of).toISOString().slice(0, 19).replace("T", " ")} UTC, ${span(f.seconds_behind)} behind`
+    + (catchingUp ? ` · catching up: events up to ${minute(toDate(f.events_as_of))} UTC, ${span(f.events_behind_seconds)} before the census time` : "");
+  el.classList.toggle("late", f.seconds_behind > f.warn_after_seconds || catchingUp);
+  el.title = `census as of ${f.census_as_of}; newest event ${f.events_as_of}; gold refreshed ${f.refreshed_at}`;
 }
 
 function run() {

@@ -1,19 +1,36 @@
-//! How fresh gold is: the newest receipt time among the records gold has consumed, and when
-//! gold last committed. Read from the Delta logs only (silver's per-file statistics), so a
-//! dashboard can ask every few seconds.
+//! How fresh gold is: the newest receipt and event times among the records gold has consumed,
+//! the time its figures are computed as of, and when gold last committed. Read from the Delta
+//! logs only (silver's per-file statistics, gold's application transactions), so a dashboard
+//! can ask every few seconds.
 
+use deltalake::DeltaTable;
 use deltalake::arrow::array::{Array, Int64Array, TimestampMicrosecondArray};
+use deltalake::datafusion::prelude::{col, lit};
+use deltalake::kernel::Transaction;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::storage::{TableRoot, txn_version};
+use crate::storage::{TableRoot, newest, txn_version};
 use crate::tables::{FACT_CENSUS_HOURLY, GOLD_APP, SILVER_EVENTS};
+
+use super::AS_OF_APP;
+
+/// Application-transaction id under which gold tables record the newest event time among the
+/// records they consumed (UTC microseconds).
+pub(super) const EVENTS_APP: &str = "patientflow:gold:events_as_of";
 
 /// The freshness of the gold tables under a root.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Freshness {
     /// Receipt time (UTC microseconds) of the newest record visible in gold.
     pub data_as_of: Option<i64>,
+    /// The newest event time (UTC microseconds) among the records visible in gold: an ADT
+    /// event's time or a flat record's admission, not a time silver corrected (a future time set
+    /// to its receipt). Well before `census_as_of`, gold is catching up: records of the past
+    /// arriving now (a backlog, a replay) leave its figures "now" without the events since.
+    pub events_as_of: Option<i64>,
+    /// The time gold's census and open stays are computed as of (UTC microseconds).
+    pub census_as_of: Option<i64>,
     /// When gold last committed (UTC microseconds).
     pub refreshed_at: Option<i64>,
 }
@@ -29,15 +46,21 @@ pub async fn freshness(root: &TableRoot) -> Result<Freshness> {
         .map_err(|e| Error::delta(FACT_CENSUS_HOURLY, e))?
         .version_timestamp(version)
         .map(|ms| ms * 1000);
-    let consumed = txn_version(&gold, FACT_CENSUS_HOURLY, GOLD_APP)
-        .await?
-        .unwrap_or(0);
+    let (consumed, census_as_of, events_as_of) = futures::try_join!(
+        txn_version(&gold, FACT_CENSUS_HOURLY, GOLD_APP),
+        txn_version(&gold, FACT_CENSUS_HOURLY, AS_OF_APP),
+        txn_version(&gold, FACT_CENSUS_HOURLY, EVENTS_APP)
+    )?;
+    let consumed = consumed.unwrap_or(0);
+    let mut freshness = Freshness {
+        refreshed_at,
+        census_as_of,
+        events_as_of,
+        data_as_of: None,
+    };
     let silver = root.open(SILVER_EVENTS).await?;
     if silver.version().is_none() {
-        return Ok(Freshness {
-            data_as_of: None,
-            refreshed_at,
-        });
+        return Ok(freshness);
     }
     let files = silver
         .snapshot()
@@ -50,15 +73,40 @@ pub async fn freshness(root: &TableRoot) -> Result<Freshness> {
     let received = files
         .column_by_name("max.received_at")
         .and_then(|c| c.as_any().downcast_ref::<TimestampMicrosecondArray>());
-    let data_as_of = match (seqs, received) {
+    freshness.data_as_of = match (seqs, received) {
         (Some(seqs), Some(received)) => (0..files.num_rows())
             .filter(|i| seqs.is_valid(*i) && seqs.value(*i) <= consumed && received.is_valid(*i))
             .map(|i| received.value(i))
             .max(),
         _ => None,
     };
-    Ok(Freshness {
-        data_as_of,
-        refreshed_at,
-    })
+    Ok(freshness)
+}
+
+/// The application transaction recording the newest event time gold has consumed once it
+/// commits silver up to `upto`: the newer of the one `census` recorded and the newest among
+/// silver's records after `consumed`. `None` before any event.
+pub(super) async fn events_as_of(
+    census: &DeltaTable,
+    silver: &DeltaTable,
+    consumed: i64,
+    upto: i64,
+) -> Result<Option<Transaction>> {
+    let recorded = txn_version(census, FACT_CENSUS_HOURLY, EVENTS_APP).await?;
+    let filter = col("bronze_seq")
+        .gt(lit(consumed))
+        .and(col("bronze_seq").lt_eq(lit(upto)))
+        .and(col("admission_time_corrected").eq(lit(false)));
+    let newest = newest(
+        silver,
+        SILVER_EVENTS,
+        &["event_time", "admission_time"],
+        filter,
+    )
+    .await?;
+    Ok(recorded
+        .into_iter()
+        .chain(newest)
+        .max()
+        .map(|t| Transaction::new(EVENTS_APP, t)))
 }

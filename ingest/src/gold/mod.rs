@@ -57,7 +57,7 @@ pub(crate) const HOUR: i64 = 3_600_000_000;
 pub(crate) const DAY: i64 = 24 * HOUR;
 
 /// Application-transaction id under which gold tables record the as-of time (UTC micros).
-const AS_OF_APP: &str = "patientflow:gold:as_of";
+pub(super) const AS_OF_APP: &str = "patientflow:gold:as_of";
 /// Application-transaction id under which gold tables record the EHR silver sequence consumed.
 const EHR_APP: &str = "patientflow:gold:ehr";
 /// Application-transaction id under which gold tables record the department data they used.
@@ -424,12 +424,18 @@ impl GoldRefresh {
                 .any(|t| t.departments != Some(fingerprint) || !t.laid_out);
         metrics.full = full;
         let sources = silver.sources();
-        let txns = vec![
+        let census = &targets[FACT_CENSUS_HOURLY];
+        let events_as_of =
+            freshness::events_as_of(&census.table, sources.events, census.seq, upto).await?;
+        let txns: Vec<Transaction> = [
             Transaction::new(GOLD_APP, upto),
             Transaction::new(EHR_APP, ehr_upto),
             Transaction::new(AS_OF_APP, as_of),
             Transaction::new(DEPARTMENTS_APP, fingerprint),
-        ];
+        ]
+        .into_iter()
+        .chain(events_as_of)
+        .collect();
         let history_index = self.history_index()?;
         if full {
             let replace = targets

@@ -3,9 +3,10 @@
 
 use std::time::{Duration, Instant};
 
-/// When each record goes out. Records up to `replay_from` go at once (the history); those up
-/// to `now` (the recent past) are replayed `speed` times faster than they happened; later ones
-/// go as the clock reaches them. A record is never sent before its own time.
+/// When each record goes out. Records up to `replay_from` go at once (the history); later ones
+/// are replayed `speed` times faster than they happened until the replay has caught up with
+/// the clock, then go as the clock reaches them: a record is never sent before its own time,
+/// and once caught up (after `(now - replay_from) / (speed - 1)`) never after it either.
 #[derive(Debug, Clone, Copy)]
 pub struct Pace {
     started: Instant,
@@ -31,8 +32,8 @@ impl Pace {
         if t <= self.replay_from {
             return Duration::ZERO;
         }
-        let replay = micros(t.min(self.now) - self.replay_from).div_f64(self.speed);
-        replay + micros(t - self.now)
+        let replay = micros(t - self.replay_from).div_f64(self.speed);
+        replay.max(micros(t - self.now))
     }
 
     /// Sleeps until a record of time `t` is due.
@@ -49,13 +50,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn history_at_once_recent_past_faster_then_the_clock() {
+    fn history_at_once_recent_past_faster_until_it_meets_the_clock() {
         let s = 1_000_000;
         let p = Pace::new(0, 3600 * s, 60.0);
         assert_eq!(p.due(-5 * s), Duration::ZERO);
         assert_eq!(p.due(0), Duration::ZERO);
         assert_eq!(p.due(1800 * s), Duration::from_secs(30));
         assert_eq!(p.due(3600 * s), Duration::from_secs(60));
-        assert_eq!(p.due(3700 * s), Duration::from_secs(160));
+        // Still replaying: 61 s past the start, this record is a second old.
+        assert_eq!(p.due(3660 * s), Duration::from_secs(61));
+        // Caught up at 3600 · 60/59 s: from there on each record goes at its own time.
+        assert_eq!(p.due(3662 * s), Duration::from_secs(62));
+        assert_eq!(p.due(3700 * s), Duration::from_secs(100));
+        assert_eq!(p.due(7200 * s), Duration::from_secs(3600));
     }
 }

@@ -210,7 +210,8 @@ pub(crate) struct DemoArgs {
     #[arg(long, default_value_t = 200_000)]
     pub(crate) events: u64,
     /// How much faster than real time the recent past (--replay-hours) is replayed into the
-    /// landing folder; after it the events come at the network's own pace.
+    /// landing folder, until the replay has caught up with the clock (after --replay-hours /
+    /// (--speed - 1): 12 min 12 s by default); then the events come at the network's own pace.
     #[arg(long, default_value_t = 60.0)]
     pub(crate) speed: f64,
     /// Hours before now that are replayed live (at --speed) rather than landed at once.

@@ -178,7 +178,8 @@ fn gold_step() -> GoldStep {
 }
 
 /// Starts the simulated network on a thread of its own: the history into the landing folder
-/// at once, the last `--replay-hours` at `--speed`, then the day ahead as it happens.
+/// at once, the last `--replay-hours` at `--speed` until the replay meets the clock, then the
+/// day ahead as it happens.
 fn start_producer(
     args: &DemoArgs,
     mut sink: Box<dyn Sink + Send>,
@@ -186,8 +187,14 @@ fn start_producer(
     let now = chrono::Utc::now().timestamp_micros();
     let hour = 3_600_000_000i64;
     let replay_from = now - (args.replay_hours.max(0.0) * hour as f64) as i64;
+    let live = if args.speed > 1.0 {
+        let minutes = args.replay_hours.max(0.0) * 60.0 / (args.speed - 1.0);
+        format!("live after {minutes:.0} min")
+    } else {
+        format!("{} h behind the clock", args.replay_hours)
+    };
     eprintln!(
-        "demo: simulating {} events (history at once, the last {} h at {}× speed, then live)",
+        "demo: simulating {} events (history at once, the last {} h at {}× speed, {live})",
         args.events, args.replay_hours, args.speed
     );
     let producer = Producer::new(args.events, Shape::Adt)

@@ -202,6 +202,14 @@ fn an_appended_admission_reaches_a_rest_query_through_the_stream() {
     let as_of = fresh["data_as_of"].as_str().expect("data_as_of");
     assert!(ms(as_of) >= written_ms, "{fresh} (event at {now})");
     assert!(fresh["seconds_behind"].as_f64().unwrap() >= 0.0, "{fresh}");
+    // The admission is the newest event, and it is as new as the census time: not catching up.
+    let events_as_of = fresh["events_as_of"].as_str().expect("events_as_of");
+    assert_eq!(ms(events_as_of), written_ms, "{fresh}");
+    assert!(
+        fresh["events_behind_seconds"].as_f64().unwrap()
+            < fresh["events_warn_after_seconds"].as_f64().unwrap(),
+        "{fresh}"
+    );
     // The gold commit that made the admission visible came after it was written.
     let refreshed = fresh["refreshed_at"].as_str().expect("refreshed_at");
     assert!(

@@ -459,36 +459,40 @@ fn a_runaway_query_is_cancelled_while_kpi_queries_still_answer() {
     );
 }
 
+/// Headless Chromium on the dashboard, signed in as a network admin, with `extra` arguments
+/// (`--dump-dom`, `--screenshot=…`).
+fn chromium(server: &Server, extra: &[&str]) -> std::process::Output {
+    let profile = tempfile::tempdir().unwrap();
+    std::process::Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--virtual-time-budget=15000",
+        ])
+        .arg(format!("--user-data-dir={}", path(profile.path())))
+        .args(extra)
+        .arg(format!(
+            "{}#token={}",
+            server.url("/"),
+            server.mint(&["--role", "network_admin"])
+        ))
+        .output()
+        .expect("run chromium (installed by .ci/setup: apt-get install chromium)")
+}
+
 #[test]
 fn the_dashboard_renders_live_data_in_headless_chromium() {
     let (_dir, _data, server) = serving("15", &[]);
-    let chromium = |extra: &[&str]| {
-        let profile = tempfile::tempdir().unwrap();
-        std::process::Command::new("chromium")
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--hide-scrollbars",
-                "--enable-logging=stderr",
-                "--v=0",
-                "--virtual-time-budget=15000",
-            ])
-            .arg(format!("--user-data-dir={}", path(profile.path())))
-            .args(extra)
-            .arg(format!(
-                "{}#token={}",
-                server.url("/"),
-                server.mint(&["--role", "network_admin"])
-            ))
-            .output()
-            .expect("run chromium (installed by .ci/setup: apt-get install chromium)")
-    };
+    let chromium = |extra: &[&str]| chromium(&server, extra);
     let dom = chromium(&["--dump-dom"]);
     let html = String::from_utf8_lossy(&dom.stdout);
     let console = String::from_utf8_lossy(&dom.stderr);
@@ -512,6 +516,15 @@ fn the_dashboard_renders_live_data_in_headless_chromium() {
     assert!(
         html.contains("Hospital 7"),
         "the occupancy grid lists every hospital"
+    );
+    // Received just now, with events up to the census time (a future-time defect, no longer in
+    // the future at receipt, even beyond it): the header is neither late nor catching up.
+    let header = asof_header(&html);
+    assert!(
+        header.starts_with(r#" class="muted" "#)
+            && header.contains(">data as of ")
+            && !header.contains("catching up"),
+        "{header}"
     );
     // Emergency waits read "H h MM min" with MM under 60 (rounding once showed "22 h 60 min").
     let waits: Vec<u32> = html
@@ -587,6 +600,78 @@ fn the_dashboard_renders_live_data_in_headless_chromium() {
         png.len() > 50_000,
         "a screenshot of drawn charts, not a blank page ({} bytes)",
         png.len()
+    );
+}
+
+/// The attributes and text of the dashboard's header line (`<p id="asof" …>…</p>`).
+fn asof_header(html: &str) -> &str {
+    html.split(r#"id="asof""#)
+        .nth(1)
+        .and_then(|s| s.split("</p>").next())
+        .expect("the header")
+}
+
+/// Records of the past arriving now (a backlog, the demo's replay): their receipt is fresh, but
+/// gold's figures "now" lack every event since the newest one, and the header says so.
+#[test]
+fn a_backlog_arriving_now_shows_the_dashboard_catching_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let (landing, data) = (dir.path().join("landing"), dir.path().join("data"));
+    // Future-time defects are left out: received weeks after the simulated history, the times
+    // they hold are no longer in the future and would pass as its newest events.
+    let no_future = ["--until", AS_OF, "--defect-rate", "future_admission_time=0"];
+    produce(&landing, 2000, &no_future);
+    ingest(&landing, &data, &["--as-of", "2026-11-21T12:00:00Z"]);
+    // Then a late event and a future one (silver sets its time to its receipt): neither is a
+    // newer event than the history's last.
+    let event = |id: &str, time: &str| {
+        json!({
+            "age": 47, "bed_id": 101, "department": "ICU", "hospital_id": 1, "gender": "Female",
+            "encounter_id": id, "event_id": id, "event_time": time, "event_type": "ADMIT",
+            "patient_id": id,
+        })
+    };
+    let late = event("e2e-late", "2026-11-01T00:00:00Z");
+    let future = event("e2e-future", "2027-01-01T00:00:00Z");
+    std::fs::write(landing.join("late.ndjson"), format!("{late}\n{future}\n")).unwrap();
+    let again = ingest(&landing, &data, &["--as-of", "2026-11-21T12:00:00Z"]);
+    assert_eq!(again["records_in"], 2, "{again}");
+    let server = Server::start(&data, &[]);
+    let (status, fresh) = get(&server.client(), &server.url("/api/v1/freshness"));
+    assert_eq!(status, 200);
+    assert_eq!(
+        fresh["census_as_of"], "2026-11-21T12:00:00+00:00",
+        "{fresh}"
+    );
+    let events_as_of =
+        chrono::DateTime::parse_from_rfc3339(fresh["events_as_of"].as_str().unwrap()).unwrap();
+    let until = chrono::DateTime::parse_from_rfc3339(AS_OF).unwrap();
+    assert!(
+        events_as_of <= until && events_as_of > until - chrono::Duration::days(1),
+        "the history's last event: {fresh}"
+    );
+    let behind = fresh["events_behind_seconds"].as_f64().unwrap();
+    assert_eq!(
+        behind,
+        (86_400_000_000 + (until - events_as_of).num_microseconds().unwrap()) as f64 / 1e6
+    );
+    assert!(
+        fresh["seconds_behind"].as_f64().unwrap() < 600.0,
+        "received just now: {fresh}"
+    );
+
+    let html = String::from_utf8(chromium(&server, &["--dump-dom"]).stdout).unwrap();
+    let header = asof_header(&html);
+    assert!(
+        header.starts_with(r#" class="muted late" "#),
+        "amber: {header}"
+    );
+    assert!(
+        header.contains(&format!(
+            "catching up: events up to {} UTC",
+            events_as_of.format("%Y-%m-%d %H:%M")
+        )),
+        "{header}"
     );
 }
 
