@@ -333,7 +333,8 @@ impl Server {
                 .expect("patientflow exited before printing its addresses")
                 .expect("read patientflow output");
             if let Some(rest) = line.strip_prefix("dashboard: http://") {
-                http = Some(rest.trim_end_matches('/').to_string());
+                // host:port, then `/` (and the demo's `#token=…`)
+                http = rest.split('/').next().map(str::to_string);
             } else if let Some(rest) = line.strip_prefix("Flight SQL: ") {
                 // grpc://host:port, or grpc+tls://host:port
                 flight = rest.split_once("://").map(|(_, addr)| addr.to_string());

@@ -8,6 +8,7 @@ mod adls;
 mod alerts;
 mod bad_input;
 mod crash;
+mod demo;
 mod faults;
 mod follow;
 mod gold;
