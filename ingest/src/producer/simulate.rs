@@ -1,6 +1,7 @@
 //! A discrete-event simulation of the reference network: arrivals, admissions bounded by free
-//! beds, transfers and discharges with per-department length-of-stay distributions, and
-//! emergency-department arrivals that leave without being admitted.
+//! beds (a full ward's patients wait for one, at most six hours, or are diverted), transfers and
+//! discharges with per-department length-of-stay distributions, and emergency-department
+//! arrivals that leave without being admitted.
 //!
 //! Arrival rates aim each department's occupancy, transfers in included, at 72–88 % of its
 //! beds; the simulation starts two weeks before the records it is asked for, so that wards are
@@ -18,6 +19,10 @@ const HOUR: i64 = 3_600_000_000;
 const MINUTE: i64 = 60_000_000;
 /// Simulated time before the window asked for, in which the wards fill up.
 const WARM_UP: i64 = 14 * 24 * HOUR;
+/// The longest a patient waits for a bed: past it a full ward's next patients are diverted to
+/// another hospital, as a network does on ambulance diversion (without it, a ward the flu
+/// season fills queues without bound, and emergency waits grow to days).
+const MAX_BOARDING: i64 = 6 * HOUR;
 /// Share of stays transferred, and the mean share of the stay spent after the transfer.
 const TRANSFER_SHARE: f64 = 0.10;
 const AFTER_TRANSFER: f64 = 0.55;
@@ -244,15 +249,21 @@ pub(crate) fn simulate(
                 busy.pop();
                 free.push(bed);
             }
-            // No free bed: the patient waits for the next discharge.
+            // No free bed: the patient waits for the next discharge, or past MAX_BOARDING is
+            // diverted to a hospital with room (and is not this department's patient).
             let (admission, bed) = match free.pop() {
                 Some(bed) => (t, bed),
-                None => match busy.pop() {
-                    Some(Reverse((end, bed))) => {
-                        (end.max(t) + rng.random_range(5..45) * MINUTE, bed)
+                None => {
+                    let Some(Reverse((end, bed))) = busy.peek().copied() else {
+                        break;
+                    };
+                    let admission = end.max(t) + rng.random_range(5..45) * MINUTE;
+                    if admission - t > MAX_BOARDING {
+                        continue;
                     }
-                    None => break,
-                },
+                    busy.pop();
+                    (admission, bed)
+                }
             };
             let los = lognormal(rng, median, sigma).clamp(0.5, 60.0 * 24.0);
             let discharge = admission + (los * HOUR as f64) as i64;

@@ -466,6 +466,23 @@ fn the_demo_data_has_believable_occupancy_and_the_ledger_s_open_stays() {
         (0.6..=0.95).contains(&network),
         "network occupancy {network}"
     );
+    // Emergency waits of the admitted, per hospital: a full ward diverts its next patients
+    // rather than let them wait for days (a median under 4 h, nine in ten within 8 h, none
+    // past a day).
+    let waits = rows(
+        &data,
+        &[("f", "gold/fact_admission")],
+        "select hospital_id, median(ed_wait_minutes), approx_percentile_cont(ed_wait_minutes, 0.9), \
+         max(ed_wait_minutes) from f where ed_wait_minutes is not null group by hospital_id",
+    );
+    assert_eq!(waits.len(), 7);
+    for row in &waits {
+        let f: Vec<f64> = row.split('|').skip(1).map(|v| v.parse().unwrap()).collect();
+        assert!(
+            f[0] < 240.0 && f[1] < 480.0 && f[2] < 1440.0,
+            "hospital|median|p90|max minutes: {row}"
+        );
+    }
     // Admissions in the 24 hours before the as-of time, and events in its last hour.
     let recent = rows(
         &data,
