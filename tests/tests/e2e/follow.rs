@@ -1,6 +1,7 @@
 //! Follow mode on a landing folder: whole files and lines appended (a line split across two
 //! writes included) while `ingest --follow` runs, a SIGKILL and a restart, a SIGTERM that
-//! commits the batch in hand: exact counts, every file's position at its end.
+//! commits the batch in hand: exact counts, every file's position at its end. Records reach a
+//! REST query as they land: one appended admission, and a steady rate batch after batch.
 
 use std::io::Write;
 use std::path::Path;
@@ -252,4 +253,70 @@ fn a_paced_producer_writes_each_record_as_it_is_sent() {
         "{early} of {all} records visible mid-run"
     );
     assert!(all >= 300, "{all} records");
+}
+
+/// Events at a steady rate (100 a second for 15 s) into a followed folder: the admissions a
+/// REST query sees grow batch after batch while the producer runs, never backwards, and at the
+/// end silver over REST holds exactly the rows the producer's ledger expects.
+#[test]
+fn at_a_steady_rate_each_batch_reaches_rest_while_the_producer_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (landing, data) = (dir.path().join("landing"), dir.path().join("data"));
+    std::fs::create_dir_all(&landing).unwrap();
+    let follower = follow(&landing, &data);
+    let mut producer = patientflow()
+        .args(["produce", "--out", path(&landing), "--events", "1500"])
+        .args(["--seed", "9", "--rate", "100"])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start produce --rate");
+    let started = Instant::now();
+    while !data.join("gold/fact_admission/_delta_log").exists() {
+        assert!(started.elapsed() < Duration::from_secs(60), "no gold");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let server = patientflow_e2e::Server::start(&data, &[]);
+    let client = server.client();
+    let count = |table: &str| {
+        let body: serde_json::Value = client
+            .post(server.url("/api/v1/sql"))
+            .json(&serde_json::json!({"sql": format!("SELECT count(*) AS n FROM {table}")}))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        body["rows"][0]["n"]
+            .as_i64()
+            .unwrap_or_else(|| panic!("{body}"))
+    };
+    let mut seen = vec![count("gold.fact_admission")];
+    while producer.try_wait().unwrap().is_none() {
+        std::thread::sleep(Duration::from_millis(250));
+        seen.push(count("gold.fact_admission"));
+    }
+    assert!(
+        seen.windows(2).all(|w| w[0] <= w[1]),
+        "admissions went backwards: {seen:?}"
+    );
+    let mut steps = seen.clone();
+    steps.dedup();
+    assert!(
+        steps.len() >= 10,
+        "the admissions grew in {} steps while the producer ran: {steps:?}",
+        steps.len()
+    );
+
+    let ledger = patientflow_e2e::read_json(&landing.join("_producer_ledger.json"));
+    let expected = ledger["silver_rows"].as_i64().unwrap();
+    let started = Instant::now();
+    while count("silver.patient_events") != expected {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "silver over REST never reached the ledger's {expected} rows"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let summary = terminate(follower);
+    assert_eq!(summary["records_in"], ledger["records_in"], "{summary}");
+    assert_eq!(count("silver.patient_events"), expected);
 }
