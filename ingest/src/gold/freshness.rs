@@ -1,7 +1,8 @@
 //! How fresh gold is: the newest receipt and event times among the records gold has consumed,
 //! the time its figures are computed as of, and when gold last committed. Read from the Delta
 //! logs only (silver's per-file statistics, gold's application transactions), so a dashboard
-//! can ask every few seconds.
+//! can ask every few seconds. Each refresh records the newest event time it consumed
+//! ([`events_as_of`], a query over the new silver records only).
 
 use deltalake::DeltaTable;
 use deltalake::arrow::array::{Array, Int64Array, TimestampMicrosecondArray};
