@@ -336,9 +336,9 @@ impl<'a> Stage<'a> {
 
         let names = rules.iter().map(|r| r.name);
         let quality = self.run.batch(self.dataset.name(), seq, &counts, names)?;
-        self.quality.commit(seq, quality).await?;
+        self.quality.commit(seq, quality, None).await?;
         let silver = self.silver_batch(bronze, &silver_idx, &normalised)?;
-        self.silver.commit(seq, silver).await?;
+        self.silver.commit(seq, silver, None).await?;
         let kind = self.dataset.name();
         let quarantine = quarantine_rows(
             bronze,
@@ -346,7 +346,7 @@ impl<'a> Stage<'a> {
             |_| Some(kind),
             |i| reasons.get(&i).cloned().unwrap_or_default(),
         )?;
-        self.quarantine.commit(seq, quarantine).await?;
+        self.quarantine.commit(seq, quarantine, None).await?;
         Ok(counts)
     }
 

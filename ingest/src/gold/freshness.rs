@@ -2,17 +2,16 @@
 //! the time its figures are computed as of, and when gold last committed. Read from the Delta
 //! logs only (silver's per-file statistics, gold's application transactions), so a dashboard
 //! can ask every few seconds. Each refresh records the newest event time it consumed
-//! ([`events_as_of`], a query over the new silver records only).
+//! ([`events_as_of`]), which silver records with every batch.
 
 use deltalake::DeltaTable;
 use deltalake::arrow::array::{Array, Int64Array, TimestampMicrosecondArray};
-use deltalake::datafusion::prelude::{col, lit};
 use deltalake::kernel::Transaction;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::storage::{TableRoot, newest, txn_version};
-use crate::tables::{FACT_CENSUS_HOURLY, GOLD_APP, SILVER_EVENTS};
+use crate::storage::{TableRoot, txn_version};
+use crate::tables::{FACT_CENSUS_HOURLY, GOLD_APP, SILVER_EVENTS, SILVER_EVENTS_AS_OF_APP};
 
 use super::AS_OF_APP;
 
@@ -85,26 +84,16 @@ pub async fn freshness(root: &TableRoot) -> Result<Freshness> {
 }
 
 /// The application transaction recording the newest event time gold has consumed once it
-/// commits silver up to `upto`: the newer of the one `census` recorded and the newest among
-/// silver's records after `consumed`. `None` before any event.
+/// commits `silver` (a snapshot, read up to its own sequence): the newer of the one `census`
+/// recorded and the one silver recorded. `None` before any event.
 pub(super) async fn events_as_of(
     census: &DeltaTable,
     silver: &DeltaTable,
-    consumed: i64,
-    upto: i64,
 ) -> Result<Option<Transaction>> {
-    let recorded = txn_version(census, FACT_CENSUS_HOURLY, EVENTS_APP).await?;
-    let filter = col("bronze_seq")
-        .gt(lit(consumed))
-        .and(col("bronze_seq").lt_eq(lit(upto)))
-        .and(col("admission_time_corrected").eq(lit(false)));
-    let newest = newest(
-        silver,
-        SILVER_EVENTS,
-        &["event_time", "admission_time"],
-        filter,
-    )
-    .await?;
+    let (recorded, newest) = futures::try_join!(
+        txn_version(census, FACT_CENSUS_HOURLY, EVENTS_APP),
+        txn_version(silver, SILVER_EVENTS, SILVER_EVENTS_AS_OF_APP)
+    )?;
     Ok(recorded
         .into_iter()
         .chain(newest)

@@ -424,9 +424,8 @@ impl GoldRefresh {
                 .any(|t| t.departments != Some(fingerprint) || !t.laid_out);
         metrics.full = full;
         let sources = silver.sources();
-        let census = &targets[FACT_CENSUS_HOURLY];
         let events_as_of =
-            freshness::events_as_of(&census.table, sources.events, census.seq, upto).await?;
+            freshness::events_as_of(&targets[FACT_CENSUS_HOURLY].table, sources.events).await?;
         let txns: Vec<Transaction> = [
             Transaction::new(GOLD_APP, upto),
             Transaction::new(EHR_APP, ehr_upto),

@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use chrono_tz::Tz;
 use deltalake::DeltaTable;
-use deltalake::arrow::array::{RecordBatch, StringArray};
+use deltalake::arrow::array::{BooleanArray, RecordBatch, StringArray, TimestampMicrosecondArray};
 use deltalake::arrow::compute::concat_batches;
 use deltalake::datafusion::prelude::{Expr, col, lit};
 use deltalake::kernel::Transaction;
@@ -34,8 +34,10 @@ use self::seen::Seen;
 use crate::error::{Error, Result};
 use crate::quality::{EVENTS_DATASET, QualityRun};
 use crate::reference::ReferenceData;
-use crate::storage::{TableRoot, append, scan, txn_version};
-use crate::tables::{QUALITY_RUNS, QUARANTINE, SILVER_APP, SILVER_EVENTS, SILVER_SCHEMA};
+use crate::storage::{TableRoot, append, column, scan, txn_version};
+use crate::tables::{
+    QUALITY_RUNS, QUARANTINE, SILVER_APP, SILVER_EVENTS, SILVER_EVENTS_AS_OF_APP, SILVER_SCHEMA,
+};
 
 /// An output table and the last bronze sequence (of one bronze table, named by `app`) it
 /// holds.
@@ -45,6 +47,8 @@ pub(crate) struct Output {
     app: &'static str,
     pub(crate) table: DeltaTable,
     pub(crate) done: i64,
+    /// The newest event time it recorded ([`SILVER_EVENTS_AS_OF_APP`]).
+    newest_event: Option<i64>,
 }
 
 impl Output {
@@ -54,23 +58,39 @@ impl Output {
         app: &'static str,
     ) -> Result<Self> {
         let table = root.open(name).await?;
-        let done = txn_version(&table, name, app).await?.unwrap_or(0);
+        let (done, newest_event) = futures::try_join!(
+            txn_version(&table, name, app),
+            txn_version(&table, name, SILVER_EVENTS_AS_OF_APP)
+        )?;
         Ok(Self {
             name,
             app,
             table,
-            done,
+            done: done.unwrap_or(0),
+            newest_event,
         })
     }
 
-    /// Appends `batch` for bronze sequence `seq` unless this table already holds it.
-    pub(crate) async fn commit(&mut self, seq: i64, batch: RecordBatch) -> Result<()> {
+    /// Appends `batch` for bronze sequence `seq` unless this table already holds it; with
+    /// `newest_event` (the batch's newest event time), records the newest event time so far in
+    /// the same commit.
+    pub(crate) async fn commit(
+        &mut self,
+        seq: i64,
+        batch: RecordBatch,
+        newest_event: Option<i64>,
+    ) -> Result<()> {
         if self.done >= seq {
             return Ok(());
         }
-        let txn = vec![Transaction::new(self.app, seq)];
+        let mut txn = vec![Transaction::new(self.app, seq)];
+        let newest = self.newest_event.max(newest_event);
+        if let Some(t) = newest.filter(|_| newest_event.is_some()) {
+            txn.push(Transaction::new(SILVER_EVENTS_AS_OF_APP, t));
+        }
         self.table = append(self.table.clone(), self.name, vec![batch], txn, &[]).await?;
         self.done = seq;
+        self.newest_event = newest;
         Ok(())
     }
 }
@@ -142,10 +162,11 @@ impl Outputs {
         // The three tables commit concurrently; each records the bronze sequence it holds, so
         // after a crash at any point every table that lacks this batch gets it exactly once.
         let (events_before, silver) = (self.events.done, batch.silver);
+        let newest_event = newest_event(&silver)?;
         futures::try_join!(
-            self.quality.commit(batch.seq, batch.quality),
-            self.events.commit(batch.seq, silver.clone()),
-            self.quarantine.commit(batch.seq, batch.quarantine),
+            self.quality.commit(batch.seq, batch.quality, None),
+            self.events.commit(batch.seq, silver.clone(), newest_event),
+            self.quarantine.commit(batch.seq, batch.quarantine, None),
         )?;
         if let Some(index) = &self.index {
             index
@@ -154,6 +175,23 @@ impl Outputs {
         }
         Ok((self, batch.counts))
     }
+}
+
+/// The newest event time among the records of a silver batch that silver did not correct: an
+/// ADT event's time, a flat record's admission.
+fn newest_event(batch: &RecordBatch) -> Result<Option<i64>> {
+    let corrected = column::<BooleanArray>(batch, SILVER_EVENTS, "admission_time_corrected")?;
+    let mut newest = None;
+    for name in ["event_time", "admission_time"] {
+        let times = column::<TimestampMicrosecondArray>(batch, SILVER_EVENTS, name)?;
+        let kept = times
+            .iter()
+            .zip(corrected.iter())
+            .filter_map(|(t, c)| t.filter(|_| c == Some(false)))
+            .max();
+        newest = newest.max(kept);
+    }
+    Ok(newest)
 }
 
 /// One refined bronze batch, ready to commit.

@@ -25,7 +25,7 @@ mod write;
 
 pub(crate) use compact::{Merged, merge_small_files};
 pub(crate) use files::{DataFile, conform, decode_file, fetch_file, files_in, partition_value};
-pub(crate) use read::{Keys, column, newest, scan, scan_keyed, scan_stream};
+pub(crate) use read::{Keys, column, scan, scan_keyed, scan_stream};
 pub(crate) use staged::StagedTable;
 pub(crate) use write::{
     CHECKPOINT_EVERY, CHECKPOINT_INTERVAL, WriteMode, append, commit_properties, write,

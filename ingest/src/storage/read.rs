@@ -1,13 +1,12 @@
 //! Reading tables through DataFusion: filtered, projected, ordered scans, optionally
-//! restricted to a set of keys, collected or streamed; the newest of some timestamps.
+//! restricted to a set of keys, collected or streamed.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use deltalake::DeltaTable;
-use deltalake::arrow::array::{RecordBatch, StringArray, TimestampMicrosecondArray};
+use deltalake::arrow::array::{RecordBatch, StringArray};
 use deltalake::arrow::datatypes::{DataType, Field, Schema};
-use deltalake::datafusion::functions_aggregate::expr_fn::max;
 use deltalake::datafusion::logical_expr::{JoinType, cast};
 use deltalake::datafusion::prelude::{DataFrame, Expr, SessionContext, col};
 
@@ -92,39 +91,6 @@ pub(crate) async fn scan_stream<'a>(
     Ok(futures::stream::iter(stream)
         .flatten()
         .map(move |b| without_views(&b.map_err(|e| Error::arrow(name, e))?, name)))
-}
-
-/// The largest value of the timestamp `columns` among the rows of `table` matching `filter`
-/// (UTC microseconds; `None` without any).
-pub(crate) async fn newest(
-    table: &DeltaTable,
-    name: &str,
-    columns: &[&str],
-    filter: Expr,
-) -> Result<Option<i64>> {
-    let Some(df) = frame(table, name, columns, filter, None, &[]).await? else {
-        return Ok(None);
-    };
-    let df_err = |e: deltalake::datafusion::error::DataFusionError| Error::arrow(name, e);
-    let maxima = columns.iter().map(|c| max(col(*c)).alias(*c)).collect();
-    let batches = df
-        .aggregate(vec![], maxima)
-        .map_err(df_err)?
-        .collect()
-        .await
-        .map_err(df_err)?;
-    let mut newest = None;
-    for b in &batches {
-        for c in columns {
-            newest = newest.max(
-                column::<TimestampMicrosecondArray>(b, name, c)?
-                    .iter()
-                    .flatten()
-                    .max(),
-            );
-        }
-    }
-    Ok(newest)
 }
 
 /// The DataFrame of a scan; `None` for a table that does not exist yet.

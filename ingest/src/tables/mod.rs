@@ -46,6 +46,10 @@ pub const ALL_TABLES: [&str; 19] = [
 pub(crate) const BRONZE_SEQ_APP: &str = "patientflow:bronze_seq";
 /// Application-transaction id under which silver tables record the bronze sequence consumed.
 pub(crate) const SILVER_APP: &str = "patientflow:silver";
+/// Application-transaction id under which `silver/patient_events` records the newest event time
+/// among its records (UTC microseconds): an ADT event's time or a flat record's admission, never
+/// a time silver corrected (a future time set to its receipt).
+pub(crate) const SILVER_EVENTS_AS_OF_APP: &str = "patientflow:silver:events_as_of";
 
 /// UTC timestamps in microseconds, the type of every time column.
 pub fn timestamp_type() -> DataType {
