@@ -66,6 +66,16 @@ fn terminate(child: Child) -> serde_json::Value {
     parse_json(String::from_utf8_lossy(&out.stdout).trim())
 }
 
+/// A server on `data` once the follower has written gold (within 2 minutes).
+fn serve_once_gold_exists(data: &Path) -> patientflow_e2e::Server {
+    let started = Instant::now();
+    while !data.join("gold/fact_admission/_delta_log").exists() {
+        assert!(started.elapsed() < Duration::from_secs(120), "no gold");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    patientflow_e2e::Server::start(data, &[])
+}
+
 fn append(path: &Path, bytes: &[u8]) {
     let mut f = std::fs::OpenOptions::new()
         .create(true)
@@ -147,12 +157,7 @@ fn an_appended_admission_reaches_a_rest_query_through_the_stream() {
     produce(&landing, 3000, &["--records-per-file", "3000"]);
     let follower = follow(&landing, &data);
     wait_for_bronze(&data, 3000, Duration::from_secs(120));
-    let started = Instant::now();
-    while !data.join("gold/fact_admission/_delta_log").exists() {
-        assert!(started.elapsed() < Duration::from_secs(120), "no gold");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let server = patientflow_e2e::Server::start(&data, &[]);
+    let server = serve_once_gold_exists(&data);
     let client = server.client();
 
     // A new admission, written to a file the follower already watches.
@@ -270,12 +275,7 @@ fn at_a_steady_rate_each_batch_reaches_rest_while_the_producer_runs() {
         .stdout(Stdio::null())
         .spawn()
         .expect("start produce --rate");
-    let started = Instant::now();
-    while !data.join("gold/fact_admission/_delta_log").exists() {
-        assert!(started.elapsed() < Duration::from_secs(60), "no gold");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let server = patientflow_e2e::Server::start(&data, &[]);
+    let server = serve_once_gold_exists(&data);
     let client = server.client();
     let count = |table: &str| {
         let body: serde_json::Value = client
