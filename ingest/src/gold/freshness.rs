@@ -1,23 +1,17 @@
 //! How fresh gold is: the newest receipt and event times among the records gold has consumed,
 //! the time its figures are computed as of, and when gold last committed. Read from the Delta
 //! logs only (silver's per-file statistics, gold's application transactions), so a dashboard
-//! can ask every few seconds. Each refresh records the newest event time it consumed
-//! ([`events_as_of`]), which silver records with every batch.
+//! can ask every few seconds. The newest event time is silver's, which every refresh copies
+//! from the silver snapshot it consumed.
 
-use deltalake::DeltaTable;
 use deltalake::arrow::array::{Array, Int64Array, TimestampMicrosecondArray};
-use deltalake::kernel::Transaction;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::storage::{TableRoot, txn_version};
-use crate::tables::{FACT_CENSUS_HOURLY, GOLD_APP, SILVER_EVENTS, SILVER_EVENTS_AS_OF_APP};
+use crate::tables::{FACT_CENSUS_HOURLY, GOLD_APP, SILVER_EVENTS};
 
-use super::AS_OF_APP;
-
-/// Application-transaction id under which gold tables record the newest event time among the
-/// records they consumed (UTC microseconds).
-pub(super) const EVENTS_APP: &str = "patientflow:gold:events_as_of";
+use super::{AS_OF_APP, EVENTS_APP};
 
 /// The freshness of the gold tables under a root.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -81,22 +75,4 @@ pub async fn freshness(root: &TableRoot) -> Result<Freshness> {
         _ => None,
     };
     Ok(freshness)
-}
-
-/// The application transaction recording the newest event time gold has consumed once it
-/// commits `silver` (a snapshot, read up to its own sequence): the newer of the one `census`
-/// recorded and the one silver recorded. `None` before any event.
-pub(super) async fn events_as_of(
-    census: &DeltaTable,
-    silver: &DeltaTable,
-) -> Result<Option<Transaction>> {
-    let (recorded, newest) = futures::try_join!(
-        txn_version(census, FACT_CENSUS_HOURLY, EVENTS_APP),
-        txn_version(silver, SILVER_EVENTS, SILVER_EVENTS_AS_OF_APP)
-    )?;
-    Ok(recorded
-        .into_iter()
-        .chain(newest)
-        .max()
-        .map(|t| Transaction::new(EVENTS_APP, t)))
 }

@@ -52,14 +52,17 @@ use crate::open_stays::StayLimits;
 use crate::storage::{TableRoot, column, scan, txn_version, update};
 use crate::tables::{
     DIM_DATE, FACT_ADMISSION, FACT_CENSUS_HOURLY, GOLD_APP, GOLD_TABLES, SILVER_APP, SILVER_EHR,
-    SILVER_EVENTS,
+    SILVER_EVENTS, SILVER_EVENTS_AS_OF_APP,
 };
 
 pub(crate) const HOUR: i64 = 3_600_000_000;
 pub(crate) const DAY: i64 = 24 * HOUR;
 
 /// Application-transaction id under which gold tables record the as-of time (UTC micros).
-pub(super) const AS_OF_APP: &str = "patientflow:gold:as_of";
+const AS_OF_APP: &str = "patientflow:gold:as_of";
+/// Application-transaction id under which gold tables record the newest event time among the
+/// records they consumed (UTC micros), copied from silver's.
+const EVENTS_APP: &str = "patientflow:gold:events_as_of";
 /// Application-transaction id under which gold tables record the EHR silver sequence consumed.
 const EHR_APP: &str = "patientflow:gold:ehr";
 /// Application-transaction id under which gold tables record the department data they used.
@@ -385,7 +388,7 @@ impl GoldRefresh {
         metrics.full = full;
         let sources = silver.sources();
         let events_as_of =
-            freshness::events_as_of(&targets[FACT_CENSUS_HOURLY].table, sources.events).await?;
+            txn_version(sources.events, SILVER_EVENTS, SILVER_EVENTS_AS_OF_APP).await?;
         let txns: Vec<Transaction> = [
             Transaction::new(GOLD_APP, upto),
             Transaction::new(EHR_APP, ehr_upto),
@@ -393,7 +396,7 @@ impl GoldRefresh {
             Transaction::new(DEPARTMENTS_APP, fingerprint),
         ]
         .into_iter()
-        .chain(events_as_of)
+        .chain(events_as_of.map(|t| Transaction::new(EVENTS_APP, t)))
         .collect();
         let history_index = self.history_index()?;
         if full {

@@ -47,8 +47,6 @@ pub(crate) struct Output {
     app: &'static str,
     pub(crate) table: DeltaTable,
     pub(crate) done: i64,
-    /// The newest event time it recorded ([`SILVER_EVENTS_AS_OF_APP`]).
-    newest_event: Option<i64>,
 }
 
 impl Output {
@@ -58,39 +56,32 @@ impl Output {
         app: &'static str,
     ) -> Result<Self> {
         let table = root.open(name).await?;
-        let (done, newest_event) = futures::try_join!(
-            txn_version(&table, name, app),
-            txn_version(&table, name, SILVER_EVENTS_AS_OF_APP)
-        )?;
+        let done = txn_version(&table, name, app).await?.unwrap_or(0);
         Ok(Self {
             name,
             app,
             table,
-            done: done.unwrap_or(0),
-            newest_event,
+            done,
         })
     }
 
-    /// Appends `batch` for bronze sequence `seq` unless this table already holds it; with
-    /// `newest_event` (the batch's newest event time), records the newest event time so far in
-    /// the same commit.
+    /// Appends `batch` for bronze sequence `seq` unless this table already holds it, with
+    /// `also` (another application transaction) in the same commit.
     pub(crate) async fn commit(
         &mut self,
         seq: i64,
         batch: RecordBatch,
-        newest_event: Option<i64>,
+        also: Option<Transaction>,
     ) -> Result<()> {
         if self.done >= seq {
             return Ok(());
         }
-        let mut txn = vec![Transaction::new(self.app, seq)];
-        let newest = self.newest_event.max(newest_event);
-        if let Some(t) = newest.filter(|_| newest_event.is_some()) {
-            txn.push(Transaction::new(SILVER_EVENTS_AS_OF_APP, t));
-        }
+        let txn = [Transaction::new(self.app, seq)]
+            .into_iter()
+            .chain(also)
+            .collect();
         self.table = append(self.table.clone(), self.name, vec![batch], txn, &[]).await?;
         self.done = seq;
-        self.newest_event = newest;
         Ok(())
     }
 }
@@ -124,6 +115,8 @@ impl Hasher for KeyHasher {
 #[derive(Debug)]
 pub(crate) struct Outputs {
     events: Output,
+    /// The newest event time `events` recorded ([`SILVER_EVENTS_AS_OF_APP`]).
+    newest_event: Option<i64>,
     quarantine: Output,
     quality: Output,
     /// Silver's dedupe keys on disk, brought up to each commit.
@@ -132,8 +125,12 @@ pub(crate) struct Outputs {
 
 impl Outputs {
     async fn open(root: &TableRoot) -> Result<Self> {
+        let events = Output::open(root, SILVER_EVENTS, SILVER_APP).await?;
+        let newest_event =
+            txn_version(&events.table, SILVER_EVENTS, SILVER_EVENTS_AS_OF_APP).await?;
         Ok(Self {
-            events: Output::open(root, SILVER_EVENTS, SILVER_APP).await?,
+            events,
+            newest_event,
             quarantine: Output::open(root, QUARANTINE, SILVER_APP).await?,
             quality: Output::open(root, QUALITY_RUNS, SILVER_APP).await?,
             index: None,
@@ -162,10 +159,14 @@ impl Outputs {
         // The three tables commit concurrently; each records the bronze sequence it holds, so
         // after a crash at any point every table that lacks this batch gets it exactly once.
         let (events_before, silver) = (self.events.done, batch.silver);
-        let newest_event = newest_event(&silver)?;
+        // The newest event time so far, recorded with the records that brought it.
+        self.newest_event = self.newest_event.max(newest_event(&silver)?);
+        let newest = self
+            .newest_event
+            .map(|t| Transaction::new(SILVER_EVENTS_AS_OF_APP, t));
         futures::try_join!(
             self.quality.commit(batch.seq, batch.quality, None),
-            self.events.commit(batch.seq, silver.clone(), newest_event),
+            self.events.commit(batch.seq, silver.clone(), newest),
             self.quarantine.commit(batch.seq, batch.quarantine, None),
         )?;
         if let Some(index) = &self.index {

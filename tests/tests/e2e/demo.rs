@@ -4,42 +4,23 @@
 
 use std::time::{Duration, Instant};
 
-use patientflow_e2e::{Broker, Server, path};
+use patientflow_e2e::{Broker, Server, path, wait_for};
 use serde_json::{Value, json};
 
-/// `GET /api/v1/freshness`.
+use crate::serve::{get, post};
+
+/// `GET /api/v1/freshness` (status 200 asserted).
 fn freshness(server: &Server) -> Value {
-    let response = server
-        .client()
-        .get(server.url("/api/v1/freshness"))
-        .send()
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    response.json().unwrap()
+    let (status, body) = get(&server.client(), &server.url("/api/v1/freshness"));
+    assert_eq!(status, 200, "{body}");
+    body
 }
 
 /// The stays gold holds, over REST (0 before gold exists).
 fn stays(server: &Server) -> i64 {
-    let response = server
-        .client()
-        .post(server.url("/api/v1/sql"))
-        .json(&json!({"sql": "SELECT count(*) AS n FROM gold.fact_admission"}))
-        .send()
-        .unwrap();
-    let body: Value = response.json().unwrap();
+    let sql = json!({"sql": "SELECT count(*) AS n FROM gold.fact_admission"});
+    let (_, body) = post(&server.client(), &server.url("/api/v1/sql"), &sql);
     body["rows"][0]["n"].as_i64().unwrap_or(0)
-}
-
-/// Polls `f` every half second until it answers, for at most `limit`.
-fn wait_for<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let started = Instant::now();
-    loop {
-        if let Some(t) = f() {
-            return t;
-        }
-        assert!(started.elapsed() < limit, "{what} within {limit:?}");
-        std::thread::sleep(Duration::from_millis(500));
-    }
 }
 
 /// A demo in `dir` with its development key there, `extra` arguments after the common ones.
@@ -61,7 +42,7 @@ fn the_demo_replays_the_recent_past_then_runs_live() {
         &dir.path().join("demo"),
         &["--replay-hours", "6", "--speed", "361"],
     );
-    let first = wait_for(Duration::from_secs(120), "gold's first refresh", || {
+    let first = wait_for(120, "gold's first refresh", || {
         let f = freshness(&server);
         f["events_as_of"].is_string().then_some(f)
     });
@@ -79,14 +60,10 @@ fn the_demo_replays_the_recent_past_then_runs_live() {
     assert!(stays_then > 0);
 
     // Caught up after 6 h / 360 = 60 s of replay.
-    let live = wait_for(
-        Duration::from_secs(150),
-        "the replay meeting the clock",
-        || {
-            let f = freshness(&server);
-            (f["events_behind_seconds"].as_f64().unwrap() < warn).then_some(f)
-        },
-    );
+    let live = wait_for(150, "the replay meeting the clock", || {
+        let f = freshness(&server);
+        (f["events_behind_seconds"].as_f64().unwrap() < warn).then_some(f)
+    });
     let as_of = |f: &Value, key: &str| {
         chrono::DateTime::parse_from_rfc3339(f[key].as_str().unwrap()).unwrap()
     };
@@ -119,11 +96,11 @@ fn the_demo_streams_through_a_broker() {
             "121",
         ],
     );
-    let first = wait_for(Duration::from_secs(120), "gold from the broker", || {
+    let first = wait_for(120, "gold from the broker", || {
         let n = stays(&server);
         (n > 0).then_some(n)
     });
-    wait_for(Duration::from_secs(60), "gold growing", || {
+    wait_for(60, "gold growing", || {
         (stays(&server) > first).then_some(())
     });
     assert!(server.terminate().success());

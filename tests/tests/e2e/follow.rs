@@ -278,13 +278,8 @@ fn at_a_steady_rate_each_batch_reaches_rest_while_the_producer_runs() {
     let server = serve_once_gold_exists(&data);
     let client = server.client();
     let count = |table: &str| {
-        let body: serde_json::Value = client
-            .post(server.url("/api/v1/sql"))
-            .json(&serde_json::json!({"sql": format!("SELECT count(*) AS n FROM {table}")}))
-            .send()
-            .unwrap()
-            .json()
-            .unwrap();
+        let sql = serde_json::json!({"sql": format!("SELECT count(*) AS n FROM {table}")});
+        let (_, body) = crate::serve::post(&client, &server.url("/api/v1/sql"), &sql);
         body["rows"][0]["n"]
             .as_i64()
             .unwrap_or_else(|| panic!("{body}"))

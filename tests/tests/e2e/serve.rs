@@ -561,6 +561,21 @@ fn the_dashboard_renders_live_data_in_headless_chromium() {
         .filter_map(|li| li.split("</li>").next())
         .collect();
     assert!(!listed.is_empty(), "no bottleneck listed: {html}");
+    // The grid names them on hover, every ward's: as many as the report has, in all.
+    let named: Vec<u64> = html
+        .split(r#" long-open: no news past the ward's warning)""#)
+        .filter_map(|s| s.rsplit(" patients (").next()?.parse().ok())
+        .collect();
+    let reported: Vec<u64> = long_open.values().copied().filter(|n| *n > 0).collect();
+    assert!(
+        !reported.is_empty(),
+        "this network (seed 15) has long-open stays"
+    );
+    assert_eq!(
+        (named.len(), named.iter().sum::<u64>()),
+        (reported.len(), reported.iter().sum::<u64>()),
+        "long-open stays named in the grid against the quality report's {long_open:?}"
+    );
     for li in listed {
         let (ward, text) = li.split_once(": ").expect("ward: patients");
         match long_open.get(ward).copied().unwrap_or(0) {
